@@ -1,0 +1,902 @@
+//! The MLS member: one identity's MLS (RFC 9420) state — its signing key, its
+//! unused KeyPackages and the groups it belongs to. It is sans-IO: every
+//! method takes bytes and returns bytes and events; the caller moves them over
+//! the relay and keeps [`Member::to_bytes`] in its encrypted local state.
+//!
+//! Identity: a member's credential is a `BasicCredential` whose identity is its
+//! 32-byte Ed25519 public key, and the leaf's MLS signature key is that same
+//! key. Every leaf we accept (KeyPackages, Welcomes, commits, proposals) is
+//! checked for that binding, so "identity key" always means "the key that
+//! signed this member's leaf".
+//!
+//! Wire formats: everything this module emits is a TLS-serialised `MLSMessage`
+//! (RFC 9420 §6): KeyPackages as `mls_key_package`, Welcomes as `mls_welcome`
+//! (carrying the ratchet tree extension, so a Welcome alone is enough to
+//! join), and commits, proposals and application messages as
+//! `mls_private_message` — handshake messages are encrypted too, so the relay
+//! never learns who is in a group.
+//!
+//! Commits are merged as soon as they are created (there is no pending-commit
+//! state to persist). This assumes one member commits at a time: if two
+//! members commit to the same epoch, the second commit to reach each member is
+//! refused as stale and its author's view of the group forks.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::sync::PoisonError;
+
+use ed25519_dalek::{Signer as _, SigningKey};
+use openmls::framing::errors::{MessageDecryptionError, SecretTreeError};
+use openmls::prelude::tls_codec::{DeserializeBytes as _, Serialize as _};
+use openmls::prelude::{
+    BasicCredential, Ciphersuite, ContentType, Credential, CredentialWithKey, GroupId, KeyPackage,
+    KeyPackageIn, LeafNode, LeafNodeIndex, LeafNodeParameters, MlsGroup, MlsGroupCreateConfig,
+    MlsGroupJoinConfig, MlsMessageBodyIn, MlsMessageIn, MlsMessageOut, ProcessMessageError,
+    ProcessedMessageContent, Proposal, ProtocolMessage, ProtocolVersion, QueuedProposal, SignatureScheme,
+    StagedCommit, StagedWelcome, ValidationError, WelcomeError,
+};
+use openmls_rust_crypto::OpenMlsRustCrypto;
+use openmls_traits::signatures::{Signer, SignerError};
+use openmls_traits::OpenMlsProvider as _;
+
+/// The one ciphersuite qpc speaks: X25519 key exchange, AES-128-GCM, SHA-256
+/// and Ed25519 signatures, so the identity key can sign MLS leaves directly.
+pub const CIPHERSUITE: Ciphersuite = Ciphersuite::MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519;
+
+/// How many past epochs' message keys a group keeps. The relay delivers each
+/// queue in order, but a message sent just before a commit can reach a member
+/// just after it; a few epochs of slack let it still decrypt.
+const MAX_PAST_EPOCHS: usize = 3;
+
+/// Longest group name, in bytes. The name is the MLS group id.
+pub const MAX_GROUP_NAME_LEN: usize = 255;
+
+/// Identifies the serialised state and its layout version.
+const STATE_MAGIC: &[u8; 8] = b"QPCMLS\x00\x01";
+
+/// An Ed25519 public key, which is also a member's identity.
+pub type IdentityKey = [u8; 32];
+
+/// Everything that can go wrong, phrased for the person at the keyboard.
+#[derive(Debug, thiserror::Error)]
+pub enum MlsError {
+    #[error("no group named {0}")]
+    NoSuchGroup(String),
+    #[error("a group named {0} already exists")]
+    GroupExists(String),
+    #[error("invalid group name {name:?}: {reason}")]
+    InvalidGroupName { name: String, reason: &'static str },
+    #[error("KeyPackage is for identity {actual}, not the requested peer {expected}")]
+    WrongIdentity { expected: String, actual: String },
+    #[error("identity {identity} is already a member of group {group}")]
+    AlreadyMember { group: String, identity: String },
+    #[error("identity {identity} is not a member of group {group}")]
+    NotMember { group: String, identity: String },
+    #[error("cannot remove yourself from group {0}; leave it instead")]
+    CannotRemoveSelf(String),
+    #[error("group {0} has no pending proposals to commit")]
+    NothingToCommit(String),
+    #[error("message is for epoch {message_epoch} but the group {group} is at epoch {group_epoch}")]
+    FutureEpoch { group: String, message_epoch: u64, group_epoch: u64 },
+    #[error(
+        "message is for epoch {message_epoch} but the group {group} is already at epoch {group_epoch} \
+         (delivered twice, or too late to use)"
+    )]
+    StaleEpoch { group: String, message_epoch: u64, group_epoch: u64 },
+    #[error("message in group {group} was already processed (delivered twice)")]
+    Duplicate { group: String },
+    #[error("message in group {group} was sent by this identity itself")]
+    OwnMessage { group: String },
+    #[error("cannot parse {what}: {detail}")]
+    Malformed { what: &'static str, detail: String },
+    #[error("expected {expected}, got {got}")]
+    UnexpectedMessage { expected: &'static str, got: &'static str },
+    #[error("invalid KeyPackage: {0}")]
+    InvalidKeyPackage(String),
+    #[error("invalid credential: {0}")]
+    InvalidCredential(String),
+    #[error(
+        "this Welcome matches none of our KeyPackages (it is for another identity, \
+         or its KeyPackage was already used)"
+    )]
+    WelcomeNotForUs,
+    #[error("invalid Welcome: {0}")]
+    InvalidWelcome(String),
+    #[error("the saved MLS state is unusable: {0}")]
+    CorruptState(String),
+    #[error("the saved MLS state belongs to identity {state}, but the identity key is {key}")]
+    StateIdentityMismatch { state: String, key: String },
+    #[error("{action} in group {group} failed: {detail}")]
+    Group { action: &'static str, group: String, detail: String },
+    #[error("{action} failed: {detail}")]
+    Protocol { action: &'static str, detail: String },
+}
+
+impl MlsError {
+    /// True for a message that is harmless to drop: a second delivery of
+    /// something already processed, or an echo of our own message. A receive
+    /// loop can acknowledge such a message and move on.
+    pub fn is_replay(&self) -> bool {
+        matches!(self, MlsError::StaleEpoch { .. } | MlsError::Duplicate { .. } | MlsError::OwnMessage { .. })
+    }
+}
+
+/// What an incoming message turned out to be, after it was applied.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Incoming {
+    /// A chat message from `sender`.
+    Application { group: String, sender: IdentityKey, plaintext: Vec<u8> },
+    /// A commit moved the group to `epoch`. With `removed_self` we are no
+    /// longer a member and the group has been forgotten.
+    Commit { group: String, epoch: u64, removed_self: bool },
+    /// A Welcome arrived; the bytes are the whole message, for [`Member::join`].
+    Welcome(Vec<u8>),
+    /// A proposal was stored; it takes effect when someone commits it.
+    Proposal { group: String },
+}
+
+/// The result of [`Member::add_member`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Added {
+    /// For `existing_members`.
+    pub commit: Vec<u8>,
+    /// For `new_member`.
+    pub welcome: Vec<u8>,
+    pub new_member: IdentityKey,
+    /// Everyone who was in the group before the commit, except ourselves.
+    pub existing_members: Vec<IdentityKey>,
+}
+
+/// The result of a commit we made (remove, update, pending proposals).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Commit {
+    /// For `remaining` and `removed` (so that they learn they were removed).
+    pub commit: Vec<u8>,
+    /// Members after the commit, except ourselves and those just added.
+    pub remaining: Vec<IdentityKey>,
+    /// Members the commit removed.
+    pub removed: Vec<IdentityKey>,
+    /// Members the commit added; they get `welcome`, not `commit`.
+    pub added: Vec<IdentityKey>,
+    /// Present when `added` is not empty.
+    pub welcome: Option<Vec<u8>>,
+}
+
+impl Commit {
+    /// Everyone the commit must be sent to: `remaining` and `removed`.
+    pub fn recipients(&self) -> Vec<IdentityKey> {
+        self.remaining.iter().chain(&self.removed).copied().collect()
+    }
+}
+
+/// Signs MLS structures with the identity key itself.
+struct IdentitySigner(SigningKey);
+
+impl Signer for IdentitySigner {
+    fn sign(&self, payload: &[u8]) -> Result<Vec<u8>, SignerError> {
+        Ok(self.0.sign(payload).to_bytes().to_vec())
+    }
+
+    fn signature_scheme(&self) -> SignatureScheme {
+        SignatureScheme::ED25519
+    }
+}
+
+/// One identity's MLS state. See the module docs.
+pub struct Member {
+    signer: IdentitySigner,
+    identity: IdentityKey,
+    /// RustCrypto plus an in-memory key-value store that openmls writes
+    /// through to on every state change; [`Member::to_bytes`] dumps it.
+    provider: OpenMlsRustCrypto,
+    groups: BTreeMap<String, MlsGroup>,
+}
+
+impl fmt::Debug for Member {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Member")
+            .field("identity", &hex::encode(self.identity))
+            .field("groups", &self.groups.keys().collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Member {
+    /// A member with no groups and no KeyPackages, for the identity whose
+    /// Ed25519 secret key (seed) is `identity_seed`.
+    pub fn new(identity_seed: [u8; 32]) -> Self {
+        let signing_key = SigningKey::from_bytes(&identity_seed);
+        let identity = signing_key.verifying_key().to_bytes();
+        Member {
+            signer: IdentitySigner(signing_key),
+            identity,
+            provider: OpenMlsRustCrypto::default(),
+            groups: BTreeMap::new(),
+        }
+    }
+
+    /// The Ed25519 public key: our identity in every group.
+    pub fn identity_key(&self) -> IdentityKey {
+        self.identity
+    }
+
+    /// Everything needed to resume in another process except the identity
+    /// seed: the identity's public key (to catch a state/seed mix-up), the
+    /// group names, and every entry of openmls' key-value store (group
+    /// states, epoch secrets, KeyPackage private keys). The bytes hold
+    /// secrets: store them encrypted.
+    ///
+    /// Layout: magic `QPCMLS\0\1`, the 32-byte identity key, `u32` group
+    /// count then each name as `u16` length + UTF-8, `u32` entry count then
+    /// each entry as `u32` key length, `u32` value length, key, value; all
+    /// big-endian, entries sorted by key so equal states give equal bytes.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let values = self.provider.storage().values.read().unwrap_or_else(PoisonError::into_inner);
+        let mut entries: Vec<(&Vec<u8>, &Vec<u8>)> = values.iter().collect();
+        entries.sort();
+
+        let size = entries.iter().map(|(k, v)| 8 + k.len() + v.len()).sum::<usize>()
+            + self.groups.keys().map(|n| 2 + n.len()).sum::<usize>()
+            + STATE_MAGIC.len()
+            + 32
+            + 8;
+        let mut out = Vec::with_capacity(size);
+        out.extend_from_slice(STATE_MAGIC);
+        out.extend_from_slice(&self.identity);
+        put_len32(&mut out, self.groups.len());
+        for name in self.groups.keys() {
+            // Names are checked against MAX_GROUP_NAME_LEN when a group is made.
+            out.extend_from_slice(&(name.len() as u16).to_be_bytes());
+            out.extend_from_slice(name.as_bytes());
+        }
+        put_len32(&mut out, entries.len());
+        for (key, value) in entries {
+            put_len32(&mut out, key.len());
+            put_len32(&mut out, value.len());
+            out.extend_from_slice(key);
+            out.extend_from_slice(value);
+        }
+        out
+    }
+
+    /// Resumes a member saved with [`Member::to_bytes`].
+    pub fn from_bytes(identity_seed: [u8; 32], bytes: &[u8]) -> Result<Self, MlsError> {
+        let member = Member::new(identity_seed);
+        let mut reader = Reader { bytes };
+
+        let magic = reader.take(STATE_MAGIC.len(), "the header")?;
+        if magic[..6] != STATE_MAGIC[..6] {
+            return Err(MlsError::CorruptState("it is not qpc MLS state (bad header)".into()));
+        }
+        if magic != STATE_MAGIC {
+            return Err(MlsError::CorruptState(format!(
+                "unsupported state version {} (this qpc reads version {})",
+                u16::from_be_bytes([magic[6], magic[7]]),
+                u16::from_be_bytes([STATE_MAGIC[6], STATE_MAGIC[7]])
+            )));
+        }
+        let identity = reader.take(32, "the identity key")?;
+        if identity != member.identity {
+            return Err(MlsError::StateIdentityMismatch {
+                state: hex::encode(identity),
+                key: hex::encode(member.identity),
+            });
+        }
+
+        let group_count = reader.len32("the group count")?;
+        let mut names = Vec::new();
+        for _ in 0..group_count {
+            let len = reader.len16("a group name length")?;
+            let raw = reader.take(len, "a group name")?;
+            let name = std::str::from_utf8(raw)
+                .map_err(|_| MlsError::CorruptState("a group name is not UTF-8".into()))?;
+            names.push(name.to_owned());
+        }
+
+        let entry_count = reader.len32("the entry count")?;
+        {
+            let mut values = member.provider.storage().values.write().unwrap_or_else(PoisonError::into_inner);
+            for _ in 0..entry_count {
+                let key_len = reader.len32("an entry key length")?;
+                let value_len = reader.len32("an entry value length")?;
+                let key = reader.take(key_len, "an entry key")?.to_vec();
+                let value = reader.take(value_len, "an entry value")?.to_vec();
+                values.insert(key, value);
+            }
+        }
+        if !reader.bytes.is_empty() {
+            return Err(MlsError::CorruptState(format!(
+                "{} unexpected bytes after the end",
+                reader.bytes.len()
+            )));
+        }
+
+        let mut member = member;
+        for name in names {
+            let group = MlsGroup::load(member.provider.storage(), &GroupId::from_slice(name.as_bytes()))
+                .map_err(|e| MlsError::CorruptState(format!("group {name}: {e}")))?
+                .ok_or_else(|| MlsError::CorruptState(format!("group {name} is listed but not stored")))?;
+            member.groups.insert(name, group);
+        }
+        Ok(member)
+    }
+
+    /// A fresh KeyPackage for the relay, as a TLS-serialised `MLSMessage`
+    /// (wire format `mls_key_package`). Its private keys stay in our state
+    /// until a Welcome uses them, so save the state after calling this.
+    pub fn new_key_package(&mut self) -> Result<Vec<u8>, MlsError> {
+        let bundle = KeyPackage::builder()
+            .build(CIPHERSUITE, &self.provider, &self.signer, self.credential_with_key())
+            .map_err(|e| protocol("creating a KeyPackage", e))?;
+        serialize(MlsMessageOut::from(bundle.key_package().clone()), "serialising a KeyPackage")
+    }
+
+    /// Creates a group with only ourselves in it, at epoch 0. The group id on
+    /// the wire is the name's UTF-8 bytes.
+    pub fn create_group(&mut self, name: &str) -> Result<(), MlsError> {
+        check_group_name(name)?;
+        if self.groups.contains_key(name) {
+            return Err(MlsError::GroupExists(name.to_owned()));
+        }
+        let config = MlsGroupCreateConfig::builder()
+            .ciphersuite(CIPHERSUITE)
+            .use_ratchet_tree_extension(true)
+            .max_past_epochs(MAX_PAST_EPOCHS)
+            .build();
+        let group = MlsGroup::new_with_group_id(
+            &self.provider,
+            &self.signer,
+            &config,
+            GroupId::from_slice(name.as_bytes()),
+            self.credential_with_key(),
+        )
+        .map_err(|e| group_error("creating the group", name, e))?;
+        self.groups.insert(name.to_owned(), group);
+        Ok(())
+    }
+
+    /// Adds the owner of `key_package` (an `MLSMessage` or a bare KeyPackage)
+    /// to `group` and merges the commit locally. With `expected_identity`,
+    /// refuses a KeyPackage that belongs to anyone else (the relay hands out
+    /// KeyPackages, so it could swap them).
+    pub fn add_member(
+        &mut self,
+        group: &str,
+        key_package: &[u8],
+        expected_identity: Option<IdentityKey>,
+    ) -> Result<Added, MlsError> {
+        let (key_package, new_member) = self.parse_key_package(key_package, expected_identity)?;
+        let before = self.members(group)?;
+        if before.contains(&new_member) {
+            return Err(MlsError::AlreadyMember {
+                group: group.to_owned(),
+                identity: hex::encode(new_member),
+            });
+        }
+        let committed =
+            self.commit(group, "adding a member", |builder| builder.propose_adds([key_package]))?;
+        let welcome = committed.welcome.ok_or_else(|| MlsError::Group {
+            action: "adding a member",
+            group: group.to_owned(),
+            detail: "the commit produced no Welcome".into(),
+        })?;
+        Ok(Added {
+            commit: committed.commit,
+            welcome,
+            new_member,
+            existing_members: before.into_iter().filter(|id| *id != self.identity).collect(),
+        })
+    }
+
+    /// Joins the group a Welcome (an `MLSMessage`) invites us to, using the
+    /// KeyPackage private keys in our state, and returns the group's name.
+    /// The KeyPackage is used up even if joining fails afterwards.
+    pub fn join(&mut self, welcome: &[u8]) -> Result<String, MlsError> {
+        let welcome = match parse_message(welcome)?.extract() {
+            MlsMessageBodyIn::Welcome(welcome) => welcome,
+            other => {
+                return Err(MlsError::UnexpectedMessage { expected: "a Welcome", got: body_kind(&other) })
+            }
+        };
+        let config = MlsGroupJoinConfig::builder()
+            .use_ratchet_tree_extension(true)
+            .max_past_epochs(MAX_PAST_EPOCHS)
+            .build();
+        let builder =
+            StagedWelcome::build_from_welcome(&self.provider, &config, welcome).map_err(welcome_error)?;
+
+        let group_id = builder.processed_welcome().unverified_group_info().group_id().as_slice().to_vec();
+        let name = String::from_utf8(group_id).map_err(|e| {
+            MlsError::InvalidWelcome(format!("the group id {} is not a name", hex::encode(e.as_bytes())))
+        })?;
+        check_group_name(&name)?;
+        if self.groups.contains_key(&name) {
+            return Err(MlsError::GroupExists(name));
+        }
+
+        let staged = builder.build().map_err(welcome_error)?;
+        if staged.group_context().ciphersuite() != CIPHERSUITE {
+            return Err(MlsError::InvalidWelcome(format!(
+                "group {name} uses ciphersuite {:?}, qpc only speaks {CIPHERSUITE:?}",
+                staged.group_context().ciphersuite()
+            )));
+        }
+        for member in staged.members() {
+            bound_identity(&member.credential, &member.signature_key)
+                .map_err(|e| MlsError::InvalidWelcome(format!("a member of group {name}: {e}")))?;
+        }
+        let group = staged.into_group(&self.provider).map_err(welcome_error)?;
+        self.groups.insert(name.clone(), group);
+        Ok(name)
+    }
+
+    /// Encrypts a chat message for `group`, as an `MLSMessage` to send to
+    /// every other member.
+    pub fn encrypt(&mut self, group: &str, plaintext: &[u8]) -> Result<Vec<u8>, MlsError> {
+        let mls_group = self.groups.get_mut(group).ok_or_else(|| no_group(group))?;
+        let message = mls_group
+            .create_message(&self.provider, &self.signer, plaintext)
+            .map_err(|e| group_error("encrypting a message", group, e))?;
+        serialize(message, "serialising a message")
+    }
+
+    /// Applies one message from our queue. Commits are merged, proposals are
+    /// stored for a later commit, application messages are decrypted, and
+    /// Welcomes are handed back for [`Member::join`]. A message for an epoch
+    /// the group has not reached, or has left behind, is refused with
+    /// [`MlsError::FutureEpoch`] or [`MlsError::StaleEpoch`] and changes
+    /// nothing.
+    pub fn process(&mut self, message: &[u8]) -> Result<Incoming, MlsError> {
+        let protocol_message: ProtocolMessage = match parse_message(message)?.extract() {
+            MlsMessageBodyIn::Welcome(_) => return Ok(Incoming::Welcome(message.to_vec())),
+            MlsMessageBodyIn::PrivateMessage(m) => m.into(),
+            MlsMessageBodyIn::PublicMessage(m) => m.into(),
+            other => {
+                return Err(MlsError::UnexpectedMessage {
+                    expected: "a group message or a Welcome",
+                    got: body_kind(&other),
+                })
+            }
+        };
+
+        let group_id = protocol_message.group_id().as_slice();
+        let name = match std::str::from_utf8(group_id) {
+            Ok(name) => name.to_owned(),
+            Err(_) => return Err(no_group(&hex::encode(group_id))),
+        };
+        let mls_group = self.groups.get_mut(&name).ok_or_else(|| no_group(&name))?;
+
+        let message_epoch = protocol_message.epoch().as_u64();
+        let group_epoch = mls_group.epoch().as_u64();
+        if message_epoch > group_epoch {
+            return Err(MlsError::FutureEpoch { group: name, message_epoch, group_epoch });
+        }
+        // Application messages from a recent past epoch can still be read;
+        // handshake messages are only valid in the epoch they were made for.
+        if message_epoch < group_epoch && protocol_message.content_type() != ContentType::Application {
+            return Err(MlsError::StaleEpoch { group: name, message_epoch, group_epoch });
+        }
+
+        let processed = match mls_group.process_message(&self.provider, protocol_message) {
+            Ok(processed) => processed,
+            Err(e) => return Err(process_error(e, name, message_epoch, group_epoch)),
+        };
+        let sender_credential = processed.credential().clone();
+
+        match processed.into_content() {
+            ProcessedMessageContent::ApplicationMessage(application) => Ok(Incoming::Application {
+                group: name,
+                sender: credential_identity(&sender_credential)?,
+                plaintext: application.into_bytes(),
+            }),
+            ProcessedMessageContent::ProposalMessage(proposal) => {
+                check_proposal(&proposal).map_err(|e| group_error("accepting a proposal", &name, e))?;
+                mls_group
+                    .store_pending_proposal(self.provider.storage(), *proposal)
+                    .map_err(|e| group_error("storing a proposal", &name, e))?;
+                Ok(Incoming::Proposal { group: name })
+            }
+            ProcessedMessageContent::StagedCommitMessage(staged) => self.merge_commit(name, *staged),
+            ProcessedMessageContent::OwnPrivateMessage | ProcessedMessageContent::OwnPendingCommit => {
+                Err(MlsError::OwnMessage { group: name })
+            }
+            ProcessedMessageContent::ExternalJoinProposalMessage(_) => Err(MlsError::Group {
+                action: "processing a message",
+                group: name,
+                detail: "external join proposals are not accepted".into(),
+            }),
+            #[allow(unreachable_patterns)]
+            _ => Err(MlsError::Group {
+                action: "processing a message",
+                group: name,
+                detail: "unsupported message content".into(),
+            }),
+        }
+    }
+
+    /// Names of the groups we are in, sorted.
+    pub fn groups(&self) -> Vec<String> {
+        self.groups.keys().cloned().collect()
+    }
+
+    /// Identity keys of every member of `group`, ourselves included, in
+    /// leaf order.
+    pub fn members(&self, group: &str) -> Result<Vec<IdentityKey>, MlsError> {
+        let mls_group = self.groups.get(group).ok_or_else(|| no_group(group))?;
+        mls_group.members().map(|member| bound_identity(&member.credential, &member.signature_key)).collect()
+    }
+
+    /// The group's current epoch: 0 when created, +1 per commit.
+    pub fn epoch(&self, group: &str) -> Result<u64, MlsError> {
+        let mls_group = self.groups.get(group).ok_or_else(|| no_group(group))?;
+        Ok(mls_group.epoch().as_u64())
+    }
+
+    /// Removes `identity` from `group` and merges the commit locally. Send
+    /// the commit to [`Commit::recipients`], the removed member included so
+    /// that it learns it was removed. Pending proposals are committed too.
+    pub fn remove_member(&mut self, group: &str, identity: IdentityKey) -> Result<Commit, MlsError> {
+        if identity == self.identity {
+            return Err(MlsError::CannotRemoveSelf(group.to_owned()));
+        }
+        let leaf = self.leaf_of(group, identity)?;
+        self.commit(group, "removing a member", |builder| builder.propose_removals([leaf]))
+    }
+
+    /// Replaces our leaf's encryption key (and every key on our path),
+    /// healing the group after a compromise. Pending proposals are committed
+    /// too.
+    pub fn self_update(&mut self, group: &str) -> Result<Commit, MlsError> {
+        self.commit(group, "updating our keys", |builder| {
+            builder.force_self_update(true).leaf_node_parameters(LeafNodeParameters::default())
+        })
+    }
+
+    /// Asks the group to remove us: returns a proposal to send to every
+    /// other member. One of them must commit it (see
+    /// [`Member::commit_pending_proposals`]); when that commit arrives,
+    /// [`Member::process`] reports `removed_self` and forgets the group.
+    pub fn leave(&mut self, group: &str) -> Result<Vec<u8>, MlsError> {
+        let mls_group = self.groups.get_mut(group).ok_or_else(|| no_group(group))?;
+        let proposal = mls_group
+            .leave_group(&self.provider, &self.signer)
+            .map_err(|e| group_error("leaving", group, e))?;
+        serialize(proposal, "serialising a proposal")
+    }
+
+    /// Proposes adding the owner of `key_package` without committing; send
+    /// the proposal to every other member. Someone commits it later, and that
+    /// commit carries the Welcome.
+    pub fn propose_add(
+        &mut self,
+        group: &str,
+        key_package: &[u8],
+        expected_identity: Option<IdentityKey>,
+    ) -> Result<Vec<u8>, MlsError> {
+        let (key_package, new_member) = self.parse_key_package(key_package, expected_identity)?;
+        if self.members(group)?.contains(&new_member) {
+            return Err(MlsError::AlreadyMember {
+                group: group.to_owned(),
+                identity: hex::encode(new_member),
+            });
+        }
+        let mls_group = self.groups.get_mut(group).ok_or_else(|| no_group(group))?;
+        let (proposal, _) = mls_group
+            .propose_add_member(&self.provider, &self.signer, &key_package)
+            .map_err(|e| group_error("proposing an add", group, e))?;
+        serialize(proposal, "serialising a proposal")
+    }
+
+    /// Proposes removing `identity` without committing; send the proposal to
+    /// every other member.
+    pub fn propose_remove(&mut self, group: &str, identity: IdentityKey) -> Result<Vec<u8>, MlsError> {
+        if identity == self.identity {
+            return self.leave(group);
+        }
+        let leaf = self.leaf_of(group, identity)?;
+        let mls_group = self.groups.get_mut(group).ok_or_else(|| no_group(group))?;
+        let (proposal, _) = mls_group
+            .propose_remove_member(&self.provider, &self.signer, leaf)
+            .map_err(|e| group_error("proposing a removal", group, e))?;
+        serialize(proposal, "serialising a proposal")
+    }
+
+    /// Commits every proposal stored for `group` (ours and those received),
+    /// merging the commit locally.
+    pub fn commit_pending_proposals(&mut self, group: &str) -> Result<Commit, MlsError> {
+        let mls_group = self.groups.get(group).ok_or_else(|| no_group(group))?;
+        if !mls_group.has_pending_proposals() {
+            return Err(MlsError::NothingToCommit(group.to_owned()));
+        }
+        self.commit(group, "committing proposals", |builder| builder)
+    }
+
+    /// Pending proposals waiting for a commit in `group`.
+    pub fn pending_proposals(&self, group: &str) -> Result<usize, MlsError> {
+        let mls_group = self.groups.get(group).ok_or_else(|| no_group(group))?;
+        Ok(mls_group.pending_proposals().count())
+    }
+
+    fn credential_with_key(&self) -> CredentialWithKey {
+        CredentialWithKey {
+            credential: BasicCredential::new(self.identity.to_vec()).into(),
+            signature_key: self.identity.to_vec().into(),
+        }
+    }
+
+    fn leaf_of(&self, group: &str, identity: IdentityKey) -> Result<LeafNodeIndex, MlsError> {
+        let mls_group = self.groups.get(group).ok_or_else(|| no_group(group))?;
+        mls_group
+            .members()
+            .find(|member| bound_identity(&member.credential, &member.signature_key).ok() == Some(identity))
+            .map(|member| member.index)
+            .ok_or_else(|| MlsError::NotMember { group: group.to_owned(), identity: hex::encode(identity) })
+    }
+
+    /// Parses and verifies a KeyPackage, returning it with its identity.
+    fn parse_key_package(
+        &self,
+        bytes: &[u8],
+        expected_identity: Option<IdentityKey>,
+    ) -> Result<(KeyPackage, IdentityKey), MlsError> {
+        let key_package_in = match MlsMessageIn::tls_deserialize_exact_bytes(bytes) {
+            Ok(message) => match message.extract() {
+                MlsMessageBodyIn::KeyPackage(key_package) => key_package,
+                other => {
+                    return Err(MlsError::UnexpectedMessage {
+                        expected: "a KeyPackage",
+                        got: body_kind(&other),
+                    })
+                }
+            },
+            Err(_) => KeyPackageIn::tls_deserialize_exact_bytes(bytes)
+                .map_err(|e| MlsError::Malformed { what: "a KeyPackage", detail: e.to_string() })?,
+        };
+        let key_package = key_package_in
+            .validate(self.provider.crypto(), ProtocolVersion::Mls10)
+            .map_err(|e| MlsError::InvalidKeyPackage(e.to_string()))?;
+        if key_package.ciphersuite() != CIPHERSUITE {
+            return Err(MlsError::InvalidKeyPackage(format!(
+                "it is for ciphersuite {:?}, qpc only speaks {CIPHERSUITE:?}",
+                key_package.ciphersuite()
+            )));
+        }
+        let identity =
+            leaf_identity(key_package.leaf_node()).map_err(|e| MlsError::InvalidKeyPackage(e.to_string()))?;
+        if let Some(expected) = expected_identity {
+            if identity != expected {
+                return Err(MlsError::WrongIdentity {
+                    expected: hex::encode(expected),
+                    actual: hex::encode(identity),
+                });
+            }
+        }
+        Ok((key_package, identity))
+    }
+
+    /// Builds a commit in `group` (always including the stored proposals),
+    /// merges it, and reports who must receive what.
+    fn commit(
+        &mut self,
+        group: &str,
+        action: &'static str,
+        customise: impl for<'a> FnOnce(
+            openmls::prelude::CommitBuilder<'a, openmls::prelude::Initial>,
+        ) -> openmls::prelude::CommitBuilder<'a, openmls::prelude::Initial>,
+    ) -> Result<Commit, MlsError> {
+        let before: BTreeSet<IdentityKey> = self.members(group)?.into_iter().collect();
+        let mls_group = self.groups.get_mut(group).ok_or_else(|| no_group(group))?;
+        let bundle = customise(mls_group.commit_builder().consume_proposal_store(true))
+            .load_psks(self.provider.storage())
+            .map_err(|e| group_error(action, group, e))?
+            .build(self.provider.rand(), self.provider.crypto(), &self.signer, |_| true)
+            .map_err(|e| group_error(action, group, e))?
+            .stage_commit(&self.provider)
+            .map_err(|e| group_error(action, group, e))?;
+
+        let serialised = bundle.commit().tls_serialize_detached().map_err(|e| group_error(action, group, e));
+        let welcome = bundle
+            .to_welcome_msg()
+            .map(|welcome| welcome.tls_serialize_detached())
+            .transpose()
+            .map_err(|e| group_error(action, group, e));
+        let (commit, welcome) = match (serialised, welcome) {
+            (Ok(commit), Ok(welcome)) => (commit, welcome),
+            (Err(e), _) | (_, Err(e)) => {
+                // Leave the group as it was rather than with a commit nobody got.
+                let _ = mls_group.clear_pending_commit(self.provider.storage());
+                return Err(e);
+            }
+        };
+        mls_group.merge_pending_commit(&self.provider).map_err(|e| group_error(action, group, e))?;
+
+        let after: BTreeSet<IdentityKey> = self.members(group)?.into_iter().collect();
+        Ok(Commit {
+            commit,
+            remaining: before.intersection(&after).filter(|id| **id != self.identity).copied().collect(),
+            removed: before.difference(&after).copied().collect(),
+            added: after.difference(&before).copied().collect(),
+            welcome,
+        })
+    }
+
+    /// Checks a received commit's new leaves, merges it, and forgets the
+    /// group if the commit removed us.
+    fn merge_commit(&mut self, name: String, staged: StagedCommit) -> Result<Incoming, MlsError> {
+        check_staged_commit(&staged).map_err(|e| group_error("accepting a commit", &name, e))?;
+        let removed_self = staged.self_removed();
+        let epoch = staged.epoch().as_u64();
+        let mls_group = self.groups.get_mut(&name).ok_or_else(|| no_group(&name))?;
+        mls_group
+            .merge_staged_commit(&self.provider, staged)
+            .map_err(|e| group_error("merging a commit", &name, e))?;
+        if removed_self {
+            mls_group
+                .delete(self.provider.storage())
+                .map_err(|e| group_error("forgetting the group", &name, e))?;
+            self.groups.remove(&name);
+        }
+        Ok(Incoming::Commit { group: name, epoch, removed_self })
+    }
+}
+
+/// Every leaf a commit installs must bind its credential to its key.
+fn check_staged_commit(staged: &StagedCommit) -> Result<(), MlsError> {
+    for add in staged.add_proposals() {
+        leaf_identity(add.add_proposal().key_package().leaf_node())?;
+    }
+    for update in staged.update_proposals() {
+        leaf_identity(update.update_proposal().leaf_node())?;
+    }
+    if let Some(leaf) = staged.update_path_leaf_node() {
+        leaf_identity(leaf)?;
+    }
+    Ok(())
+}
+
+fn check_proposal(proposal: &QueuedProposal) -> Result<(), MlsError> {
+    match proposal.proposal() {
+        Proposal::Add(add) => leaf_identity(add.key_package().leaf_node()).map(drop),
+        Proposal::Update(update) => leaf_identity(update.leaf_node()).map(drop),
+        _ => Ok(()),
+    }
+}
+
+fn leaf_identity(leaf: &LeafNode) -> Result<IdentityKey, MlsError> {
+    bound_identity(leaf.credential(), leaf.signature_key().as_slice())
+}
+
+/// The identity of a credential whose identity must equal its signature key.
+fn bound_identity(credential: &Credential, signature_key: &[u8]) -> Result<IdentityKey, MlsError> {
+    let identity = credential_identity(credential)?;
+    if identity[..] != *signature_key {
+        return Err(MlsError::InvalidCredential(format!(
+            "identity {} is not the key {} that signs for it",
+            hex::encode(identity),
+            hex::encode(signature_key)
+        )));
+    }
+    Ok(identity)
+}
+
+fn credential_identity(credential: &Credential) -> Result<IdentityKey, MlsError> {
+    let basic = BasicCredential::try_from(credential.clone())
+        .map_err(|_| MlsError::InvalidCredential("not a basic credential".into()))?;
+    basic.identity().try_into().map_err(|_| {
+        MlsError::InvalidCredential(format!(
+            "identity is {} bytes, not a 32-byte Ed25519 key",
+            basic.identity().len()
+        ))
+    })
+}
+
+fn check_group_name(name: &str) -> Result<(), MlsError> {
+    let reason = if name.is_empty() {
+        "it is empty"
+    } else if name.len() > MAX_GROUP_NAME_LEN {
+        "it is longer than 255 bytes"
+    } else if name.chars().any(char::is_control) {
+        "it contains control characters"
+    } else {
+        return Ok(());
+    };
+    Err(MlsError::InvalidGroupName { name: name.to_owned(), reason })
+}
+
+fn parse_message(bytes: &[u8]) -> Result<MlsMessageIn, MlsError> {
+    MlsMessageIn::tls_deserialize_exact_bytes(bytes)
+        .map_err(|e| MlsError::Malformed { what: "an MLS message", detail: e.to_string() })
+}
+
+fn body_kind(body: &MlsMessageBodyIn) -> &'static str {
+    match body {
+        MlsMessageBodyIn::PublicMessage(_) => "a public group message",
+        MlsMessageBodyIn::PrivateMessage(_) => "an encrypted group message",
+        MlsMessageBodyIn::Welcome(_) => "a Welcome",
+        MlsMessageBodyIn::GroupInfo(_) => "a GroupInfo",
+        MlsMessageBodyIn::KeyPackage(_) => "a KeyPackage",
+        #[allow(unreachable_patterns)]
+        _ => "an unsupported MLS message",
+    }
+}
+
+fn serialize(message: MlsMessageOut, action: &'static str) -> Result<Vec<u8>, MlsError> {
+    message.tls_serialize_detached().map_err(|e| protocol(action, e))
+}
+
+fn no_group(name: &str) -> MlsError {
+    MlsError::NoSuchGroup(name.to_owned())
+}
+
+fn protocol(action: &'static str, error: impl fmt::Display) -> MlsError {
+    MlsError::Protocol { action, detail: error.to_string() }
+}
+
+fn group_error(action: &'static str, group: &str, error: impl fmt::Display) -> MlsError {
+    MlsError::Group { action, group: group.to_owned(), detail: error.to_string() }
+}
+
+fn welcome_error<E: fmt::Display>(error: WelcomeError<E>) -> MlsError {
+    match error {
+        WelcomeError::NoMatchingKeyPackage | WelcomeError::PrivateInitKeyNotFound => {
+            MlsError::WelcomeNotForUs
+        }
+        other => MlsError::InvalidWelcome(other.to_string()),
+    }
+}
+
+fn process_error<E: fmt::Display>(
+    error: ProcessMessageError<E>,
+    group: String,
+    message_epoch: u64,
+    group_epoch: u64,
+) -> MlsError {
+    match error {
+        ProcessMessageError::ValidationError(ValidationError::WrongEpoch) if message_epoch > group_epoch => {
+            MlsError::FutureEpoch { group, message_epoch, group_epoch }
+        }
+        ProcessMessageError::ValidationError(
+            ValidationError::WrongEpoch | ValidationError::NoPastEpochData,
+        ) => MlsError::StaleEpoch { group, message_epoch, group_epoch },
+        ProcessMessageError::ValidationError(ValidationError::UnableToDecrypt(
+            MessageDecryptionError::SecretTreeError(
+                SecretTreeError::SecretReuseError | SecretTreeError::TooDistantInThePast,
+            ),
+        )) => MlsError::Duplicate { group },
+        other => MlsError::Group { action: "processing a message", group, detail: other.to_string() },
+    }
+}
+
+fn put_len32(out: &mut Vec<u8>, len: usize) {
+    // Entries live in memory, so they are far below 4 GiB each.
+    out.extend_from_slice(&(len as u32).to_be_bytes());
+}
+
+/// Bounds-checked reads over saved state.
+struct Reader<'a> {
+    bytes: &'a [u8],
+}
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, len: usize, what: &str) -> Result<&'a [u8], MlsError> {
+        if self.bytes.len() < len {
+            return Err(MlsError::CorruptState(format!(
+                "it ends inside {what} (needs {len} bytes, {} left)",
+                self.bytes.len()
+            )));
+        }
+        let (head, rest) = self.bytes.split_at(len);
+        self.bytes = rest;
+        Ok(head)
+    }
+
+    fn len32(&mut self, what: &str) -> Result<usize, MlsError> {
+        let raw = self.take(4, what)?;
+        Ok(u32::from_be_bytes([raw[0], raw[1], raw[2], raw[3]]) as usize)
+    }
+
+    fn len16(&mut self, what: &str) -> Result<usize, MlsError> {
+        let raw = self.take(2, what)?;
+        Ok(u16::from_be_bytes([raw[0], raw[1]]) as usize)
+    }
+}
