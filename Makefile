@@ -1,0 +1,32 @@
+# qpc — the front door. `make run` starts a relay on ./data, `make test` runs
+# every test. Both install what they need first.
+
+CARGO ?= cargo
+LISTEN ?= 127.0.0.1:7000
+DATA_DIR ?= ./data
+
+.PHONY: run test test-rust proto deps fmt clippy
+
+# Debian packages the build and the tests use.
+deps:
+	@command -v protoc >/dev/null || { \
+	  echo "installing protobuf-compiler (protoc, for the schema check)"; \
+	  apt-get update -qq && apt-get install -y -qq protobuf-compiler >/dev/null; }
+	@command -v $(CARGO) >/dev/null || { echo "cargo not found: install Rust with rustup first" >&2; exit 1; }
+
+run: deps
+	$(CARGO) run -p qpc-server -- --listen $(LISTEN) --data-dir $(DATA_DIR)
+
+test: test-rust
+
+# The integration tests start the real binaries, so build them first.
+test-rust: deps
+	$(CARGO) build --workspace --bins
+	$(CARGO) test --workspace
+
+# Regenerate proto/src/gen from proto/qpc/v1/*.proto.
+proto: deps
+	QPC_BLESS=1 $(CARGO) test -p qpc-proto --test codegen
+
+fmt:
+	$(CARGO) fmt --all

@@ -1,0 +1,67 @@
+//! AuthChallenge (400) and AuthProve (401): the connection signs a server
+//! nonce together with its TLS exporter value, so the proof holds for this
+//! connection only. `Proven` can be made nowhere else, so a command that
+//! takes one cannot run for a connection that has not proven its identity.
+
+use std::rc::Rc;
+
+use ed25519_dalek::{Signature, VerifyingKey};
+use qpc_proto::{auth, pb, Status};
+use rand::RngCore;
+
+use crate::refusal::{identity_key, Refusal};
+use crate::server::{Relay, Session};
+use crate::store::now_ms;
+
+/// An identity this connection has proven it holds the key of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Proven {
+    key: [u8; 32],
+}
+
+impl Proven {
+    pub fn key(&self) -> [u8; 32] {
+        self.key
+    }
+}
+
+pub fn challenge(session: &Session) -> pb::AuthChallengeResponse {
+    let mut nonce = [0u8; auth::BINDING_LEN];
+    rand::rngs::OsRng.fill_bytes(&mut nonce);
+    session.nonce.set(Some(nonce));
+    pb::AuthChallengeResponse { nonce: nonce.to_vec() }
+}
+
+pub async fn prove(relay: &Rc<Relay>, session: &Session, req: pb::AuthProveRequest) -> Result<pb::AuthProveResponse, Refusal> {
+    let key = identity_key("identity_key", &req.identity_key)?;
+    let nonce = session
+        .nonce
+        .take()
+        .ok_or_else(|| Refusal::bad_request("no challenge pending on this connection: call AuthChallenge first"))?;
+    let unauthenticated = |why: &str| Refusal::new(Status::Unauthenticated, format!("identity proof refused: {why}"));
+    let verifying = VerifyingKey::from_bytes(&key).map_err(|_| unauthenticated("identity_key is not a valid Ed25519 key"))?;
+    let signature = Signature::from_slice(&req.signature).map_err(|_| unauthenticated("signature is not 64 bytes"))?;
+    let mut binding = [0u8; auth::BINDING_LEN];
+    session
+        .conn
+        .export_keying_material(&mut binding, auth::TLS_EXPORTER_LABEL, b"")
+        .map_err(|_| Refusal::new(Status::Internal, "cannot derive the TLS binding of this connection"))?;
+    verifying
+        .verify_strict(&auth::proof_message(&nonce, &binding), &signature)
+        .map_err(|_| unauthenticated("the signature does not verify for this identity and connection"))?;
+    relay
+        .store
+        .write(move |c| {
+            c.execute(
+                "INSERT OR IGNORE INTO identities (identity_key, created_at_ms) VALUES (?1, ?2)",
+                (&key[..], now_ms()),
+            )
+            .map_err(Refusal::from)
+        })
+        .await?;
+    let proven = Proven { key };
+    session.proven.set(Some(proven));
+    relay.hub.subscribe(key, &session.conn);
+    log::debug!("connection {} proved identity {}", session.conn.remote_address(), hex::encode(&key[..8]));
+    Ok(pb::AuthProveResponse {})
+}

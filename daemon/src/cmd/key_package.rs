@@ -1,0 +1,60 @@
+//! UploadKeyPackage (300) and FetchKeyPackage (301): single-use MLS
+//! KeyPackages. A fetch removes exactly one, atomically, oldest first.
+
+use std::rc::Rc;
+
+use qpc_proto::{pb, Status};
+use rusqlite::OptionalExtension;
+use sha2::{Digest, Sha256};
+
+use super::auth::Proven;
+use crate::refusal::{identity_key, Refusal};
+use crate::server::Relay;
+
+pub async fn upload(relay: &Rc<Relay>, me: Proven, req: pb::UploadKeyPackageRequest) -> Result<pb::UploadKeyPackageResponse, Refusal> {
+    if req.key_package.is_empty() {
+        return Err(Refusal::bad_request("key_package is empty"));
+    }
+    let max = relay.limits.max_key_packages;
+    let fingerprint = Sha256::digest(&req.key_package).to_vec();
+    let available = relay
+        .store
+        .write(move |c| {
+            let held: u32 = c.query_row("SELECT count(*) FROM key_packages WHERE identity_key = ?1", [&me.key()[..]], |r| r.get(0))?;
+            if held >= max {
+                return Err(Refusal::new(
+                    Status::QuotaExceeded,
+                    format!("this identity already holds {held} KeyPackages, the relay's limit; upload more once peers have used some"),
+                ));
+            }
+            c.execute("INSERT INTO key_packages (identity_key, package) VALUES (?1, ?2)", (&me.key()[..], &req.key_package))?;
+            Ok(held + 1)
+        })
+        .await?;
+    Ok(pb::UploadKeyPackageResponse { fingerprint, available })
+}
+
+pub async fn fetch(relay: &Rc<Relay>, req: pb::FetchKeyPackageRequest) -> Result<pb::FetchKeyPackageResponse, Refusal> {
+    let peer = identity_key("identity_key", &req.identity_key)?;
+    let package = relay
+        .store
+        .write(move |c| {
+            c.query_row(
+                "DELETE FROM key_packages WHERE id =
+                   (SELECT id FROM key_packages WHERE identity_key = ?1 ORDER BY id LIMIT 1)
+                 RETURNING package",
+                [&peer[..]],
+                |r| r.get::<_, Vec<u8>>(0),
+            )
+            .optional()
+            .map_err(Refusal::from)
+        })
+        .await?;
+    let key_package = package.ok_or_else(|| {
+        Refusal::new(
+            Status::NotFound,
+            format!("no KeyPackage available for identity {}: the peer must upload a fresh one", hex::encode(peer)),
+        )
+    })?;
+    Ok(pb::FetchKeyPackageResponse { key_package })
+}

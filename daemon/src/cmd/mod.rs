@@ -1,0 +1,62 @@
+//! One file per command family, each `parse → apply → response`. This
+//! module routes a method id to its command and enforces the one rule all
+//! share: only the auth and account methods work before an identity is
+//! proven.
+
+pub mod ack;
+pub mod auth;
+pub mod enqueue;
+pub mod fetch;
+pub mod hybrid_key;
+pub mod key_package;
+
+use std::rc::Rc;
+
+use prost::Message;
+use qpc_proto::{Method, Status};
+
+use crate::refusal::{decode, Refusal};
+use crate::server::{Relay, Session};
+
+fn ok<M: Message>(m: M) -> Result<Vec<u8>, Refusal> {
+    Ok(m.encode_to_vec())
+}
+
+pub async fn dispatch(relay: &Rc<Relay>, session: &Session, method_id: u16, payload: &[u8]) -> Result<Vec<u8>, Refusal> {
+    let Some(method) = Method::from_u16(method_id) else {
+        return Err(Refusal::new(Status::UnknownMethod, format!("unknown method id {method_id}")));
+    };
+    match method {
+        Method::AuthChallenge => return ok(auth::challenge(session)),
+        Method::AuthProve => return ok(auth::prove(relay, session, decode(payload)?).await?),
+        Method::OpaqueRegisterStart
+        | Method::OpaqueRegisterFinish
+        | Method::OpaqueLoginStart
+        | Method::OpaqueLoginFinish => {
+            return Err(Refusal::new(Status::UnknownMethod, "password accounts are not enabled on this relay"))
+        }
+        _ => {}
+    }
+    let me = session.proven().ok_or_else(|| {
+        Refusal::new(Status::Unauthenticated, "this connection has not proven an identity (AuthChallenge, AuthProve)")
+    })?;
+    match method {
+        Method::Enqueue => ok(enqueue::enqueue(relay, me, decode(payload)?).await?),
+        Method::BatchEnqueue => ok(enqueue::batch_enqueue(relay, me, decode(payload)?).await?),
+        Method::Peek => ok(fetch::peek(relay, me, decode(payload)?)?),
+        Method::Fetch => ok(fetch::fetch(relay, me, decode(payload)?).await?),
+        Method::FetchWait => ok(fetch::fetch_wait(relay, me, decode(payload)?).await?),
+        Method::Ack => ok(ack::ack(relay, me, decode(payload)?).await?),
+        Method::UploadKeyPackage => ok(key_package::upload(relay, me, decode(payload)?).await?),
+        Method::FetchKeyPackage => ok(key_package::fetch(relay, decode(payload)?).await?),
+        Method::UploadHybridKey => ok(hybrid_key::upload(relay, me, decode(payload)?).await?),
+        Method::FetchHybridKey => ok(hybrid_key::fetch(relay, decode(payload)?)?),
+        Method::FetchHybridKeys => ok(hybrid_key::fetch_many(relay, decode(payload)?)?),
+        Method::AuthChallenge
+        | Method::AuthProve
+        | Method::OpaqueRegisterStart
+        | Method::OpaqueRegisterFinish
+        | Method::OpaqueLoginStart
+        | Method::OpaqueLoginFinish => unreachable!("handled above"),
+    }
+}

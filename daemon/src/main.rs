@@ -1,0 +1,40 @@
+//! qpc-server: the qpc relay daemon.
+#![forbid(unsafe_code)]
+
+mod cmd;
+mod config;
+mod hub;
+mod logger;
+mod refusal;
+mod server;
+mod store;
+mod tls;
+
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let flags: config::Flags = argh::from_env();
+    let config = match config::Config::from_flags(flags) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("qpc-server: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    logger::init(config.log_level);
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            log::error!("cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let local = tokio::task::LocalSet::new();
+    match local.block_on(&runtime, server::run(config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            log::error!("{e}");
+            ExitCode::FAILURE
+        }
+    }
+}

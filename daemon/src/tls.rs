@@ -1,0 +1,86 @@
+//! The relay's TLS identity: a self-signed certificate made on first start
+//! and kept in the data directory, and the QUIC server configuration built
+//! from it (TLS 1.3 only, ALPN `qpc`).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use sha2::{Digest, Sha256};
+
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("cannot generate the certificate: {0}")]
+    Generate(#[from] rcgen::Error),
+    #[error("certificate or key in the data directory is unusable: {0}")]
+    Rustls(#[from] rustls::Error),
+    #[error("QUIC cannot use this TLS configuration: {0}")]
+    Quic(String),
+}
+
+pub struct Identity {
+    pub cert: CertificateDer<'static>,
+    key: PrivatePkcs8KeyDer<'static>,
+    /// SHA-256 of the certificate DER, hex: what clients pin.
+    pub fingerprint: String,
+}
+
+pub fn fingerprint(cert_der: &[u8]) -> String {
+    hex::encode(Sha256::digest(cert_der))
+}
+
+fn read(path: &Path) -> Result<Vec<u8>, TlsError> {
+    std::fs::read(path).map_err(|source| TlsError::Io { path: path.into(), source })
+}
+
+/// Writes a new file with `mode` (the key is private, the certificate is
+/// what clients copy).
+fn write_new(path: &Path, bytes: &[u8], mode: u32) -> Result<(), TlsError> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let io = |source| TlsError::Io { path: path.into(), source };
+    let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(mode).open(path).map_err(io)?;
+    f.write_all(bytes).and_then(|_| f.sync_all()).map_err(io)
+}
+
+/// Loads `server-cert.der` / `server-key.der` from `dir`, or makes them.
+pub fn load_or_create(dir: &Path, hostnames: &[String]) -> Result<Identity, TlsError> {
+    let cert_path = dir.join("server-cert.der");
+    let key_path = dir.join("server-key.der");
+    let (cert, key) = if cert_path.exists() && key_path.exists() {
+        (read(&cert_path)?, read(&key_path)?)
+    } else {
+        let mut names = vec!["localhost".to_string(), "127.0.0.1".to_string(), "::1".to_string()];
+        names.extend(hostnames.iter().cloned());
+        let made = rcgen::generate_simple_self_signed(names)?;
+        let (cert, key) = (made.cert.der().to_vec(), made.signing_key.serialize_der());
+        write_new(&key_path, &key, 0o600)?;
+        write_new(&cert_path, &cert, 0o644)?;
+        log::info!("generated self-signed certificate {}", cert_path.display());
+        (cert, key)
+    };
+    Ok(Identity { fingerprint: fingerprint(&cert), cert: CertificateDer::from(cert), key: PrivatePkcs8KeyDer::from(key) })
+}
+
+/// The QUIC server configuration: TLS 1.3 with ring, ALPN `qpc`, and the
+/// transport bounds of the relay.
+pub fn server_config(identity: &Identity, max_streams: u32) -> Result<quinn::ServerConfig, TlsError> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut tls = rustls::ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])?
+        .with_no_client_auth()
+        .with_single_cert(vec![identity.cert.clone()], PrivateKeyDer::Pkcs8(identity.key.clone_key()))?;
+    tls.alpn_protocols = vec![qpc_proto::ALPN.to_vec()];
+    let quic = quinn::crypto::rustls::QuicServerConfig::try_from(tls).map_err(|e| TlsError::Quic(e.to_string()))?;
+    let mut config = quinn::ServerConfig::with_crypto(Arc::new(quic));
+    let mut transport = quinn::TransportConfig::default();
+    transport.max_concurrent_bidi_streams(max_streams.into());
+    transport.max_concurrent_uni_streams(0u8.into());
+    let idle = quinn::IdleTimeout::try_from(Duration::from_secs(60)).map_err(|e| TlsError::Quic(e.to_string()))?;
+    transport.max_idle_timeout(Some(idle));
+    config.transport_config(Arc::new(transport));
+    Ok(config)
+}

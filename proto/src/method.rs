@@ -1,0 +1,89 @@
+//! Method ids of requests and event ids of server pushes. Each service owns
+//! a hundred; ids are never reused.
+
+macro_rules! ids {
+    ($(#[$m:meta])* $name:ident { $($(#[$vm:meta])* $variant:ident = $id:literal,)* }) => {
+        $(#[$m])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        #[repr(u16)]
+        pub enum $name { $($(#[$vm])* $variant = $id,)* }
+
+        impl $name {
+            pub const ALL: &'static [$name] = &[$($name::$variant,)*];
+
+            pub fn from_u16(id: u16) -> Option<$name> {
+                match id {
+                    $($id => Some($name::$variant),)*
+                    _ => None,
+                }
+            }
+
+            pub fn id(self) -> u16 {
+                self as u16
+            }
+        }
+    };
+}
+
+ids! {
+    /// An RPC method, the first field of a request frame.
+    Method {
+        OpaqueRegisterStart = 100,
+        OpaqueRegisterFinish = 101,
+        OpaqueLoginStart = 102,
+        OpaqueLoginFinish = 103,
+        Enqueue = 200,
+        Fetch = 201,
+        FetchWait = 202,
+        Peek = 203,
+        Ack = 204,
+        BatchEnqueue = 205,
+        UploadKeyPackage = 300,
+        FetchKeyPackage = 301,
+        UploadHybridKey = 302,
+        FetchHybridKey = 303,
+        FetchHybridKeys = 304,
+        AuthChallenge = 400,
+        AuthProve = 401,
+    }
+}
+
+ids! {
+    /// A server push, the first field of a push frame.
+    Event {
+        /// Payload `pb::NewMessageEvent`.
+        NewMessage = 1,
+    }
+}
+
+impl Method {
+    /// Methods a connection may call before it has proven an identity.
+    pub fn allowed_anonymous(self) -> bool {
+        matches!(
+            self,
+            Method::AuthChallenge
+                | Method::AuthProve
+                | Method::OpaqueRegisterStart
+                | Method::OpaqueRegisterFinish
+                | Method::OpaqueLoginStart
+                | Method::OpaqueLoginFinish
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_round_trip_and_unknown_ids_are_none() {
+        for m in Method::ALL {
+            assert_eq!(Method::from_u16(m.id()), Some(*m));
+        }
+        for unknown in [0u16, 99, 104, 199, 206, 299, 305, 402, u16::MAX] {
+            assert_eq!(Method::from_u16(unknown), None, "{unknown}");
+        }
+        assert_eq!(Event::from_u16(1), Some(Event::NewMessage));
+        assert_eq!(Event::from_u16(0), None);
+    }
+}
