@@ -38,6 +38,7 @@ use openmls::prelude::{
 use openmls_rust_crypto::OpenMlsRustCrypto;
 use openmls_traits::signatures::{Signer, SignerError};
 use openmls_traits::OpenMlsProvider as _;
+use sha2::{Digest as _, Sha256};
 
 /// The one ciphersuite qpc speaks: X25519 key exchange, AES-128-GCM, SHA-256
 /// and Ed25519 signatures, so the identity key can sign MLS leaves directly.
@@ -53,6 +54,9 @@ pub const MAX_GROUP_NAME_LEN: usize = 255;
 
 /// Identifies the serialised state and its layout version.
 const STATE_MAGIC: &[u8; 8] = b"QPCMLS\x00\x01";
+
+/// The SHA-256 digest that ends the serialised state.
+const DIGEST_LEN: usize = 32;
 
 /// An Ed25519 public key, which is also a member's identity.
 pub type IdentityKey = [u8; 32];
@@ -229,7 +233,11 @@ impl Member {
     /// Layout: magic `QPCMLS\0\1`, the 32-byte identity key, `u32` group
     /// count then each name as `u16` length + UTF-8, `u32` entry count then
     /// each entry as `u32` key length, `u32` value length, key, value; all
-    /// big-endian, entries sorted by key so equal states give equal bytes.
+    /// big-endian, entries sorted by key so equal states give equal bytes;
+    /// then the SHA-256 of everything before it. The digest matters:
+    /// `openmls_memory_storage` panics on a stored value it cannot decode, so
+    /// damaged state must be refused before openmls reads it. It does not
+    /// stop deliberate tampering; the caller's authenticated encryption does.
     pub fn to_bytes(&self) -> Vec<u8> {
         let values = self.provider.storage().values.read().unwrap_or_else(PoisonError::into_inner);
         let mut entries: Vec<(&Vec<u8>, &Vec<u8>)> = values.iter().collect();
@@ -239,7 +247,8 @@ impl Member {
             + self.groups.keys().map(|n| 2 + n.len()).sum::<usize>()
             + STATE_MAGIC.len()
             + 32
-            + 8;
+            + 8
+            + DIGEST_LEN;
         let mut out = Vec::with_capacity(size);
         out.extend_from_slice(STATE_MAGIC);
         out.extend_from_slice(&self.identity);
@@ -256,6 +265,8 @@ impl Member {
             out.extend_from_slice(key);
             out.extend_from_slice(value);
         }
+        let digest = Sha256::digest(&out);
+        out.extend_from_slice(&digest);
         out
     }
 
@@ -275,6 +286,15 @@ impl Member {
                 u16::from_be_bytes([STATE_MAGIC[6], STATE_MAGIC[7]])
             )));
         }
+        if reader.bytes.len() < 32 + 8 + DIGEST_LEN {
+            return Err(MlsError::CorruptState("it is truncated".into()));
+        }
+        let (body, digest) = bytes.split_at(bytes.len() - DIGEST_LEN);
+        if Sha256::digest(body).as_slice() != digest {
+            return Err(MlsError::CorruptState("its checksum does not match (truncated or damaged)".into()));
+        }
+        reader.bytes = &body[STATE_MAGIC.len()..];
+
         let identity = reader.take(32, "the identity key")?;
         if identity != member.identity {
             return Err(MlsError::StateIdentityMismatch {
@@ -898,5 +918,491 @@ impl<'a> Reader<'a> {
     fn len16(&mut self, what: &str) -> Result<usize, MlsError> {
         let raw = self.take(2, what)?;
         Ok(u16::from_be_bytes([raw[0], raw[1]]) as usize)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GROUP: &str = "demo-chat";
+
+    /// A member with a fixed seed that can be "restarted" like a new process.
+    struct Client {
+        seed: [u8; 32],
+        member: Member,
+    }
+
+    impl Client {
+        fn new(tag: u8) -> Self {
+            let seed = [tag; 32];
+            Client { seed, member: Member::new(seed) }
+        }
+
+        fn id(&self) -> IdentityKey {
+            self.member.identity_key()
+        }
+
+        /// Saves and reloads the state, as the CLI does between subcommands.
+        fn restart(&mut self) {
+            let bytes = self.member.to_bytes();
+            self.member = Member::from_bytes(self.seed, &bytes).expect("state reloads");
+            assert_eq!(self.member.to_bytes(), bytes, "reloading changes nothing");
+        }
+
+        fn key_package(&mut self) -> Vec<u8> {
+            let kp = self.member.new_key_package().expect("key package");
+            self.restart();
+            kp
+        }
+
+        fn process(&mut self, message: &[u8]) -> Incoming {
+            let incoming = self.member.process(message).expect("message processes");
+            self.restart();
+            incoming
+        }
+
+        fn join(&mut self, welcome: &[u8]) -> String {
+            let Incoming::Welcome(welcome) = self.process(welcome) else { panic!("not a Welcome") };
+            let name = self.member.join(&welcome).expect("join");
+            self.restart();
+            name
+        }
+
+        fn send(&mut self, text: &str) -> Vec<u8> {
+            let message = self.member.encrypt(GROUP, text.as_bytes()).expect("encrypt");
+            self.restart();
+            message
+        }
+
+        fn expect_text(&mut self, message: &[u8], from: IdentityKey, text: &str) {
+            assert_eq!(
+                self.process(message),
+                Incoming::Application {
+                    group: GROUP.into(),
+                    sender: from,
+                    plaintext: text.as_bytes().to_vec()
+                }
+            );
+        }
+
+        fn expect_commit(&mut self, commit: &[u8], epoch: u64) {
+            assert_eq!(
+                self.process(commit),
+                Incoming::Commit { group: GROUP.into(), epoch, removed_self: false }
+            );
+        }
+
+        fn epoch(&self) -> u64 {
+            self.member.epoch(GROUP).expect("epoch")
+        }
+
+        fn members(&self) -> BTreeSet<IdentityKey> {
+            self.member.members(GROUP).expect("members").into_iter().collect()
+        }
+    }
+
+    /// Alice creates the group and adds Bob, every step in its own "process".
+    fn alice_and_bob() -> (Client, Client) {
+        let mut alice = Client::new(1);
+        let mut bob = Client::new(2);
+        let bob_kp = bob.key_package();
+
+        alice.member.create_group(GROUP).expect("create");
+        alice.restart();
+        assert_eq!(alice.epoch(), 0);
+        assert_eq!(alice.member.groups(), vec![GROUP.to_string()]);
+
+        let added = alice.member.add_member(GROUP, &bob_kp, Some(bob.id())).expect("add bob");
+        alice.restart();
+        assert_eq!(added.new_member, bob.id());
+        assert!(added.existing_members.is_empty(), "nobody else needs the commit");
+        assert_eq!(alice.epoch(), 1);
+
+        assert_eq!(bob.join(&added.welcome), GROUP);
+        assert_eq!(bob.epoch(), 1);
+        (alice, bob)
+    }
+
+    /// Alice and Bob as above, then Alice adds Carol and Bob follows.
+    fn three_members() -> (Client, Client, Client) {
+        let (mut alice, mut bob) = alice_and_bob();
+        let mut carol = Client::new(3);
+        let carol_kp = carol.key_package();
+        let added = alice.member.add_member(GROUP, &carol_kp, Some(carol.id())).expect("add carol");
+        alice.restart();
+        assert_eq!(added.existing_members, vec![bob.id()]);
+        bob.expect_commit(&added.commit, 2);
+        assert_eq!(carol.join(&added.welcome), GROUP);
+        (alice, bob, carol)
+    }
+
+    fn all_read_all(clients: &mut [&mut Client]) {
+        for i in 0..clients.len() {
+            let text = format!("hello from {i} at epoch {}", clients[i].epoch());
+            let message = clients[i].send(&text);
+            let sender = clients[i].id();
+            for j in 0..clients.len() {
+                if i != j {
+                    clients[j].expect_text(&message, sender, &text);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn alice_and_bob_chat_across_restarts() {
+        let (mut alice, mut bob) = alice_and_bob();
+        let both: BTreeSet<_> = [alice.id(), bob.id()].into();
+        assert_eq!(alice.members(), both);
+        assert_eq!(bob.members(), both);
+
+        let hi = alice.send("Hi Bob");
+        bob.expect_text(&hi, alice.id(), "Hi Bob");
+        let reply = bob.send("Hi Alice");
+        alice.expect_text(&reply, bob.id(), "Hi Alice");
+        for n in 0..3 {
+            let m = bob.send(&format!("again {n}"));
+            alice.expect_text(&m, bob.id(), &format!("again {n}"));
+        }
+    }
+
+    #[test]
+    fn three_members_read_each_other() {
+        let (mut alice, mut bob, mut carol) = three_members();
+        let all: BTreeSet<_> = [alice.id(), bob.id(), carol.id()].into();
+        for client in [&alice, &bob, &carol] {
+            assert_eq!(client.members(), all);
+            assert_eq!(client.epoch(), 2);
+        }
+        all_read_all(&mut [&mut alice, &mut bob, &mut carol]);
+    }
+
+    #[test]
+    fn a_key_package_is_used_once() {
+        let mut alice = Client::new(1);
+        let mut bob = Client::new(2);
+        let kp = bob.key_package();
+        alice.member.create_group(GROUP).unwrap();
+        let added = alice.member.add_member(GROUP, &kp, None).unwrap();
+        bob.join(&added.welcome);
+
+        // A second invitation with the same (already used) KeyPackage.
+        alice.member.create_group("other").unwrap();
+        let again = alice.member.add_member("other", &kp, None).unwrap();
+        let err = bob.member.join(&again.welcome).unwrap_err();
+        assert!(matches!(err, MlsError::WelcomeNotForUs), "{err}");
+        // And a Welcome meant for someone else.
+        let mut carol = Client::new(3);
+        let err = carol.member.join(&added.welcome).unwrap_err();
+        assert!(matches!(err, MlsError::WelcomeNotForUs), "{err}");
+    }
+
+    #[test]
+    fn key_package_for_the_wrong_identity_is_refused() {
+        let mut alice = Client::new(1);
+        let mut mallory = Client::new(9);
+        let bob = Client::new(2);
+        alice.member.create_group(GROUP).unwrap();
+        let kp = mallory.key_package();
+
+        let err = alice.member.add_member(GROUP, &kp, Some(bob.id())).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "KeyPackage is for identity {}, not the requested peer {}",
+                hex::encode(mallory.id()),
+                hex::encode(bob.id())
+            )
+        );
+        assert_eq!(alice.epoch(), 0, "nothing was committed");
+        assert!(alice.member.propose_add(GROUP, &kp, Some(bob.id())).is_err());
+
+        let err = alice.member.add_member(GROUP, b"not a key package", None).unwrap_err();
+        assert!(matches!(err, MlsError::Malformed { .. }), "{err}");
+        let err = alice.member.add_member(GROUP, &[], None).unwrap_err();
+        assert!(matches!(err, MlsError::Malformed { .. }), "{err}");
+        // A KeyPackage whose signature no longer verifies.
+        let mut tampered = kp.clone();
+        let last = tampered.len() - 1;
+        tampered[last] ^= 1;
+        let err = alice.member.add_member(GROUP, &tampered, None).unwrap_err();
+        assert!(matches!(err, MlsError::InvalidKeyPackage(_)), "{err}");
+        // Another kind of MLS message.
+        let mut carol = Client::new(3);
+        carol.member.create_group("x").unwrap();
+        let kp2 = mallory.key_package();
+        let welcome = carol.member.add_member("x", &kp2, None).unwrap().welcome;
+        let err = alice.member.add_member(GROUP, &welcome, None).unwrap_err();
+        assert!(matches!(err, MlsError::UnexpectedMessage { .. }), "{err}");
+        let err = alice.member.add_member("nope", &kp, None).unwrap_err();
+        assert_eq!(err.to_string(), "no group named nope");
+    }
+
+    #[test]
+    fn bare_key_packages_are_accepted_too() {
+        let mut alice = Client::new(1);
+        let mut bob = Client::new(2);
+        let kp = bob.key_package();
+        let MlsMessageBodyIn::KeyPackage(bare) = parse_message(&kp).unwrap().extract() else { panic!() };
+        let bare = bare.tls_serialize_detached().unwrap();
+        alice.member.create_group(GROUP).unwrap();
+        let added = alice.member.add_member(GROUP, &bare, Some(bob.id())).unwrap();
+        assert_eq!(bob.join(&added.welcome), GROUP);
+    }
+
+    #[test]
+    fn corrupt_state_is_refused() {
+        let (alice, _bob) = alice_and_bob();
+        let good = alice.member.to_bytes();
+        assert!(Member::from_bytes(alice.seed, &good).is_ok());
+
+        for len in (0..good.len()).step_by(97).chain([good.len() - 1]) {
+            let err = Member::from_bytes(alice.seed, &good[..len]).unwrap_err();
+            assert!(matches!(err, MlsError::CorruptState(_)), "truncated at {len}: {err}");
+        }
+        let mut longer = good.clone();
+        longer.push(0);
+        assert!(matches!(Member::from_bytes(alice.seed, &longer), Err(MlsError::CorruptState(_))));
+
+        let mut bad_magic = good.clone();
+        bad_magic[0] ^= 0xff;
+        let err = Member::from_bytes(alice.seed, &bad_magic).unwrap_err();
+        assert_eq!(err.to_string(), "the saved MLS state is unusable: it is not qpc MLS state (bad header)");
+        let mut future = good.clone();
+        future[7] = 9;
+        assert!(Member::from_bytes(alice.seed, &future).unwrap_err().to_string().contains("version 9"));
+
+        let err = Member::from_bytes([2; 32], &good).unwrap_err();
+        assert!(matches!(err, MlsError::StateIdentityMismatch { .. }), "{err}");
+
+        assert!(Member::from_bytes(alice.seed, b"").is_err());
+        assert!(Member::from_bytes(alice.seed, &[0xff; 4096]).is_err());
+
+        // Any changed byte is caught before openmls reads the damaged value.
+        for i in (STATE_MAGIC.len()..good.len()).step_by(101) {
+            let mut flipped = good.clone();
+            flipped[i] ^= 0x20;
+            let err = Member::from_bytes(alice.seed, &flipped).unwrap_err();
+            assert!(matches!(err, MlsError::CorruptState(_)), "flipped byte {i}: {err}");
+        }
+    }
+
+    #[test]
+    fn bad_input_is_an_error_not_a_panic() {
+        let (mut alice, mut bob) = alice_and_bob();
+        let message = alice.send("hi");
+        for len in 0..message.len() {
+            assert!(bob.member.process(&message[..len]).is_err());
+        }
+        for i in (0..message.len()).step_by(7) {
+            let mut flipped = message.clone();
+            flipped[i] ^= 0x55;
+            assert!(bob.member.process(&flipped).is_err(), "flipped byte {i}");
+        }
+        // Bob's state survived all that: the genuine message still reads.
+        bob.expect_text(&message, alice.id(), "hi");
+
+        assert!(matches!(bob.member.encrypt("nope", b"x"), Err(MlsError::NoSuchGroup(_))));
+        assert!(matches!(bob.member.members("nope"), Err(MlsError::NoSuchGroup(_))));
+        let err = bob.member.create_group(GROUP).unwrap_err();
+        assert_eq!(err.to_string(), "a group named demo-chat already exists");
+        assert!(matches!(bob.member.create_group(""), Err(MlsError::InvalidGroupName { .. })));
+        assert!(matches!(bob.member.create_group(&"x".repeat(256)), Err(MlsError::InvalidGroupName { .. })));
+        let kp = bob.key_package();
+        let err = bob.member.process(&kp).unwrap_err();
+        assert!(matches!(err, MlsError::UnexpectedMessage { got: "a KeyPackage", .. }), "{err}");
+        let err = bob.member.join(&message).unwrap_err();
+        assert!(matches!(err, MlsError::UnexpectedMessage { .. }), "{err}");
+    }
+
+    #[test]
+    fn replays_and_echoes_are_recognised() {
+        let (mut alice, mut bob) = alice_and_bob();
+        let message = alice.send("once");
+        bob.expect_text(&message, alice.id(), "once");
+        let err = bob.member.process(&message).unwrap_err();
+        assert!(matches!(err, MlsError::Duplicate { .. }), "{err}");
+        assert!(err.is_replay());
+
+        let err = alice.member.process(&message).unwrap_err();
+        assert!(matches!(err, MlsError::OwnMessage { .. }), "{err}");
+        assert!(err.is_replay());
+
+        let update = alice.member.self_update(GROUP).unwrap();
+        bob.expect_commit(&update.commit, 2);
+        let err = bob.member.process(&update.commit).unwrap_err();
+        assert!(matches!(err, MlsError::StaleEpoch { message_epoch: 1, group_epoch: 2, .. }), "{err}");
+        assert!(err.is_replay());
+    }
+
+    #[test]
+    fn messages_from_a_future_epoch_are_refused() {
+        let (mut alice, mut bob) = alice_and_bob();
+        let first = alice.member.self_update(GROUP).unwrap();
+        let second = alice.member.self_update(GROUP).unwrap();
+        let message = alice.send("at epoch 3");
+
+        let err = bob.member.process(&message).unwrap_err();
+        assert_eq!(err.to_string(), "message is for epoch 3 but the group demo-chat is at epoch 1");
+        let err = bob.member.process(&second.commit).unwrap_err();
+        assert!(matches!(err, MlsError::FutureEpoch { message_epoch: 2, group_epoch: 1, .. }), "{err}");
+        assert!(!err.is_replay());
+        assert_eq!(bob.epoch(), 1, "refusals change nothing");
+
+        bob.expect_commit(&first.commit, 2);
+        bob.expect_commit(&second.commit, 3);
+        bob.expect_text(&message, alice.id(), "at epoch 3");
+    }
+
+    #[test]
+    fn a_removed_member_cannot_read_later_messages() {
+        let (mut alice, mut bob, mut carol) = three_members();
+        let carol_before = carol.member.to_bytes();
+
+        let removal = alice.member.remove_member(GROUP, carol.id()).unwrap();
+        alice.restart();
+        assert_eq!(removal.remaining, vec![bob.id()]);
+        assert_eq!(removal.removed, vec![carol.id()]);
+        assert!(removal.added.is_empty() && removal.welcome.is_none());
+        assert_eq!(removal.recipients(), vec![bob.id(), carol.id()]);
+
+        bob.expect_commit(&removal.commit, 3);
+        assert_eq!(
+            carol.process(&removal.commit),
+            Incoming::Commit { group: GROUP.into(), epoch: 3, removed_self: true }
+        );
+        assert!(carol.member.groups().is_empty());
+        let both: BTreeSet<_> = [alice.id(), bob.id()].into();
+        assert_eq!(alice.members(), both);
+        assert_eq!(bob.members(), both);
+
+        let secret = alice.send("carol is gone");
+        bob.expect_text(&secret, alice.id(), "carol is gone");
+        let err = carol.member.process(&secret).unwrap_err();
+        assert_eq!(err.to_string(), "no group named demo-chat");
+        // Even a copy of Carol's state from before the removal cannot read it.
+        let old_carol = Member::from_bytes(carol.seed, &carol_before).unwrap();
+        let mut old_carol = Client { seed: carol.seed, member: old_carol };
+        assert!(old_carol.member.process(&secret).is_err());
+        let err = old_carol.member.process(&bob.send("still secret")).unwrap_err();
+        assert!(matches!(err, MlsError::FutureEpoch { .. }), "{err}");
+
+        let err = alice.member.remove_member(GROUP, carol.id()).unwrap_err();
+        assert!(matches!(err, MlsError::NotMember { .. }), "{err}");
+        let err = alice.member.remove_member(GROUP, alice.id()).unwrap_err();
+        assert!(matches!(err, MlsError::CannotRemoveSelf(_)), "{err}");
+        all_read_all(&mut [&mut alice, &mut bob]);
+    }
+
+    #[test]
+    fn self_update_moves_everyone_on() {
+        let (mut alice, mut bob, mut carol) = three_members();
+        let update = bob.member.self_update(GROUP).unwrap();
+        bob.restart();
+        assert_eq!(
+            update.remaining.iter().copied().collect::<BTreeSet<_>>(),
+            [alice.id(), carol.id()].into()
+        );
+        assert!(update.removed.is_empty() && update.added.is_empty() && update.welcome.is_none());
+        alice.expect_commit(&update.commit, 3);
+        carol.expect_commit(&update.commit, 3);
+        all_read_all(&mut [&mut alice, &mut bob, &mut carol]);
+    }
+
+    #[test]
+    fn a_lagging_member_catches_up_in_order() {
+        let (mut alice, mut bob, mut carol) = three_members();
+        let mut queued = Vec::new();
+        for round in 0..10u64 {
+            let committer = if round % 2 == 0 { &mut alice } else { &mut bob };
+            let update = committer.member.self_update(GROUP).unwrap();
+            committer.restart();
+            let follower = if round % 2 == 0 { &mut bob } else { &mut alice };
+            follower.expect_commit(&update.commit, 3 + round);
+            queued.push(update.commit);
+        }
+        assert_eq!(alice.epoch(), 12);
+        assert_eq!(carol.epoch(), 2);
+
+        // Out of order is refused without harm; in order works.
+        assert!(matches!(carol.member.process(&queued[5]), Err(MlsError::FutureEpoch { .. })));
+        for (n, commit) in queued.iter().enumerate() {
+            carol.expect_commit(commit, 3 + n as u64);
+        }
+        assert_eq!(carol.epoch(), 12);
+        all_read_all(&mut [&mut alice, &mut bob, &mut carol]);
+    }
+
+    #[test]
+    fn a_message_from_the_previous_epoch_still_reads() {
+        let (mut alice, mut bob) = alice_and_bob();
+        let late = bob.send("sent before the commit arrived");
+        let update = alice.member.self_update(GROUP).unwrap();
+        alice.expect_text(&late, bob.id(), "sent before the commit arrived");
+        bob.expect_commit(&update.commit, 2);
+    }
+
+    #[test]
+    fn leaving_takes_a_proposal_and_someone_elses_commit() {
+        let (mut alice, mut bob, mut carol) = three_members();
+        let proposal = bob.member.leave(GROUP).unwrap();
+        bob.restart();
+        assert_eq!(alice.process(&proposal), Incoming::Proposal { group: GROUP.into() });
+        assert_eq!(carol.process(&proposal), Incoming::Proposal { group: GROUP.into() });
+        assert_eq!(alice.member.pending_proposals(GROUP).unwrap(), 1);
+
+        let commit = alice.member.commit_pending_proposals(GROUP).unwrap();
+        alice.restart();
+        assert_eq!(commit.removed, vec![bob.id()]);
+        assert_eq!(commit.remaining, vec![carol.id()]);
+        carol.expect_commit(&commit.commit, 3);
+        assert_eq!(
+            bob.process(&commit.commit),
+            Incoming::Commit { group: GROUP.into(), epoch: 3, removed_self: true }
+        );
+        assert!(bob.member.groups().is_empty());
+        all_read_all(&mut [&mut alice, &mut carol]);
+
+        let err = alice.member.commit_pending_proposals(GROUP).unwrap_err();
+        assert_eq!(err.to_string(), "group demo-chat has no pending proposals to commit");
+    }
+
+    #[test]
+    fn proposals_by_reference_add_and_remove() {
+        let (mut alice, mut bob, mut carol) = three_members();
+        let mut dave = Client::new(4);
+        let dave_kp = dave.key_package();
+
+        let add = bob.member.propose_add(GROUP, &dave_kp, Some(dave.id())).unwrap();
+        bob.restart();
+        let remove = bob.member.propose_remove(GROUP, carol.id()).unwrap();
+        bob.restart();
+        for proposal in [&add, &remove] {
+            assert_eq!(alice.process(proposal), Incoming::Proposal { group: GROUP.into() });
+            assert_eq!(carol.process(proposal), Incoming::Proposal { group: GROUP.into() });
+        }
+
+        let commit = alice.member.commit_pending_proposals(GROUP).unwrap();
+        alice.restart();
+        assert_eq!(commit.added, vec![dave.id()]);
+        assert_eq!(commit.removed, vec![carol.id()]);
+        assert_eq!(commit.remaining, vec![bob.id()]);
+        bob.expect_commit(&commit.commit, 3);
+        assert!(matches!(carol.process(&commit.commit), Incoming::Commit { removed_self: true, .. }));
+        assert_eq!(dave.join(commit.welcome.as_ref().unwrap()), GROUP);
+        let now: BTreeSet<_> = [alice.id(), bob.id(), dave.id()].into();
+        assert_eq!(dave.members(), now);
+        all_read_all(&mut [&mut alice, &mut bob, &mut dave]);
+    }
+
+    #[test]
+    fn state_size_stays_modest() {
+        let (alice, bob, carol) = three_members();
+        for (who, client) in [("alice", &alice), ("bob", &bob), ("carol", &carol)] {
+            let size = client.member.to_bytes().len();
+            eprintln!("{who}: {size} bytes of state, one group of three");
+            assert!(size < 256 * 1024, "{who}: {size}");
+        }
     }
 }
