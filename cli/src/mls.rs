@@ -434,7 +434,10 @@ impl Member {
             return Err(MlsError::GroupExists(name));
         }
 
-        let staged = builder.build().map_err(welcome_error)?;
+        // Lifetimes are checked when a KeyPackage is added; a leaf that has
+        // simply not been updated since would otherwise lock newcomers out of
+        // any group older than the KeyPackage lifetime (84 days in openmls).
+        let staged = builder.skip_lifetime_validation().build().map_err(welcome_error)?;
         if staged.group_context().ciphersuite() != CIPHERSUITE {
             return Err(MlsError::InvalidWelcome(format!(
                 "group {name} uses ciphersuite {:?}, qpc only speaks {CIPHERSUITE:?}",
@@ -629,6 +632,18 @@ impl Member {
             return Err(MlsError::NothingToCommit(group.to_owned()));
         }
         self.commit(group, "committing proposals", |builder| builder)
+    }
+
+    /// Drops our state for `group` without telling anyone, e.g. after
+    /// [`Member::leave`] when no one will commit the removal. The other
+    /// members still count us as a member until someone removes us.
+    pub fn forget(&mut self, group: &str) -> Result<(), MlsError> {
+        let mls_group = self.groups.get_mut(group).ok_or_else(|| no_group(group))?;
+        mls_group
+            .delete(self.provider.storage())
+            .map_err(|e| group_error("forgetting the group", group, e))?;
+        self.groups.remove(group);
+        Ok(())
     }
 
     /// Pending proposals waiting for a commit in `group`.
@@ -1042,9 +1057,9 @@ mod tests {
             let text = format!("hello from {i} at epoch {}", clients[i].epoch());
             let message = clients[i].send(&text);
             let sender = clients[i].id();
-            for j in 0..clients.len() {
+            for (j, reader) in clients.iter_mut().enumerate() {
                 if i != j {
-                    clients[j].expect_text(&message, sender, &text);
+                    reader.expect_text(&message, sender, &text);
                 }
             }
         }
@@ -1366,6 +1381,13 @@ mod tests {
 
         let err = alice.member.commit_pending_proposals(GROUP).unwrap_err();
         assert_eq!(err.to_string(), "group demo-chat has no pending proposals to commit");
+
+        alice.member.forget(GROUP).unwrap();
+        alice.restart();
+        assert!(alice.member.groups().is_empty());
+        let err = alice.member.process(&carol.send("anyone?")).unwrap_err();
+        assert!(matches!(err, MlsError::NoSuchGroup(_)), "{err}");
+        assert!(alice.member.to_bytes().len() < 1024, "the group's state is gone from storage");
     }
 
     #[test]
