@@ -1,0 +1,73 @@
+#!/bin/sh
+# Cross-builds qpc-server and qpc for one OpenWrt target, static and sized
+# for flash, and copies them to out/cross/<arch>/.
+#
+# usage: cross/build.sh OPENWRT_ARCH
+#   mips_24kc | mipsel_24kc | arm_cortex-a7_neon-vfpv4 | aarch64_cortex-a53
+#
+# How (the why is in cross/SIZES.md):
+#  - cargo-zigbuild: zig is the musl C compiler and the linker for all four.
+#  - -Zbuild-std (RUSTC_BOOTSTRAP=1 on the installed toolchain, plus its
+#    rust-src): rustup ships no std for mips/mipsel/armv7 musl, and a std
+#    built with the release profile is smaller on aarch64 too.
+#  - +crt-static with zig's own musl (link-self-contained=no): one file
+#    that runs on any OpenWrt release of the architecture.
+#  - OpenSSL for SQLCipher through cross/openssl-perl (no-asm on MIPS, the
+#    algorithms SQLCipher needs and no others); -DBROKEN_CLANG_ATOMICS
+#    because clang's atomics for 32-bit MIPS are missing in musl.
+# Environment knobs (for measurements): QPC_CROSS_PACKAGES (default
+# "-p qpc-server -p qpc"), QPC_CROSS_STD_FEATURES (-Zbuild-std-features),
+# QPC_CROSS_RUSTFLAGS (extra), QPC_CROSS_TARGET_DIR, QPC_OPENSSL_CONFIGURE.
+set -eu
+
+root="$(cd "$(dirname "$0")/.." && pwd)"
+arch="${1:?usage: cross/build.sh OPENWRT_ARCH}"
+triple="$("$root/cross/targets.sh" triple "$arch")"
+target_dir="${QPC_CROSS_TARGET_DIR:-$root/target/cross}"
+out="$root/out/cross/$arch"
+packages="${QPC_CROSS_PACKAGES:--p qpc-server -p qpc}"
+std_features="${QPC_CROSS_STD_FEATURES-optimize_for_size}"
+
+triple_env="$(echo "$triple" | tr '[:lower:]-' '[:upper:]_')"
+triple_cc="$(echo "$triple" | tr '-' '_')"
+
+cflags="-Os"
+case "$triple" in
+mips*) cflags="$cflags -DBROKEN_CLANG_ATOMICS" ;;
+esac
+
+# pip puts cargo-zigbuild beside the python that installed it.
+PATH="$PATH:$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))')"
+export PATH
+export RUSTC_BOOTSTRAP=1
+export OPENSSL_SRC_PERL="$root/cross/openssl-perl"
+export "CFLAGS_$triple_cc=$cflags"
+export "CARGO_TARGET_${triple_env}_RUSTFLAGS=-C target-feature=+crt-static -C link-self-contained=no ${QPC_CROSS_RUSTFLAGS:-}"
+
+# The OpenSSL options live in cross/openssl-perl, which cargo does not
+# watch: rebuild openssl-sys when they change.
+stamp="$target_dir/$triple/openssl-options"
+options="$(sed -n '/^QPC_OPENSSL_TRIM=/,/"$/p' "$root/cross/openssl-perl") ${QPC_OPENSSL_CONFIGURE-} ${QPC_OPENSSL_ASM-}"
+if [ -f "$stamp" ] && [ "$(cat "$stamp")" != "$options" ]; then
+	echo "cross: OpenSSL options changed, rebuilding openssl-sys for $triple"
+	cargo clean --release --target "$triple" --target-dir "$target_dir" -p openssl-sys >/dev/null 2>&1 || true
+fi
+
+echo "cross: building $arch ($triple)"
+start="$(date +%s)"
+cd "$root"
+# shellcheck disable=SC2086 # $packages is a list of words
+cargo zigbuild --release --target "$triple" --target-dir "$target_dir" \
+	-Zbuild-std=std,panic_abort \
+	${std_features:+-Zbuild-std-features=$std_features} \
+	$packages
+mkdir -p "$(dirname "$stamp")"
+printf '%s' "$options" > "$stamp"
+
+mkdir -p "$out"
+for bin in qpc-server qpc; do
+	if [ -f "$target_dir/$triple/release/$bin" ]; then
+		cp "$target_dir/$triple/release/$bin" "$out/$bin"
+	fi
+done
+echo "cross: $arch built in $(( $(date +%s) - start ))s -> out/cross/$arch/"
