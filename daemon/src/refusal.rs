@@ -23,7 +23,9 @@ impl Refusal {
 impl From<StoreError> for Refusal {
     fn from(e: StoreError) -> Refusal {
         match e {
-            StoreError::Closed => Refusal::new(Status::Unavailable, "the relay is shutting down; retry shortly"),
+            StoreError::Closed => {
+                Refusal::new(Status::Unavailable, "the relay is shutting down; retry shortly")
+            }
             other => {
                 log::error!("store: {other}");
                 Refusal::new(Status::Internal, "the relay could not store this request; nothing was changed")
@@ -41,13 +43,19 @@ impl From<rusqlite::Error> for Refusal {
 /// Decodes a request payload, naming the message type when it is garbage.
 pub fn decode<M: prost::Message + Default>(payload: &[u8]) -> Result<M, Refusal> {
     M::decode(payload).map_err(|e| {
-        Refusal::bad_request(format!("malformed {} payload: {e}", std::any::type_name::<M>().rsplit("::").next().unwrap_or("request")))
+        Refusal::bad_request(format!(
+            "malformed {} payload: {e}",
+            std::any::type_name::<M>().rsplit("::").next().unwrap_or("request")
+        ))
     })
 }
 
 /// Checks that `bytes` is a 32-byte identity key.
 pub fn identity_key(field: &str, bytes: &[u8]) -> Result<[u8; 32], Refusal> {
     bytes.try_into().map_err(|_| {
-        Refusal::bad_request(format!("{field} must be a 32-byte Ed25519 identity key, got {} bytes", bytes.len()))
+        Refusal::bad_request(format!(
+            "{field} must be a 32-byte Ed25519 identity key, got {} bytes",
+            bytes.len()
+        ))
     })
 }

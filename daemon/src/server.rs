@@ -96,20 +96,23 @@ impl Drop for InFlight {
 fn bind(addr: SocketAddr, server_config: quinn::ServerConfig) -> Result<quinn::Endpoint, ServeError> {
     let bind_err = |source| ServeError::Bind { addr, source };
     let domain = if addr.is_ipv6() { socket2::Domain::IPV6 } else { socket2::Domain::IPV4 };
-    let socket = socket2::Socket::new(domain, socket2::Type::DGRAM, Some(socket2::Protocol::UDP)).map_err(bind_err)?;
+    let socket =
+        socket2::Socket::new(domain, socket2::Type::DGRAM, Some(socket2::Protocol::UDP)).map_err(bind_err)?;
     if addr.is_ipv6() {
         // [::] serves IPv4 too, whatever the system default.
         socket.set_only_v6(false).map_err(bind_err)?;
     }
     socket.bind(&addr.into()).map_err(bind_err)?;
     let runtime = Arc::new(quinn::TokioRuntime);
-    quinn::Endpoint::new(quinn::EndpointConfig::default(), Some(server_config), socket.into(), runtime).map_err(bind_err)
+    quinn::Endpoint::new(quinn::EndpointConfig::default(), Some(server_config), socket.into(), runtime)
+        .map_err(bind_err)
 }
 
 /// Runs the relay until SIGTERM or SIGINT, then shuts down cleanly.
 pub async fn run(config: Config) -> Result<(), ServeError> {
     let dir = &config.data_dir;
-    std::fs::create_dir_all(dir).map_err(|source| ServeError::DataDir { path: dir.display().to_string(), source })?;
+    std::fs::create_dir_all(dir)
+        .map_err(|source| ServeError::DataDir { path: dir.display().to_string(), source })?;
     let identity = tls::load_or_create(dir, &config.hostnames)?;
     log::info!("certificate fingerprint (SHA-256) {}", identity.fingerprint);
     if config.db_key.is_empty() {
@@ -195,7 +198,13 @@ async fn serve_connection(relay: Rc<Relay>, incoming: quinn::Incoming) {
         match conn.accept_bi().await {
             Ok((send, recv)) => {
                 let call = InFlight::new(&relay);
-                tokio::task::spawn_local(serve_stream(Rc::clone(&relay), Rc::clone(&session), send, recv, call));
+                tokio::task::spawn_local(serve_stream(
+                    Rc::clone(&relay),
+                    Rc::clone(&session),
+                    send,
+                    recv,
+                    call,
+                ));
             }
             Err(e) => {
                 log::debug!("connection {} closed: {e}", conn.remote_address());
@@ -214,7 +223,13 @@ fn refusal_frame(request_id: u32, r: &Refusal) -> Vec<u8> {
 }
 
 /// Reads one request, answers it, and finishes the stream.
-async fn serve_stream(relay: Rc<Relay>, session: Rc<Session>, mut send: quinn::SendStream, mut recv: quinn::RecvStream, _call: InFlight) {
+async fn serve_stream(
+    relay: Rc<Relay>,
+    session: Rc<Session>,
+    mut send: quinn::SendStream,
+    mut recv: quinn::RecvStream,
+    _call: InFlight,
+) {
     let response = match tokio::time::timeout(REQUEST_READ_TIMEOUT, read_request(&relay, &mut recv)).await {
         Err(_) => {
             let _ = recv.stop(0u32.into());
@@ -237,17 +252,26 @@ async fn serve_stream(relay: Rc<Relay>, session: Rc<Session>, mut send: quinn::S
     }
 }
 
-async fn read_request(relay: &Relay, recv: &mut quinn::RecvStream) -> Result<(RequestHeader, Vec<u8>), (u32, Refusal)> {
+async fn read_request(
+    relay: &Relay,
+    recv: &mut quinn::RecvStream,
+) -> Result<(RequestHeader, Vec<u8>), (u32, Refusal)> {
     let mut head = [0u8; RequestHeader::LEN];
-    recv.read_exact(&mut head).await.map_err(|e| (0, Refusal::bad_request(format!("truncated request header: {e}"))))?;
+    recv.read_exact(&mut head)
+        .await
+        .map_err(|e| (0, Refusal::bad_request(format!("truncated request header: {e}"))))?;
     let header = RequestHeader::parse(&head).map_err(|e| (0, Refusal::bad_request(e.to_string())))?;
     let len = header.payload_len(relay.limits.max_payload).map_err(|e| {
-        let status = if matches!(e, FrameError::TooLarge { .. }) { Status::TooLarge } else { Status::BadRequest };
+        let status =
+            if matches!(e, FrameError::TooLarge { .. }) { Status::TooLarge } else { Status::BadRequest };
         (header.request_id, Refusal::new(status, e.to_string()))
     })?;
     let mut payload = vec![0u8; len];
     recv.read_exact(&mut payload).await.map_err(|e| {
-        (header.request_id, Refusal::bad_request(format!("truncated request: payload of {len} bytes declared: {e}")))
+        (
+            header.request_id,
+            Refusal::bad_request(format!("truncated request: payload of {len} bytes declared: {e}")),
+        )
     })?;
     Ok((header, payload))
 }

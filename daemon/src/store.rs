@@ -19,7 +19,9 @@ pub enum StoreError {
     Open { path: PathBuf, source: rusqlite::Error },
     #[error("{path}: the database key is wrong, or this is not a qpc database")]
     WrongKey { path: PathBuf },
-    #[error("{path}: schema version {found} is newer than this qpc-server knows ({known}); upgrade qpc-server")]
+    #[error(
+        "{path}: schema version {found} is newer than this qpc-server knows ({known}); upgrade qpc-server"
+    )]
     TooNew { path: PathBuf, found: i64, known: i64 },
     #[error("database: {0}")]
     Sqlite(#[from] rusqlite::Error),
@@ -97,7 +99,11 @@ impl Store {
         conn.pragma_update(None, "synchronous", "FULL").map_err(open_err)?;
         conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(open_err)?;
         migrate(&conn, path)?;
-        Ok(Store { conn: RefCell::new(Some(conn)), pending: RefCell::default(), flush_scheduled: Cell::new(false) })
+        Ok(Store {
+            conn: RefCell::new(Some(conn)),
+            pending: RefCell::default(),
+            flush_scheduled: Cell::new(false),
+        })
     }
 
     /// Runs a read against committed state.
@@ -110,7 +116,10 @@ impl Store {
     /// Runs `op` in the transaction of this turn of the event loop and
     /// returns its result once that transaction is committed. An `Err` from
     /// `op` rolls back only `op`'s own changes.
-    pub async fn write<T, E>(self: &Rc<Self>, op: impl FnOnce(&Connection) -> Result<T, E> + 'static) -> Result<T, E>
+    pub async fn write<T, E>(
+        self: &Rc<Self>,
+        op: impl FnOnce(&Connection) -> Result<T, E> + 'static,
+    ) -> Result<T, E>
     where
         T: 'static,
         E: From<StoreError> + 'static,
@@ -180,7 +189,10 @@ impl Store {
     }
 }
 
-fn in_savepoint<T, E: From<StoreError>>(conn: &Connection, op: impl FnOnce(&Connection) -> Result<T, E>) -> Result<T, E> {
+fn in_savepoint<T, E: From<StoreError>>(
+    conn: &Connection,
+    op: impl FnOnce(&Connection) -> Result<T, E>,
+) -> Result<T, E> {
     let sql = |s: &str| conn.execute_batch(s).map_err(|e| E::from(StoreError::Sqlite(e)));
     sql("SAVEPOINT op")?;
     let result = op(conn);

@@ -62,7 +62,11 @@ pub fn load_or_create(dir: &Path, hostnames: &[String]) -> Result<Identity, TlsE
         log::info!("generated self-signed certificate {}", cert_path.display());
         (cert, key)
     };
-    Ok(Identity { fingerprint: fingerprint(&cert), cert: CertificateDer::from(cert), key: PrivatePkcs8KeyDer::from(key) })
+    Ok(Identity {
+        fingerprint: fingerprint(&cert),
+        cert: CertificateDer::from(cert),
+        key: PrivatePkcs8KeyDer::from(key),
+    })
 }
 
 /// The QUIC server configuration: TLS 1.3 with ring, ALPN `qpc`, and the
@@ -74,12 +78,14 @@ pub fn server_config(identity: &Identity, max_streams: u32) -> Result<quinn::Ser
         .with_no_client_auth()
         .with_single_cert(vec![identity.cert.clone()], PrivateKeyDer::Pkcs8(identity.key.clone_key()))?;
     tls.alpn_protocols = vec![qpc_proto::ALPN.to_vec()];
-    let quic = quinn::crypto::rustls::QuicServerConfig::try_from(tls).map_err(|e| TlsError::Quic(e.to_string()))?;
+    let quic =
+        quinn::crypto::rustls::QuicServerConfig::try_from(tls).map_err(|e| TlsError::Quic(e.to_string()))?;
     let mut config = quinn::ServerConfig::with_crypto(Arc::new(quic));
     let mut transport = quinn::TransportConfig::default();
     transport.max_concurrent_bidi_streams(max_streams.into());
     transport.max_concurrent_uni_streams(0u8.into());
-    let idle = quinn::IdleTimeout::try_from(Duration::from_secs(60)).map_err(|e| TlsError::Quic(e.to_string()))?;
+    let idle =
+        quinn::IdleTimeout::try_from(Duration::from_secs(60)).map_err(|e| TlsError::Quic(e.to_string()))?;
     transport.max_idle_timeout(Some(idle));
     config.transport_config(Arc::new(transport));
     Ok(config)

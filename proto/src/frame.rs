@@ -226,10 +226,7 @@ mod tests {
         assert_eq!(RequestFrame::decode(&header, MAX), Err(FrameError::TooLarge { len: MAX + 1, max: MAX }));
         let mut header = Vec::new();
         RequestHeader { method: 200, request_id: 1, payload_len: u32::MAX }.write(&mut header);
-        assert_eq!(
-            RequestFrame::decode(&header, MAX),
-            Err(FrameError::TooLarge { len: u32::MAX, max: MAX })
-        );
+        assert_eq!(RequestFrame::decode(&header, MAX), Err(FrameError::TooLarge { len: u32::MAX, max: MAX }));
         let mut header = Vec::new();
         PushHeader { event: 1, payload_len: MAX + 1 }.write(&mut header);
         assert!(matches!(PushFrame::decode(&header, MAX), Err(FrameError::TooLarge { .. })));

@@ -32,15 +32,21 @@ pub fn challenge(session: &Session) -> pb::AuthChallengeResponse {
     pb::AuthChallengeResponse { nonce: nonce.to_vec() }
 }
 
-pub async fn prove(relay: &Rc<Relay>, session: &Session, req: pb::AuthProveRequest) -> Result<pb::AuthProveResponse, Refusal> {
+pub async fn prove(
+    relay: &Rc<Relay>,
+    session: &Session,
+    req: pb::AuthProveRequest,
+) -> Result<pb::AuthProveResponse, Refusal> {
     let key = identity_key("identity_key", &req.identity_key)?;
-    let nonce = session
-        .nonce
-        .take()
-        .ok_or_else(|| Refusal::bad_request("no challenge pending on this connection: call AuthChallenge first"))?;
-    let unauthenticated = |why: &str| Refusal::new(Status::Unauthenticated, format!("identity proof refused: {why}"));
-    let verifying = VerifyingKey::from_bytes(&key).map_err(|_| unauthenticated("identity_key is not a valid Ed25519 key"))?;
-    let signature = Signature::from_slice(&req.signature).map_err(|_| unauthenticated("signature is not 64 bytes"))?;
+    let nonce = session.nonce.take().ok_or_else(|| {
+        Refusal::bad_request("no challenge pending on this connection: call AuthChallenge first")
+    })?;
+    let unauthenticated =
+        |why: &str| Refusal::new(Status::Unauthenticated, format!("identity proof refused: {why}"));
+    let verifying = VerifyingKey::from_bytes(&key)
+        .map_err(|_| unauthenticated("identity_key is not a valid Ed25519 key"))?;
+    let signature =
+        Signature::from_slice(&req.signature).map_err(|_| unauthenticated("signature is not 64 bytes"))?;
     let mut binding = [0u8; auth::BINDING_LEN];
     session
         .conn

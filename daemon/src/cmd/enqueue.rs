@@ -25,7 +25,12 @@ struct Message {
     payload: Vec<u8>,
 }
 
-fn parse(payload: Vec<u8>, channel_id: Vec<u8>, client_msg_id: Vec<u8>, me: Proven) -> Result<Message, Refusal> {
+fn parse(
+    payload: Vec<u8>,
+    channel_id: Vec<u8>,
+    client_msg_id: Vec<u8>,
+    me: Proven,
+) -> Result<Message, Refusal> {
     if payload.is_empty() {
         return Err(Refusal::bad_request("payload is empty"));
     }
@@ -42,13 +47,24 @@ fn parse(payload: Vec<u8>, channel_id: Vec<u8>, client_msg_id: Vec<u8>, me: Prov
 /// Stores `m` for `recipient`; returns its sequence number and whether it
 /// was already stored under the same client message id.
 fn store_one(c: &Connection, recipient: &[u8; 32], m: &Message) -> Result<(u64, bool), Refusal> {
-    let known: bool = c.query_row("SELECT EXISTS (SELECT 1 FROM identities WHERE identity_key = ?1)", [&recipient[..]], |r| r.get(0))?;
+    let known: bool = c.query_row(
+        "SELECT EXISTS (SELECT 1 FROM identities WHERE identity_key = ?1)",
+        [&recipient[..]],
+        |r| r.get(0),
+    )?;
     if !known {
-        return Err(Refusal::new(Status::NotFound, format!("unknown recipient {}: no such identity on this relay", hex::encode(recipient))));
+        return Err(Refusal::new(
+            Status::NotFound,
+            format!("unknown recipient {}: no such identity on this relay", hex::encode(recipient)),
+        ));
     }
     if let Some(id) = &m.client_msg_id {
         let seq = c
-            .query_row("SELECT seq FROM messages WHERE recipient = ?1 AND client_msg_id = ?2", (&recipient[..], id), |r| r.get(0))
+            .query_row(
+                "SELECT seq FROM messages WHERE recipient = ?1 AND client_msg_id = ?2",
+                (&recipient[..], id),
+                |r| r.get(0),
+            )
             .optional()?;
         if let Some(seq) = seq {
             return Ok((seq, true));
@@ -69,7 +85,11 @@ fn store_one(c: &Connection, recipient: &[u8; 32], m: &Message) -> Result<(u64, 
     Ok((seq, false))
 }
 
-pub async fn enqueue(relay: &Rc<Relay>, me: Proven, req: pb::EnqueueRequest) -> Result<pb::EnqueueResponse, Refusal> {
+pub async fn enqueue(
+    relay: &Rc<Relay>,
+    me: Proven,
+    req: pb::EnqueueRequest,
+) -> Result<pb::EnqueueResponse, Refusal> {
     let recipient = identity_key("recipient_key", &req.recipient_key)?;
     let m = parse(req.payload, req.channel_id, req.client_msg_id, me)?;
     let channel = m.channel_id.clone();
@@ -80,17 +100,30 @@ pub async fn enqueue(relay: &Rc<Relay>, me: Proven, req: pb::EnqueueRequest) -> 
     Ok(pb::EnqueueResponse { seq, duplicate })
 }
 
-pub async fn batch_enqueue(relay: &Rc<Relay>, me: Proven, req: pb::BatchEnqueueRequest) -> Result<pb::BatchEnqueueResponse, Refusal> {
+pub async fn batch_enqueue(
+    relay: &Rc<Relay>,
+    me: Proven,
+    req: pb::BatchEnqueueRequest,
+) -> Result<pb::BatchEnqueueResponse, Refusal> {
     if req.recipient_keys.len() > MAX_RECIPIENTS {
-        return Err(Refusal::new(Status::TooLarge, format!("at most {MAX_RECIPIENTS} recipients per BatchEnqueue")));
+        return Err(Refusal::new(
+            Status::TooLarge,
+            format!("at most {MAX_RECIPIENTS} recipients per BatchEnqueue"),
+        ));
     }
-    let recipients =
-        req.recipient_keys.iter().map(|k| identity_key("recipient_keys[]", k)).collect::<Result<Vec<_>, _>>()?;
+    let recipients = req
+        .recipient_keys
+        .iter()
+        .map(|k| identity_key("recipient_keys[]", k))
+        .collect::<Result<Vec<_>, _>>()?;
     let m = parse(req.payload, req.channel_id, req.client_msg_id, me)?;
     let channel = m.channel_id.clone();
     let targets = recipients.clone();
     // All recipients or none: one savepoint for the whole batch.
-    let stored = relay.store.write(move |c| targets.iter().map(|r| store_one(c, r, &m)).collect::<Result<Vec<_>, _>>()).await?;
+    let stored = relay
+        .store
+        .write(move |c| targets.iter().map(|r| store_one(c, r, &m)).collect::<Result<Vec<_>, _>>())
+        .await?;
     for (recipient, (seq, duplicate)) in recipients.iter().zip(&stored) {
         if !duplicate {
             relay.hub.message_stored(*recipient, *seq, &channel);

@@ -18,7 +18,13 @@ const MAX_PAGE: u32 = 1000;
 
 /// Messages of `recipient` in seq order, at most `limit`, and no more bytes
 /// than `budget` (but always at least one, so any stored message can be read).
-fn page(c: &Connection, recipient: &[u8; 32], channel: Option<&[u8]>, limit: u32, budget: usize) -> rusqlite::Result<Vec<pb::Envelope>> {
+fn page(
+    c: &Connection,
+    recipient: &[u8; 32],
+    channel: Option<&[u8]>,
+    limit: u32,
+    budget: usize,
+) -> rusqlite::Result<Vec<pb::Envelope>> {
     let limit = match limit {
         0 => DEFAULT_PAGE,
         n => n.min(MAX_PAGE),
@@ -55,11 +61,16 @@ fn budget(relay: &Relay) -> usize {
 }
 
 pub fn peek(relay: &Rc<Relay>, me: Proven, req: pb::PeekRequest) -> Result<pb::PeekResponse, Refusal> {
-    let messages = relay.store.read(|c| page(c, &me.key(), req.channel_id.as_deref(), req.limit, budget(relay)))?;
+    let messages =
+        relay.store.read(|c| page(c, &me.key(), req.channel_id.as_deref(), req.limit, budget(relay)))?;
     Ok(pb::PeekResponse { messages })
 }
 
-pub async fn fetch(relay: &Rc<Relay>, me: Proven, req: pb::FetchRequest) -> Result<pb::FetchResponse, Refusal> {
+pub async fn fetch(
+    relay: &Rc<Relay>,
+    me: Proven,
+    req: pb::FetchRequest,
+) -> Result<pb::FetchResponse, Refusal> {
     let budget = budget(relay);
     let messages = relay
         .store
@@ -76,7 +87,11 @@ pub async fn fetch(relay: &Rc<Relay>, me: Proven, req: pb::FetchRequest) -> Resu
     Ok(pb::FetchResponse { messages })
 }
 
-pub async fn fetch_wait(relay: &Rc<Relay>, me: Proven, req: pb::FetchWaitRequest) -> Result<pb::FetchWaitResponse, Refusal> {
+pub async fn fetch_wait(
+    relay: &Rc<Relay>,
+    me: Proven,
+    req: pb::FetchWaitRequest,
+) -> Result<pb::FetchWaitResponse, Refusal> {
     let channel = req.channel_id.as_deref();
     let read = || relay.store.read(|c| page(c, &me.key(), channel, req.limit, budget(relay)));
     let waiter = relay.hub.waiter(me.key());

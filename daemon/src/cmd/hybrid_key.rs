@@ -13,7 +13,11 @@ use crate::server::Relay;
 /// Bound on identities asked for in one FetchHybridKeys.
 const MAX_BATCH: usize = 1000;
 
-pub async fn upload(relay: &Rc<Relay>, me: Proven, req: pb::UploadHybridKeyRequest) -> Result<pb::UploadHybridKeyResponse, Refusal> {
+pub async fn upload(
+    relay: &Rc<Relay>,
+    me: Proven,
+    req: pb::UploadHybridKeyRequest,
+) -> Result<pb::UploadHybridKeyResponse, Refusal> {
     if req.public_key.is_empty() {
         return Err(Refusal::bad_request("public_key is empty"));
     }
@@ -32,20 +36,31 @@ pub async fn upload(relay: &Rc<Relay>, me: Proven, req: pb::UploadHybridKeyReque
 
 fn lookup(relay: &Relay, key: &[u8; 32]) -> Result<Option<Vec<u8>>, Refusal> {
     Ok(relay.store.read(|c| {
-        c.query_row("SELECT public_key FROM hybrid_keys WHERE identity_key = ?1", [&key[..]], |r| r.get(0)).optional()
+        c.query_row("SELECT public_key FROM hybrid_keys WHERE identity_key = ?1", [&key[..]], |r| r.get(0))
+            .optional()
     })?)
 }
 
-pub fn fetch(relay: &Rc<Relay>, req: pb::FetchHybridKeyRequest) -> Result<pb::FetchHybridKeyResponse, Refusal> {
+pub fn fetch(
+    relay: &Rc<Relay>,
+    req: pb::FetchHybridKeyRequest,
+) -> Result<pb::FetchHybridKeyResponse, Refusal> {
     let key = identity_key("identity_key", &req.identity_key)?;
-    let public_key = lookup(relay, &key)?
-        .ok_or_else(|| Refusal::new(Status::NotFound, format!("no hybrid key published for identity {}", hex::encode(key))))?;
+    let public_key = lookup(relay, &key)?.ok_or_else(|| {
+        Refusal::new(Status::NotFound, format!("no hybrid key published for identity {}", hex::encode(key)))
+    })?;
     Ok(pb::FetchHybridKeyResponse { public_key })
 }
 
-pub fn fetch_many(relay: &Rc<Relay>, req: pb::FetchHybridKeysRequest) -> Result<pb::FetchHybridKeysResponse, Refusal> {
+pub fn fetch_many(
+    relay: &Rc<Relay>,
+    req: pb::FetchHybridKeysRequest,
+) -> Result<pb::FetchHybridKeysResponse, Refusal> {
     if req.identity_keys.len() > MAX_BATCH {
-        return Err(Refusal::new(Status::TooLarge, format!("at most {MAX_BATCH} identities per FetchHybridKeys")));
+        return Err(Refusal::new(
+            Status::TooLarge,
+            format!("at most {MAX_BATCH} identities per FetchHybridKeys"),
+        ));
     }
     let mut keys = Vec::new();
     for raw in &req.identity_keys {

@@ -11,7 +11,11 @@ use super::auth::Proven;
 use crate::refusal::{identity_key, Refusal};
 use crate::server::Relay;
 
-pub async fn upload(relay: &Rc<Relay>, me: Proven, req: pb::UploadKeyPackageRequest) -> Result<pb::UploadKeyPackageResponse, Refusal> {
+pub async fn upload(
+    relay: &Rc<Relay>,
+    me: Proven,
+    req: pb::UploadKeyPackageRequest,
+) -> Result<pb::UploadKeyPackageResponse, Refusal> {
     if req.key_package.is_empty() {
         return Err(Refusal::bad_request("key_package is empty"));
     }
@@ -34,7 +38,10 @@ pub async fn upload(relay: &Rc<Relay>, me: Proven, req: pb::UploadKeyPackageRequ
     Ok(pb::UploadKeyPackageResponse { fingerprint, available })
 }
 
-pub async fn fetch(relay: &Rc<Relay>, req: pb::FetchKeyPackageRequest) -> Result<pb::FetchKeyPackageResponse, Refusal> {
+pub async fn fetch(
+    relay: &Rc<Relay>,
+    req: pb::FetchKeyPackageRequest,
+) -> Result<pb::FetchKeyPackageResponse, Refusal> {
     let peer = identity_key("identity_key", &req.identity_key)?;
     let package = relay
         .store
@@ -53,7 +60,10 @@ pub async fn fetch(relay: &Rc<Relay>, req: pb::FetchKeyPackageRequest) -> Result
     let key_package = package.ok_or_else(|| {
         Refusal::new(
             Status::NotFound,
-            format!("no KeyPackage available for identity {}: the peer must upload a fresh one", hex::encode(peer)),
+            format!(
+                "no KeyPackage available for identity {}: the peer must upload a fresh one",
+                hex::encode(peer)
+            ),
         )
     })?;
     Ok(pb::FetchKeyPackageResponse { key_package })

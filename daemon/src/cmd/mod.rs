@@ -22,7 +22,12 @@ fn ok<M: Message>(m: M) -> Result<Vec<u8>, Refusal> {
     Ok(m.encode_to_vec())
 }
 
-pub async fn dispatch(relay: &Rc<Relay>, session: &Session, method_id: u16, payload: &[u8]) -> Result<Vec<u8>, Refusal> {
+pub async fn dispatch(
+    relay: &Rc<Relay>,
+    session: &Session,
+    method_id: u16,
+    payload: &[u8],
+) -> Result<Vec<u8>, Refusal> {
     let Some(method) = Method::from_u16(method_id) else {
         return Err(Refusal::new(Status::UnknownMethod, format!("unknown method id {method_id}")));
     };
@@ -33,12 +38,18 @@ pub async fn dispatch(relay: &Rc<Relay>, session: &Session, method_id: u16, payl
         | Method::OpaqueRegisterFinish
         | Method::OpaqueLoginStart
         | Method::OpaqueLoginFinish => {
-            return Err(Refusal::new(Status::UnknownMethod, "password accounts are not enabled on this relay"))
+            return Err(Refusal::new(
+                Status::UnknownMethod,
+                "password accounts are not enabled on this relay",
+            ))
         }
         _ => {}
     }
     let me = session.proven().ok_or_else(|| {
-        Refusal::new(Status::Unauthenticated, "this connection has not proven an identity (AuthChallenge, AuthProve)")
+        Refusal::new(
+            Status::Unauthenticated,
+            "this connection has not proven an identity (AuthChallenge, AuthProve)",
+        )
     })?;
     match method {
         Method::Enqueue => ok(enqueue::enqueue(relay, me, decode(payload)?).await?),

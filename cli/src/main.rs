@@ -1,0 +1,183 @@
+//! qpc: the qpc chat client. Each subcommand is one process that loads the
+//! state file, talks to the relay, and saves the state again, as in the
+//! walkthrough of README.md.
+#![forbid(unsafe_code)]
+
+mod commands;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use argh::FromArgs;
+
+/// qpc: end-to-end encrypted group chat through a qpc relay.
+#[derive(FromArgs)]
+struct Args {
+    #[argh(subcommand)]
+    command: Command,
+}
+
+#[derive(FromArgs)]
+#[argh(subcommand)]
+enum Command {
+    RegisterState(RegisterState),
+    CreateGroup(CreateGroup),
+    Invite(Invite),
+    Join(Join),
+    Send(Send),
+    Recv(Recv),
+    FetchKey(FetchKey),
+    Whoami(Whoami),
+    DemoGroup(DemoGroup),
+}
+
+/// Where the state file and the relay are; every subcommand takes these.
+pub struct Common {
+    pub state: PathBuf,
+    pub server: String,
+    pub ca_cert: PathBuf,
+}
+
+/// Declares a subcommand with the common --state, --server and --ca-cert
+/// options and its own fields.
+macro_rules! subcommand {
+    ($(#[$m:meta])* $name:ident = $cmd:literal { $($(#[$fm:meta])* $field:ident : $ty:ident $(<$inner:ident>)?,)* }) => {
+        $(#[$m])*
+        #[derive(FromArgs)]
+        #[argh(subcommand, name = $cmd)]
+        pub struct $name {
+            /// state file holding the identity and groups (QPC_STATE; default qpc-state.bin)
+            #[argh(option)]
+            state: Option<PathBuf>,
+            /// relay address HOST:PORT (QPC_SERVER; default 127.0.0.1:7000)
+            #[argh(option)]
+            server: Option<String>,
+            /// the relay's DER certificate, the only one trusted (QPC_CA_CERT; default data/server-cert.der)
+            #[argh(option)]
+            ca_cert: Option<PathBuf>,
+            // Types pass as identifiers so argh's derive still sees `bool` and `Option`.
+            $($(#[$fm])* pub $field: $ty $(<$inner>)?,)*
+        }
+
+        impl $name {
+            pub fn common(&self) -> Common {
+                let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+                Common {
+                    state: self.state.clone().or_else(|| env("QPC_STATE").map(PathBuf::from)).unwrap_or_else(|| "qpc-state.bin".into()),
+                    server: self.server.clone().or_else(|| env("QPC_SERVER")).unwrap_or_else(|| "127.0.0.1:7000".into()),
+                    ca_cert: self.ca_cert.clone().or_else(|| env("QPC_CA_CERT").map(PathBuf::from)).unwrap_or_else(|| "data/server-cert.der".into()),
+                }
+            }
+        }
+    };
+}
+
+subcommand! {
+    /// create (or load) an identity and upload a fresh KeyPackage
+    RegisterState = "register-state" {}
+}
+
+subcommand! {
+    /// create an MLS group (local; epoch 0)
+    CreateGroup = "create-group" {
+        /// name of the new group
+        #[argh(option)]
+        group_id: String,
+    }
+}
+
+subcommand! {
+    /// add a peer to a group: fetch its KeyPackage, commit, queue the Welcome
+    Invite = "invite" {
+        /// the peer's identity key (64 hex digits)
+        #[argh(option)]
+        peer_key: String,
+        /// the group (default: your only group)
+        #[argh(option)]
+        group_id: Option<String>,
+    }
+}
+
+subcommand! {
+    /// read the queue and join the group of a pending Welcome
+    Join = "join" {}
+}
+
+subcommand! {
+    /// encrypt a message for a group and queue it for a member (or all)
+    Send = "send" {
+        /// the recipient's identity key (64 hex digits)
+        #[argh(option)]
+        peer_key: Option<String>,
+        /// send to every other member of the group
+        #[argh(switch)]
+        all: bool,
+        /// the message text
+        #[argh(option)]
+        msg: String,
+        /// the group (default: the group shared with --peer-key, or your only group)
+        #[argh(option)]
+        group_id: Option<String>,
+    }
+}
+
+subcommand! {
+    /// receive and decrypt queued messages
+    Recv = "recv" {
+        /// keep waiting for new messages until interrupted
+        #[argh(switch)]
+        stream: bool,
+    }
+}
+
+subcommand! {
+    /// fetch (and consume) one KeyPackage of a peer
+    FetchKey = "fetch-key" {
+        /// the peer's identity key (64 hex digits)
+        #[argh(option)]
+        peer_key: String,
+    }
+}
+
+subcommand! {
+    /// show this identity and its groups
+    Whoami = "whoami" {}
+}
+
+subcommand! {
+    /// run Alice and Bob in-process through the relay
+    DemoGroup = "demo-group" {}
+}
+
+fn main() -> ExitCode {
+    let args: Args = argh::from_env();
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match args.command {
+            Command::RegisterState(c) => commands::register_state(&c.common()).await,
+            Command::CreateGroup(c) => commands::create_group(&c.common(), &c.group_id),
+            Command::Invite(c) => commands::invite(&c.common(), &c.peer_key, c.group_id.as_deref()).await,
+            Command::Join(c) => commands::join(&c.common()).await,
+            Command::Send(c) => {
+                commands::send(&c.common(), c.peer_key.as_deref(), c.all, &c.msg, c.group_id.as_deref()).await
+            }
+            Command::Recv(c) => commands::recv(&c.common(), c.stream).await,
+            Command::FetchKey(c) => commands::fetch_key(&c.common(), &c.peer_key).await,
+            Command::Whoami(c) => commands::whoami(&c.common()),
+            Command::DemoGroup(c) => commands::demo_group(&c.common()).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

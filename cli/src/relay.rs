@@ -1,0 +1,314 @@
+//! The client's connection to a relay: QUIC + TLS 1.3 with the relay's
+//! certificate pinned, one RPC per stream, the identity proof, and typed
+//! calls for each method.
+
+use std::cell::Cell;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::sync::Arc;
+use std::time::Duration;
+
+use ed25519_dalek::{Signer, SigningKey};
+use prost::Message;
+use qpc_proto::frame::{Header, ResponseHeader};
+use qpc_proto::{auth, pb, Method, RequestFrame, Status};
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{DigitallySignedStruct, SignatureScheme};
+use sha2::{Digest, Sha256};
+
+/// Largest response the client accepts.
+const MAX_RESPONSE: u32 = 64 * 1024 * 1024;
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+#[derive(Debug, thiserror::Error)]
+pub enum RelayError {
+    #[error("cannot resolve relay address {server:?}: {reason}")]
+    Resolve { server: String, reason: String },
+    #[error("cannot reach the relay at {server}: {reason}")]
+    Unreachable { server: String, reason: String },
+    #[error("the relay at {server} presented certificate {presented}, not the trusted {expected}: refusing to talk to it (is --ca-cert the certificate of this relay?)")]
+    WrongCertificate { server: String, expected: String, presented: String },
+    #[error("{method:?} failed: {status}: {message}")]
+    Refused { method: Method, status: Status, message: String },
+    #[error("the relay broke the protocol: {0}")]
+    Protocol(String),
+    #[error("connection to the relay lost: {0}")]
+    Lost(String),
+}
+
+impl RelayError {
+    /// The status a refusal carried, if this is one.
+    pub fn status(&self) -> Option<Status> {
+        match self {
+            RelayError::Refused { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+}
+
+/// SHA-256 of a DER certificate, hex: how a relay is named for pinning.
+pub fn cert_fingerprint(der: &[u8]) -> String {
+    hex::encode(Sha256::digest(der))
+}
+
+/// Accepts exactly one server certificate, by its SHA-256, whatever names
+/// it carries (like SSH known_hosts); the handshake signature is still
+/// verified.
+#[derive(Debug)]
+struct PinnedCert {
+    fingerprint: String,
+    presented: std::sync::Mutex<Option<String>>,
+    algorithms: rustls::crypto::WebPkiSupportedAlgorithms,
+}
+
+impl ServerCertVerifier for PinnedCert {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        let presented = cert_fingerprint(end_entity);
+        if presented == self.fingerprint {
+            return Ok(ServerCertVerified::assertion());
+        }
+        if let Ok(mut slot) = self.presented.lock() {
+            *slot = Some(presented);
+        }
+        Err(rustls::Error::InvalidCertificate(rustls::CertificateError::ApplicationVerificationFailure))
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        _: &[u8],
+        _: &CertificateDer<'_>,
+        _: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        Err(rustls::Error::PeerIncompatible(rustls::PeerIncompatible::Tls12NotOffered))
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.algorithms.supported_schemes()
+    }
+}
+
+/// A live connection to one relay.
+pub struct Relay {
+    conn: quinn::Connection,
+    endpoint: quinn::Endpoint,
+    next_request: Cell<u32>,
+}
+
+fn resolve(server: &str) -> Result<SocketAddr, RelayError> {
+    let err = |reason: String| RelayError::Resolve { server: server.to_string(), reason };
+    let mut addrs = server.to_socket_addrs().map_err(|e| err(format!("{e} (expected HOST:PORT)")))?;
+    addrs.next().ok_or_else(|| err("no address found".into()))
+}
+
+impl Relay {
+    /// Connects to `server` (HOST:PORT), trusting only the certificate whose
+    /// SHA-256 is `fingerprint`.
+    pub async fn connect(server: &str, fingerprint: &str) -> Result<Relay, RelayError> {
+        let addr = resolve(server)?;
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let verifier = Arc::new(PinnedCert {
+            fingerprint: fingerprint.to_ascii_lowercase(),
+            presented: std::sync::Mutex::new(None),
+            algorithms: provider.signature_verification_algorithms,
+        });
+        let unreachable = |reason: String| RelayError::Unreachable { server: server.to_string(), reason };
+        let mut tls = rustls::ClientConfig::builder_with_provider(provider)
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .map_err(|e| unreachable(e.to_string()))?
+            .dangerous()
+            .with_custom_certificate_verifier(verifier.clone())
+            .with_no_client_auth();
+        tls.alpn_protocols = vec![qpc_proto::ALPN.to_vec()];
+        let quic =
+            quinn::crypto::rustls::QuicClientConfig::try_from(tls).map_err(|e| unreachable(e.to_string()))?;
+        let mut config = quinn::ClientConfig::new(Arc::new(quic));
+        let mut transport = quinn::TransportConfig::default();
+        transport.keep_alive_interval(Some(Duration::from_secs(15)));
+        config.transport_config(Arc::new(transport));
+        let local: SocketAddr = if addr.is_ipv6() { "[::]:0".parse() } else { "0.0.0.0:0".parse() }
+            .map_err(|_| unreachable("bad local address".into()))?;
+        let mut endpoint = quinn::Endpoint::client(local).map_err(|e| unreachable(e.to_string()))?;
+        endpoint.set_default_client_config(config);
+        let host = server.rsplit_once(':').map(|(h, _)| h.trim_matches(['[', ']'])).unwrap_or("localhost");
+        let name = if ServerName::try_from(host.to_string()).is_ok() { host } else { "localhost" };
+        let connecting = endpoint.connect(addr, name).map_err(|e| unreachable(e.to_string()))?;
+        let conn = match tokio::time::timeout(CONNECT_TIMEOUT, connecting).await {
+            Err(_) => {
+                return Err(unreachable(format!(
+                    "no answer within {} s (is qpc-server running there?)",
+                    CONNECT_TIMEOUT.as_secs()
+                )))
+            }
+            Ok(Err(e)) => {
+                if let Some(presented) = verifier.presented.lock().ok().and_then(|p| p.clone()) {
+                    return Err(RelayError::WrongCertificate {
+                        server: server.to_string(),
+                        expected: verifier.fingerprint.clone(),
+                        presented,
+                    });
+                }
+                return Err(unreachable(e.to_string()));
+            }
+            Ok(Ok(conn)) => conn,
+        };
+        Ok(Relay { conn, endpoint, next_request: Cell::new(1) })
+    }
+
+    /// Sends raw request bytes on a new stream and returns the raw response
+    /// (for tests of hostile input; use `call`).
+    pub async fn call_raw(&self, bytes: &[u8]) -> Result<(ResponseHeader, Vec<u8>), RelayError> {
+        let lost = |e: &dyn std::fmt::Display| RelayError::Lost(e.to_string());
+        let (mut send, mut recv) = self.conn.open_bi().await.map_err(|e| lost(&e))?;
+        send.write_all(bytes).await.map_err(|e| lost(&e))?;
+        let _ = send.finish();
+        let mut head = [0u8; ResponseHeader::LEN];
+        recv.read_exact(&mut head).await.map_err(|e| lost(&e))?;
+        let header = ResponseHeader::parse(&head).map_err(|e| RelayError::Protocol(e.to_string()))?;
+        let len = header.payload_len(MAX_RESPONSE).map_err(|e| RelayError::Protocol(e.to_string()))?;
+        let mut payload = vec![0u8; len];
+        recv.read_exact(&mut payload).await.map_err(|e| lost(&e))?;
+        Ok((header, payload))
+    }
+
+    /// One RPC: request out, response in, a refusal turned into an error.
+    pub async fn call<Req: Message, Resp: Message + Default>(
+        &self,
+        method: Method,
+        req: &Req,
+    ) -> Result<Resp, RelayError> {
+        let id = self.next_request.get();
+        self.next_request.set(id.wrapping_add(1));
+        let frame = RequestFrame::new(method.id(), id, req.encode_to_vec());
+        let (header, payload) = self.call_raw(&frame.encode()).await?;
+        if header.request_id != id {
+            return Err(RelayError::Protocol(format!(
+                "response to request {} on the stream of request {id}",
+                header.request_id
+            )));
+        }
+        if header.status != Status::Ok {
+            let message = pb::ErrorDetail::decode(payload.as_slice()).map(|d| d.message).unwrap_or_default();
+            return Err(RelayError::Refused { method, status: header.status, message });
+        }
+        Resp::decode(payload.as_slice())
+            .map_err(|e| RelayError::Protocol(format!("malformed {method:?} response: {e}")))
+    }
+
+    /// Proves to the relay that this connection speaks for `key`'s identity.
+    pub async fn authenticate(&self, key: &SigningKey) -> Result<(), RelayError> {
+        let challenge: pb::AuthChallengeResponse =
+            self.call(Method::AuthChallenge, &pb::AuthChallengeRequest {}).await?;
+        let mut binding = [0u8; auth::BINDING_LEN];
+        self.conn
+            .export_keying_material(&mut binding, auth::TLS_EXPORTER_LABEL, b"")
+            .map_err(|_| RelayError::Protocol("cannot derive the TLS binding".into()))?;
+        let signature = key.sign(&auth::proof_message(&challenge.nonce, &binding));
+        let req = pb::AuthProveRequest {
+            identity_key: key.verifying_key().to_bytes().to_vec(),
+            signature: signature.to_bytes().to_vec(),
+        };
+        let _: pb::AuthProveResponse = self.call(Method::AuthProve, &req).await?;
+        Ok(())
+    }
+
+    pub async fn upload_key_package(
+        &self,
+        key_package: Vec<u8>,
+    ) -> Result<pb::UploadKeyPackageResponse, RelayError> {
+        self.call(Method::UploadKeyPackage, &pb::UploadKeyPackageRequest { key_package }).await
+    }
+
+    pub async fn fetch_key_package(&self, identity: &[u8; 32]) -> Result<Vec<u8>, RelayError> {
+        let r: pb::FetchKeyPackageResponse = self
+            .call(Method::FetchKeyPackage, &pb::FetchKeyPackageRequest { identity_key: identity.to_vec() })
+            .await?;
+        Ok(r.key_package)
+    }
+
+    pub async fn enqueue(
+        &self,
+        recipient: &[u8; 32],
+        channel: &[u8],
+        payload: Vec<u8>,
+        client_msg_id: Vec<u8>,
+    ) -> Result<pb::EnqueueResponse, RelayError> {
+        let req = pb::EnqueueRequest {
+            recipient_key: recipient.to_vec(),
+            payload,
+            channel_id: channel.to_vec(),
+            client_msg_id,
+        };
+        self.call(Method::Enqueue, &req).await
+    }
+
+    pub async fn batch_enqueue(
+        &self,
+        recipients: &[[u8; 32]],
+        channel: &[u8],
+        payload: Vec<u8>,
+        client_msg_id: Vec<u8>,
+    ) -> Result<Vec<u64>, RelayError> {
+        let req = pb::BatchEnqueueRequest {
+            recipient_keys: recipients.iter().map(|r| r.to_vec()).collect(),
+            payload,
+            channel_id: channel.to_vec(),
+            client_msg_id,
+        };
+        let r: pb::BatchEnqueueResponse = self.call(Method::BatchEnqueue, &req).await?;
+        Ok(r.seqs)
+    }
+
+    pub async fn peek(&self, limit: u32) -> Result<Vec<pb::Envelope>, RelayError> {
+        let r: pb::PeekResponse =
+            self.call(Method::Peek, &pb::PeekRequest { channel_id: None, limit }).await?;
+        Ok(r.messages)
+    }
+
+    pub async fn fetch_wait(&self, limit: u32, timeout_ms: u32) -> Result<Vec<pb::Envelope>, RelayError> {
+        let req = pb::FetchWaitRequest { channel_id: None, limit, timeout_ms };
+        let r: pb::FetchWaitResponse = self.call(Method::FetchWait, &req).await?;
+        Ok(r.messages)
+    }
+
+    pub async fn ack(&self, up_to_seq: u64) -> Result<u64, RelayError> {
+        let r: pb::AckResponse =
+            self.call(Method::Ack, &pb::AckRequest { up_to_seq, channel_id: None }).await?;
+        Ok(r.removed)
+    }
+
+    /// Waits for the next push event from the relay.
+    pub async fn next_event(&self) -> Result<(u16, Vec<u8>), RelayError> {
+        use qpc_proto::frame::PushHeader;
+        let lost = |e: &dyn std::fmt::Display| RelayError::Lost(e.to_string());
+        let mut recv = self.conn.accept_uni().await.map_err(|e| lost(&e))?;
+        let mut head = [0u8; PushHeader::LEN];
+        recv.read_exact(&mut head).await.map_err(|e| lost(&e))?;
+        let header = PushHeader::parse(&head).map_err(|e| RelayError::Protocol(e.to_string()))?;
+        let len = header.payload_len(MAX_RESPONSE).map_err(|e| RelayError::Protocol(e.to_string()))?;
+        let mut payload = vec![0u8; len];
+        recv.read_exact(&mut payload).await.map_err(|e| lost(&e))?;
+        Ok((header.event, payload))
+    }
+
+    /// Closes the connection and waits briefly for the relay to hear it.
+    pub async fn close(self) {
+        self.conn.close(0u32.into(), b"bye");
+        let _ = tokio::time::timeout(Duration::from_secs(1), self.endpoint.wait_idle()).await;
+    }
+}
