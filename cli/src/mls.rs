@@ -1426,5 +1426,18 @@ mod tests {
             eprintln!("{who}: {size} bytes of state, one group of three");
             assert!(size < 256 * 1024, "{who}: {size}");
         }
+
+        let mut dave = Client::new(4);
+        let empty = dave.member.to_bytes().len();
+        let kp = dave.key_package();
+        for _ in 0..9 {
+            dave.key_package();
+        }
+        let per_key_package = (dave.member.to_bytes().len() - empty) / 10;
+        eprintln!(
+            "empty state {empty} bytes; {per_key_package} bytes per unused KeyPackage; KeyPackage {} bytes",
+            kp.len()
+        );
+        assert!(per_key_package < 4096);
     }
 }
