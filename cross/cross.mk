@@ -7,7 +7,7 @@
 #   make ipk [TARGET=...]          qpc and qpc-client .ipk per built target
 #   make size                      stripped binary and .ipk sizes
 #   make test-openwrt              package, init script and qemu tests
-#                                  (builds mipsel_24kc when missing)
+#                                  (builds mipsel_24kc through cargo first)
 #   make cross-deps                only the installs
 
 QPC_ROOT ?= $(abspath $(dir $(lastword $(MAKEFILE_LIST)))..)
@@ -41,10 +41,12 @@ ipk:
 size:
 	@$(CROSS_DIR)/size.sh $(CROSS_TARGETS)
 
-test-openwrt: cross-deps-apt
-	@[ -x $(CROSS_OUT)/$(CROSS_TEST_TARGET)/qpc-server ] || \
-		$(MAKE) --no-print-directory -f $(firstword $(MAKEFILE_LIST)) cross TARGET=$(CROSS_TEST_TARGET)
-	@$(MAKE) --no-print-directory -f $(firstword $(MAKEFILE_LIST)) ipk TARGET=$(CROSS_TEST_TARGET)
+# Always through cargo, which rebuilds only what changed, so the tests never
+# run stale binaries.
+test-openwrt: cross-deps
+	@$(MAKE) --no-print-directory -f $(firstword $(MAKEFILE_LIST)) cross TARGET=$(CROSS_TEST_TARGET)
+	@rm -f $(IPK_OUT)/*_$(CROSS_TEST_TARGET).ipk
+	@$(CROSS_DIR)/ipk.sh $(CROSS_TEST_TARGET) $(CROSS_OUT)/$(CROSS_TEST_TARGET) $(IPK_OUT)
 	@$(QPC_ROOT)/tests/openwrt/run.sh
 
 cross-deps: cross-deps-apt cross-deps-pip cross-deps-rust

@@ -182,4 +182,25 @@ check "reload trigger on the qpc config" logged "reload_trigger qpc"
 run stop
 check "stop tells the firewall to drop the rules" logged "config_changed firewall"
 
+# The package's uci-defaults script, with a stand-in uci(1): fills in a
+# random db_key and registration_token once, and keeps them afterwards.
+defaults="$QPC_ROOT/openwrt/files/qpc.defaults"
+mkdir -p "$work/defaults"
+cp "$QPC_ROOT/uci/qpc" "$work/defaults/qpc"
+uci_get() {
+	UCI_CONFIG_DIR="$work/defaults" "$harness/bin/uci" -q get "$1"
+}
+UCI_CONFIG_DIR="$work/defaults" PATH="$harness/bin:$PATH" $shell "$defaults"
+check_eq "uci-defaults: exits 0" 0 "$?"
+key1="$(uci_get qpc.server.db_key)"
+token1="$(uci_get qpc.server.registration_token)"
+check "uci-defaults: db_key is 64 random hex digits" sh -c "echo '$key1' | grep -Eqx '[0-9a-f]{64}'"
+check "uci-defaults: registration_token is 32 random hex digits" sh -c "echo '$token1' | grep -Eqx '[0-9a-f]{32}'"
+UCI_CONFIG_DIR="$work/defaults" PATH="$harness/bin:$PATH" $shell "$defaults"
+check_eq "uci-defaults: a second run keeps db_key" "$key1" "$(uci_get qpc.server.db_key)"
+check_eq "uci-defaults: a second run keeps the token" "$token1" "$(uci_get qpc.server.registration_token)"
+grep -v "option db_key\|option registration_token" "$QPC_ROOT/uci/qpc" > "$work/rest.want"
+grep -v "option db_key\|option registration_token" "$work/defaults/qpc" > "$work/rest.got"
+check "uci-defaults: the rest of the config untouched" cmp -s "$work/rest.want" "$work/rest.got"
+
 finish
