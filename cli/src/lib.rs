@@ -3,6 +3,7 @@
 //! the benchmark drive the relay through it.
 #![forbid(unsafe_code)]
 
+pub mod account;
 pub mod inbox;
 pub mod mls;
 pub mod relay;

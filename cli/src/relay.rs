@@ -210,8 +210,10 @@ impl Relay {
             .map_err(|e| RelayError::Protocol(format!("malformed {method:?} response: {e}")))
     }
 
-    /// Proves to the relay that this connection speaks for `key`'s identity.
-    pub async fn authenticate(&self, key: &SigningKey) -> Result<(), RelayError> {
+    /// Asks for a challenge and signs it with the TLS binding of this
+    /// connection: (identity key, signature), as AuthProve and the account
+    /// methods expect.
+    pub async fn identity_proof(&self, key: &SigningKey) -> Result<(Vec<u8>, Vec<u8>), RelayError> {
         let challenge: pb::AuthChallengeResponse =
             self.call(Method::AuthChallenge, &pb::AuthChallengeRequest {}).await?;
         let mut binding = [0u8; auth::BINDING_LEN];
@@ -219,12 +221,38 @@ impl Relay {
             .export_keying_material(&mut binding, auth::TLS_EXPORTER_LABEL, b"")
             .map_err(|_| RelayError::Protocol("cannot derive the TLS binding".into()))?;
         let signature = key.sign(&auth::proof_message(&challenge.nonce, &binding));
-        let req = pb::AuthProveRequest {
-            identity_key: key.verifying_key().to_bytes().to_vec(),
-            signature: signature.to_bytes().to_vec(),
-        };
-        let _: pb::AuthProveResponse = self.call(Method::AuthProve, &req).await?;
+        Ok((key.verifying_key().to_bytes().to_vec(), signature.to_bytes().to_vec()))
+    }
+
+    /// Proves to the relay that this connection speaks for `key`'s identity.
+    pub async fn authenticate(&self, key: &SigningKey) -> Result<(), RelayError> {
+        let (identity_key, signature) = self.identity_proof(key).await?;
+        let _: pb::AuthProveResponse =
+            self.call(Method::AuthProve, &pb::AuthProveRequest { identity_key, signature }).await?;
         Ok(())
+    }
+
+    /// The device identity keys of `username`.
+    pub async fn resolve_user(&self, username: &str) -> Result<Vec<[u8; 32]>, RelayError> {
+        let r: pb::ResolveUserResponse = self
+            .call(Method::ResolveUser, &pb::ResolveUserRequest { username: username.to_string() })
+            .await?;
+        r.identity_keys
+            .iter()
+            .map(|k| {
+                k.as_slice()
+                    .try_into()
+                    .map_err(|_| RelayError::Protocol("identity key is not 32 bytes".into()))
+            })
+            .collect()
+    }
+
+    /// The username of `identity`, if it belongs to an account.
+    pub async fn resolve_identity(&self, identity: &[u8; 32]) -> Result<Option<String>, RelayError> {
+        let r: pb::ResolveIdentityResponse = self
+            .call(Method::ResolveIdentity, &pb::ResolveIdentityRequest { identity_key: identity.to_vec() })
+            .await?;
+        Ok((!r.username.is_empty()).then_some(r.username))
     }
 
     pub async fn upload_key_package(

@@ -31,9 +31,81 @@ pub struct Flags {
     /// longest FetchWait in milliseconds (QPC_MAX_WAIT_MS; default 30000)
     #[argh(option)]
     pub max_wait_ms: Option<u32>,
+    /// who may create accounts: open, token or closed (QPC_REGISTRATION; default open)
+    #[argh(option)]
+    pub registration: Option<Registration>,
+    /// the token new accounts must present in token mode (QPC_REGISTRATION_TOKEN)
+    #[argh(option)]
+    pub registration_token: Option<String>,
+    /// most messages queued per recipient (QPC_MAX_QUEUE_MESSAGES; default 5000)
+    #[argh(option)]
+    pub max_queue_messages: Option<u64>,
+    /// most bytes queued per recipient (QPC_MAX_QUEUE_BYTES; default 8388608)
+    #[argh(option)]
+    pub max_queue_bytes: Option<u64>,
+    /// most bytes queued on the whole relay (QPC_STORE_CAP_BYTES; default 67108864)
+    #[argh(option)]
+    pub store_cap_bytes: Option<u64>,
+    /// seconds an undelivered message is kept (QPC_MESSAGE_TTL_SECS; default 1209600, 14 days)
+    #[argh(option)]
+    pub message_ttl_secs: Option<u64>,
+    /// most concurrent connections (QPC_MAX_CONNECTIONS; default 256)
+    #[argh(option)]
+    pub max_connections: Option<u32>,
+    /// most concurrent streams per connection (QPC_MAX_STREAMS; default 32)
+    #[argh(option)]
+    pub max_streams: Option<u32>,
+    /// seconds a client has to complete the handshake (QPC_HANDSHAKE_TIMEOUT_SECS; default 10)
+    #[argh(option)]
+    pub handshake_timeout_secs: Option<u64>,
+    /// seconds of silence before a connection is closed (QPC_IDLE_TIMEOUT_SECS; default 60)
+    #[argh(option)]
+    pub idle_timeout_secs: Option<u64>,
+    /// requests per second allowed per connection (QPC_RATE_PER_CONNECTION; default 50)
+    #[argh(option)]
+    pub rate_per_connection: Option<u32>,
+    /// requests per second allowed per source address (QPC_RATE_PER_ADDRESS; default 200)
+    #[argh(option)]
+    pub rate_per_address: Option<u32>,
+    /// failed logins per account or address before backing off (QPC_MAX_LOGIN_FAILURES; default 5)
+    #[argh(option)]
+    pub max_login_failures: Option<u32>,
     /// log level: error, warn, info, debug, trace (QPC_LOG_LEVEL; default info)
     #[argh(option)]
     pub log_level: Option<String>,
+}
+
+/// Who may create accounts (and so use the relay).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Registration {
+    /// Anyone may register, and any identity may prove itself.
+    Open,
+    /// Registering needs the relay's token or a one-time invite token.
+    Token,
+    /// No new accounts.
+    Closed,
+}
+
+impl FromStr for Registration {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "open" => Ok(Registration::Open),
+            "token" => Ok(Registration::Token),
+            "closed" => Ok(Registration::Closed),
+            other => Err(format!("unknown registration mode {other:?}: expected open, token or closed")),
+        }
+    }
+}
+
+impl Registration {
+    pub fn name(self) -> &'static str {
+        match self {
+            Registration::Open => "open",
+            Registration::Token => "token",
+            Registration::Closed => "closed",
+        }
+    }
 }
 
 /// Why the settings cannot be used; names the flag and the value.
@@ -41,6 +113,8 @@ pub struct Flags {
 pub enum ConfigError {
     #[error("{name}: cannot parse {value:?}: {reason}")]
     Invalid { name: &'static str, value: String, reason: String },
+    #[error("{0}")]
+    Refused(String),
 }
 
 #[derive(Debug, Clone)]
@@ -49,6 +123,8 @@ pub struct Config {
     pub data_dir: PathBuf,
     pub db_key: String,
     pub hostnames: Vec<String>,
+    pub registration: Registration,
+    pub registration_token: String,
     pub limits: Limits,
     pub log_level: log::LevelFilter,
 }
@@ -59,6 +135,17 @@ pub struct Limits {
     pub max_payload: u32,
     pub max_key_packages: u32,
     pub max_wait_ms: u32,
+    pub max_queue_messages: u64,
+    pub max_queue_bytes: u64,
+    pub store_cap_bytes: u64,
+    pub message_ttl_secs: u64,
+    pub max_connections: u32,
+    pub max_streams: u32,
+    pub handshake_timeout_secs: u64,
+    pub idle_timeout_secs: u64,
+    pub rate_per_connection: u32,
+    pub rate_per_address: u32,
+    pub max_login_failures: u32,
 }
 
 fn env_list(name: &str) -> Vec<String> {
@@ -114,16 +201,68 @@ impl Config {
             value: level.clone(),
             reason: "expected one of error, warn, info, debug, trace".into(),
         })?;
+        let registration = pick(flags.registration, "QPC_REGISTRATION", Registration::Open)?;
+        let registration_token = pick(flags.registration_token, "QPC_REGISTRATION_TOKEN", String::new())?;
+        let db_key = pick(flags.db_key, "QPC_DB_KEY", String::new())?;
+        let positive = |name: &'static str, v: u64| {
+            if v == 0 {
+                Err(ConfigError::Invalid { name, value: "0".into(), reason: "must be at least 1".into() })
+            } else {
+                Ok(v)
+            }
+        };
+        let limits = Limits {
+            max_payload: pick(flags.max_payload, "QPC_MAX_PAYLOAD", qpc_proto::DEFAULT_MAX_PAYLOAD)?,
+            max_key_packages: pick(flags.max_key_packages, "QPC_MAX_KEY_PACKAGES", 50)?,
+            max_wait_ms: pick(flags.max_wait_ms, "QPC_MAX_WAIT_MS", 30_000)?,
+            max_queue_messages: pick(flags.max_queue_messages, "QPC_MAX_QUEUE_MESSAGES", 5_000)?,
+            max_queue_bytes: pick(flags.max_queue_bytes, "QPC_MAX_QUEUE_BYTES", 8 << 20)?,
+            store_cap_bytes: pick(flags.store_cap_bytes, "QPC_STORE_CAP_BYTES", 64 << 20)?,
+            message_ttl_secs: positive(
+                "--message-ttl-secs",
+                pick(flags.message_ttl_secs, "QPC_MESSAGE_TTL_SECS", 14 * 86_400)?,
+            )?,
+            max_connections: pick(flags.max_connections, "QPC_MAX_CONNECTIONS", 256)?,
+            max_streams: positive("--max-streams", pick(flags.max_streams, "QPC_MAX_STREAMS", 32)?.into())?
+                as u32,
+            handshake_timeout_secs: positive(
+                "--handshake-timeout-secs",
+                pick(flags.handshake_timeout_secs, "QPC_HANDSHAKE_TIMEOUT_SECS", 10)?,
+            )?,
+            idle_timeout_secs: positive(
+                "--idle-timeout-secs",
+                pick(flags.idle_timeout_secs, "QPC_IDLE_TIMEOUT_SECS", 60)?,
+            )?,
+            rate_per_connection: positive(
+                "--rate-per-connection",
+                pick(flags.rate_per_connection, "QPC_RATE_PER_CONNECTION", 50)?.into(),
+            )? as u32,
+            rate_per_address: positive(
+                "--rate-per-address",
+                pick(flags.rate_per_address, "QPC_RATE_PER_ADDRESS", 200)?.into(),
+            )? as u32,
+            max_login_failures: pick(flags.max_login_failures, "QPC_MAX_LOGIN_FAILURES", 5)?,
+        };
+        if std::env::var("QPC_PRODUCTION").is_ok_and(|v| v == "1") {
+            if db_key.is_empty() {
+                return Err(ConfigError::Refused(
+                    "QPC_PRODUCTION=1 refuses an unencrypted database: set --db-key or QPC_DB_KEY".into(),
+                ));
+            }
+            if registration == Registration::Open {
+                return Err(ConfigError::Refused(
+                    "QPC_PRODUCTION=1 refuses open registration: use --registration token or closed".into(),
+                ));
+            }
+        }
         Ok(Config {
+            registration,
+            registration_token,
             listen,
             data_dir: pick(flags.data_dir, "QPC_DATA_DIR", PathBuf::from("./data"))?,
-            db_key: pick(flags.db_key, "QPC_DB_KEY", String::new())?,
+            db_key,
             hostnames,
-            limits: Limits {
-                max_payload: pick(flags.max_payload, "QPC_MAX_PAYLOAD", qpc_proto::DEFAULT_MAX_PAYLOAD)?,
-                max_key_packages: pick(flags.max_key_packages, "QPC_MAX_KEY_PACKAGES", 50)?,
-                max_wait_ms: pick(flags.max_wait_ms, "QPC_MAX_WAIT_MS", 30_000)?,
-            },
+            limits,
             log_level,
         })
     }

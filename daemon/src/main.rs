@@ -4,6 +4,7 @@
 mod cmd;
 mod config;
 mod hub;
+mod limits;
 mod logger;
 mod refusal;
 mod server;

@@ -2,7 +2,7 @@
 //! and the orderly shutdown. Everything runs on one thread (tokio
 //! current_thread + LocalSet); state is shared with `Rc`.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -10,12 +10,16 @@ use std::time::{Duration, Instant};
 
 use prost::Message;
 use qpc_proto::frame::{Header, RequestHeader};
+use qpc_proto::opaque::opaque_ke::{ServerLogin, ServerSetup};
+use qpc_proto::opaque::Suite;
 use qpc_proto::{pb, FrameError, ResponseFrame, Status};
+use rusqlite::OptionalExtension;
 use tokio::sync::watch;
 
-use crate::cmd::{self, auth::Proven};
-use crate::config::{Config, Limits};
+use crate::cmd::{self, accounts::PendingRegistration, auth::Proven};
+use crate::config::{Config, Limits, Registration};
 use crate::hub::Hub;
+use crate::limits::{AddressBuckets, Bucket, LoginGuard};
 use crate::refusal::Refusal;
 use crate::store::{Store, StoreError};
 use crate::tls::{self, TlsError};
@@ -24,7 +28,6 @@ use crate::tls::{self, TlsError};
 const REQUEST_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long shutdown waits for in-flight calls.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
-const MAX_STREAMS_PER_CONNECTION: u32 = 64;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
@@ -38,13 +41,22 @@ pub enum ServeError {
     Bind { addr: SocketAddr, source: std::io::Error },
     #[error("cannot install the signal handler: {0}")]
     Signal(std::io::Error),
+    #[error("database: {0}")]
+    Corrupt(String),
 }
 
 /// Counters since start.
 #[derive(Default)]
 pub struct Stats {
+    /// Connections open now.
     pub connections: Cell<u64>,
+    pub enqueued: Cell<u64>,
     pub delivered: Cell<u64>,
+    pub expired: Cell<u64>,
+}
+
+fn bump(c: &Cell<u64>, n: u64) {
+    c.set(c.get() + n);
 }
 
 /// What every command can reach.
@@ -52,6 +64,11 @@ pub struct Relay {
     pub store: Rc<Store>,
     pub hub: Hub,
     pub limits: Limits,
+    pub registration: Registration,
+    pub registration_token: String,
+    pub opaque: ServerSetup<Suite>,
+    pub logins: LoginGuard,
+    addresses: AddressBuckets,
     pub stats: Stats,
     pub shutdown: watch::Receiver<bool>,
     in_flight: Cell<usize>,
@@ -59,7 +76,11 @@ pub struct Relay {
 
 impl Relay {
     pub fn stats_delivered(&self, n: usize) {
-        self.stats.delivered.set(self.stats.delivered.get() + n as u64);
+        bump(&self.stats.delivered, n as u64);
+    }
+
+    pub fn stats_enqueued(&self, n: usize) {
+        bump(&self.stats.enqueued, n as u64);
     }
 }
 
@@ -69,6 +90,11 @@ pub struct Session {
     pub conn: quinn::Connection,
     pub nonce: Cell<Option<[u8; 32]>>,
     pub proven: Cell<Option<Proven>>,
+    /// The account the proven identity belongs to, if any.
+    pub account: RefCell<Option<String>>,
+    pub registration: RefCell<Option<PendingRegistration>>,
+    pub login: RefCell<Option<(String, ServerLogin<Suite>)>>,
+    bucket: RefCell<Bucket>,
 }
 
 impl Session {
@@ -119,18 +145,29 @@ pub async fn run(config: Config) -> Result<(), ServeError> {
         log::warn!("no database key set (--db-key / QPC_DB_KEY): the database is stored unencrypted");
     }
     let store = Rc::new(Store::open(&dir.join("qpc.db"), &config.db_key)?);
-    let server_config = tls::server_config(&identity, MAX_STREAMS_PER_CONNECTION)?;
+    let opaque = opaque_setup(&store)?;
+    let server_config = tls::server_config(&identity, &config.limits)?;
+    log::info!("registration {}", config.registration.name());
+    if config.registration == Registration::Token && config.registration_token.is_empty() {
+        log::info!("no --registration-token: only one-time invite tokens admit new accounts");
+    }
 
     let (stop, shutdown) = watch::channel(false);
     let relay = Rc::new(Relay {
         store,
         hub: Hub::default(),
         limits: config.limits.clone(),
+        registration: config.registration,
+        registration_token: config.registration_token.clone(),
+        opaque,
+        logins: LoginGuard::default(),
+        addresses: AddressBuckets::default(),
         stats: Stats::default(),
         shutdown,
         in_flight: Cell::new(0),
     });
 
+    tokio::task::spawn_local(sweep_loop(Rc::clone(&relay)));
     let mut endpoints = Vec::new();
     for addr in &config.listen {
         let endpoint = bind(*addr, server_config.clone())?;
@@ -180,20 +217,54 @@ async fn accept_loop(relay: Rc<Relay>, endpoint: quinn::Endpoint) {
             _ = shutdown.wait_for(|stop| *stop) => return,
         };
         let Some(incoming) = incoming else { return };
+        if relay.stats.connections.get() >= u64::from(relay.limits.max_connections) {
+            log::info!(
+                "connection from {} refused: {} connections open, the limit",
+                incoming.remote_address(),
+                relay.limits.max_connections
+            );
+            incoming.refuse();
+            continue;
+        }
         tokio::task::spawn_local(serve_connection(Rc::clone(&relay), incoming));
     }
 }
 
+/// Counts a connection as open for as long as it lives.
+struct Open(Rc<Relay>);
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        let c = &self.0.stats.connections;
+        c.set(c.get().saturating_sub(1));
+    }
+}
+
 async fn serve_connection(relay: Rc<Relay>, incoming: quinn::Incoming) {
-    let conn = match incoming.await {
-        Ok(conn) => conn,
-        Err(e) => {
-            log::debug!("handshake failed: {e}");
+    bump(&relay.stats.connections, 1);
+    let _open = Open(Rc::clone(&relay));
+    let remote = incoming.remote_address();
+    let handshake = Duration::from_secs(relay.limits.handshake_timeout_secs);
+    let conn = match tokio::time::timeout(handshake, incoming).await {
+        Ok(Ok(conn)) => conn,
+        Ok(Err(e)) => {
+            log::debug!("handshake with {remote} failed: {e}");
+            return;
+        }
+        Err(_) => {
+            log::info!("handshake with {remote} timed out after {} s", handshake.as_secs());
             return;
         }
     };
-    relay.stats.connections.set(relay.stats.connections.get() + 1);
-    let session = Rc::new(Session { conn: conn.clone(), nonce: Cell::new(None), proven: Cell::new(None) });
+    let session = Rc::new(Session {
+        conn: conn.clone(),
+        nonce: Cell::new(None),
+        proven: Cell::new(None),
+        account: RefCell::new(None),
+        registration: RefCell::new(None),
+        login: RefCell::new(None),
+        bucket: RefCell::new(Bucket::new(relay.limits.rate_per_connection)),
+    });
     loop {
         match conn.accept_bi().await {
             Ok((send, recv)) => {
@@ -239,10 +310,10 @@ async fn serve_stream(
             let _ = recv.stop(0u32.into());
             refusal_frame(request_id, &refusal)
         }
-        Ok(Ok((header, payload))) => match cmd::dispatch(&relay, &session, header.method, &payload).await {
+        Ok(Ok((header, payload))) => match answer(&relay, &session, header.method, &payload).await {
             Ok(body) => ResponseFrame::new(Status::Ok, header.request_id, body).encode(),
             Err(refusal) => {
-                log::debug!("method {} refused ({}): {}", header.method, refusal.status, refusal.message);
+                log_refusal(&session, header.method, &refusal);
                 refusal_frame(header.request_id, &refusal)
             }
         },
@@ -274,4 +345,101 @@ async fn read_request(
         )
     })?;
     Ok((header, payload))
+}
+
+/// Quota, rate and auth refusals are what a user asks the owner about:
+/// logged with the reason (never contents or secrets); the rest at debug.
+fn log_refusal(session: &Session, method: u16, refusal: &Refusal) {
+    let who = session.proven().map(|p| hex::encode(&p.key()[..8])).unwrap_or_else(|| "anonymous".into());
+    let remote = session.conn.remote_address();
+    match refusal.status {
+        Status::QuotaExceeded | Status::RateLimited | Status::Unauthenticated | Status::Forbidden => {
+            log::info!(
+                "refused method {method} for {who} at {remote} ({}): {}",
+                refusal.status,
+                refusal.message
+            )
+        }
+        Status::Internal => log::error!("method {method} for {who} failed: {}", refusal.message),
+        _ => log::debug!(
+            "refused method {method} for {who} at {remote} ({}): {}",
+            refusal.status,
+            refusal.message
+        ),
+    }
+}
+
+async fn answer(
+    relay: &Rc<Relay>,
+    session: &Session,
+    method: u16,
+    payload: &[u8],
+) -> Result<Vec<u8>, Refusal> {
+    if let Some(refusal) = rate_limited(relay, session) {
+        return Err(refusal);
+    }
+    cmd::dispatch(relay, session, method, payload).await
+}
+
+/// The per-connection and per-address request rates.
+fn rate_limited(relay: &Relay, session: &Session) -> Option<Refusal> {
+    let limits = &relay.limits;
+    let remote = session.conn.remote_address();
+    let (first, what) = {
+        let mut bucket = session.bucket.borrow_mut();
+        if !bucket.allow(limits.rate_per_connection) {
+            (
+                !std::mem::replace(&mut bucket.warned, true),
+                format!("this connection ({} requests/s)", limits.rate_per_connection),
+            )
+        } else {
+            match relay.addresses.check(remote.ip(), limits.rate_per_address) {
+                None => return None,
+                Some(first) => (first, format!("your address ({} requests/s)", limits.rate_per_address)),
+            }
+        }
+    };
+    if first {
+        log::info!("rate limit reached for {what} from {remote}");
+    }
+    Some(Refusal::new(Status::RateLimited, format!("too many requests from {what}; slow down")))
+}
+
+/// Loads the relay's OPAQUE keys, making them on first start. Changing them
+/// would lock every account out, so they live in the (encrypted) database.
+fn opaque_setup(store: &Rc<Store>) -> Result<ServerSetup<Suite>, ServeError> {
+    let stored: Option<Vec<u8>> = store.read(|c| {
+        c.query_row("SELECT value FROM meta WHERE key = 'opaque_setup'", [], |r| r.get(0)).optional()
+    })?;
+    if let Some(bytes) = stored {
+        return ServerSetup::<Suite>::deserialize(&bytes)
+            .map_err(|_| ServeError::Corrupt("the stored OPAQUE server setup is unreadable".into()));
+    }
+    let setup = ServerSetup::<Suite>::new(&mut rand::rngs::OsRng);
+    let bytes = setup.serialize().to_vec();
+    store.read(|c| c.execute("INSERT INTO meta (key, value) VALUES ('opaque_setup', ?1)", [&bytes]))?;
+    Ok(setup)
+}
+
+/// Deletes undelivered messages older than the TTL, returning their space.
+async fn sweep_loop(relay: Rc<Relay>) {
+    let ttl = relay.limits.message_ttl_secs;
+    let every = Duration::from_secs((ttl / 4).clamp(1, 60));
+    let mut shutdown = relay.shutdown.clone();
+    loop {
+        let cutoff = crate::store::now_ms()
+            .saturating_sub(i64::try_from(ttl.saturating_mul(1000)).unwrap_or(i64::MAX));
+        match relay.store.write(move |c| cmd::ack::expire_before(c, cutoff).map_err(StoreError::from)).await {
+            Ok(0) => {}
+            Ok(n) => {
+                bump(&relay.stats.expired, n);
+                log::info!("expired {n} undelivered messages older than {ttl} s");
+            }
+            Err(e) => log::error!("sweeping expired messages: {e}"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = shutdown.wait_for(|stop| *stop) => return,
+        }
+    }
 }

@@ -34,9 +34,28 @@ pub enum StoreError {
 /// Versioned schema; entry N migrates version N to N+1. Never edit a
 /// released entry: append a new one.
 const MIGRATIONS: &[&str] = &[
-    // 1: identities, key packages, hybrid keys, queues.
-    "CREATE TABLE identities (
+    // 1: identities, accounts, key packages, hybrid keys, queues.
+    "CREATE TABLE meta (
+        key TEXT PRIMARY KEY,
+        value BLOB NOT NULL
+     ) WITHOUT ROWID;
+     CREATE TABLE identities (
         identity_key BLOB PRIMARY KEY,
+        created_at_ms INTEGER NOT NULL
+     ) WITHOUT ROWID;
+     CREATE TABLE accounts (
+        username TEXT PRIMARY KEY,
+        opaque_record BLOB NOT NULL,
+        created_at_ms INTEGER NOT NULL
+     ) WITHOUT ROWID;
+     CREATE TABLE account_keys (
+        identity_key BLOB PRIMARY KEY,
+        username TEXT NOT NULL,
+        added_at_ms INTEGER NOT NULL
+     ) WITHOUT ROWID;
+     CREATE INDEX account_keys_by_user ON account_keys (username, added_at_ms);
+     CREATE TABLE registration_tokens (
+        token_hash BLOB PRIMARY KEY,
         created_at_ms INTEGER NOT NULL
      ) WITHOUT ROWID;
      CREATE TABLE key_packages (
@@ -51,7 +70,9 @@ const MIGRATIONS: &[&str] = &[
      ) WITHOUT ROWID;
      CREATE TABLE queue_heads (
         recipient BLOB PRIMARY KEY,
-        last_seq INTEGER NOT NULL
+        last_seq INTEGER NOT NULL,
+        msgs INTEGER NOT NULL DEFAULT 0,
+        bytes INTEGER NOT NULL DEFAULT 0
      ) WITHOUT ROWID;
      CREATE TABLE messages (
         recipient BLOB NOT NULL,
@@ -64,7 +85,8 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (recipient, seq)
      ) WITHOUT ROWID;
      CREATE UNIQUE INDEX messages_client_id ON messages (recipient, client_msg_id)
-        WHERE client_msg_id IS NOT NULL;",
+        WHERE client_msg_id IS NOT NULL;
+     CREATE INDEX messages_by_age ON messages (enqueued_at_ms);",
 ];
 
 type Finish = Box<dyn FnOnce(Result<(), String>)>;

@@ -71,7 +71,10 @@ pub fn load_or_create(dir: &Path, hostnames: &[String]) -> Result<Identity, TlsE
 
 /// The QUIC server configuration: TLS 1.3 with ring, ALPN `qpc`, and the
 /// transport bounds of the relay.
-pub fn server_config(identity: &Identity, max_streams: u32) -> Result<quinn::ServerConfig, TlsError> {
+pub fn server_config(
+    identity: &Identity,
+    limits: &crate::config::Limits,
+) -> Result<quinn::ServerConfig, TlsError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut tls = rustls::ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])?
@@ -82,10 +85,10 @@ pub fn server_config(identity: &Identity, max_streams: u32) -> Result<quinn::Ser
         quinn::crypto::rustls::QuicServerConfig::try_from(tls).map_err(|e| TlsError::Quic(e.to_string()))?;
     let mut config = quinn::ServerConfig::with_crypto(Arc::new(quic));
     let mut transport = quinn::TransportConfig::default();
-    transport.max_concurrent_bidi_streams(max_streams.into());
+    transport.max_concurrent_bidi_streams(limits.max_streams.into());
     transport.max_concurrent_uni_streams(0u8.into());
-    let idle =
-        quinn::IdleTimeout::try_from(Duration::from_secs(60)).map_err(|e| TlsError::Quic(e.to_string()))?;
+    let idle = quinn::IdleTimeout::try_from(Duration::from_secs(limits.idle_timeout_secs))
+        .map_err(|e| TlsError::Quic(e.to_string()))?;
     transport.max_idle_timeout(Some(idle));
     config.transport_config(Arc::new(transport));
     Ok(config)

@@ -45,6 +45,8 @@ ids! {
         FetchHybridKeys = 304,
         AuthChallenge = 400,
         AuthProve = 401,
+        ResolveUser = 500,
+        ResolveIdentity = 501,
     }
 }
 
@@ -80,7 +82,7 @@ mod tests {
         for m in Method::ALL {
             assert_eq!(Method::from_u16(m.id()), Some(*m));
         }
-        for unknown in [0u16, 99, 104, 199, 206, 299, 305, 402, u16::MAX] {
+        for unknown in [0u16, 99, 104, 199, 206, 299, 305, 402, 502, u16::MAX] {
             assert_eq!(Method::from_u16(unknown), None, "{unknown}");
         }
         assert_eq!(Event::from_u16(1), Some(Event::NewMessage));

@@ -9,9 +9,11 @@ use ed25519_dalek::{Signature, VerifyingKey};
 use qpc_proto::{auth, pb, Status};
 use rand::RngCore;
 
+use crate::config::Registration;
 use crate::refusal::{identity_key, Refusal};
 use crate::server::{Relay, Session};
 use crate::store::now_ms;
+use rusqlite::OptionalExtension;
 
 /// An identity this connection has proven it holds the key of.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,12 +34,14 @@ pub fn challenge(session: &Session) -> pb::AuthChallengeResponse {
     pb::AuthChallengeResponse { nonce: nonce.to_vec() }
 }
 
-pub async fn prove(
-    relay: &Rc<Relay>,
+/// Checks that `signature` by `identity_key` covers this connection's
+/// pending nonce and TLS binding; the nonce is spent either way.
+pub fn verify_proof(
     session: &Session,
-    req: pb::AuthProveRequest,
-) -> Result<pb::AuthProveResponse, Refusal> {
-    let key = identity_key("identity_key", &req.identity_key)?;
+    identity_key_bytes: &[u8],
+    signature: &[u8],
+) -> Result<[u8; 32], Refusal> {
+    let key = identity_key("identity_key", identity_key_bytes)?;
     let nonce = session.nonce.take().ok_or_else(|| {
         Refusal::bad_request("no challenge pending on this connection: call AuthChallenge first")
     })?;
@@ -46,7 +50,7 @@ pub async fn prove(
     let verifying = VerifyingKey::from_bytes(&key)
         .map_err(|_| unauthenticated("identity_key is not a valid Ed25519 key"))?;
     let signature =
-        Signature::from_slice(&req.signature).map_err(|_| unauthenticated("signature is not 64 bytes"))?;
+        Signature::from_slice(signature).map_err(|_| unauthenticated("signature is not 64 bytes"))?;
     let mut binding = [0u8; auth::BINDING_LEN];
     session
         .conn
@@ -55,6 +59,16 @@ pub async fn prove(
     verifying
         .verify_strict(&auth::proof_message(&nonce, &binding), &signature)
         .map_err(|_| unauthenticated("the signature does not verify for this identity and connection"))?;
+    Ok(key)
+}
+
+/// Marks the connection as speaking for `key` (and `account`, if any).
+pub async fn admit(
+    relay: &Rc<Relay>,
+    session: &Session,
+    key: [u8; 32],
+    account: Option<String>,
+) -> Result<(), Refusal> {
     relay
         .store
         .write(move |c| {
@@ -65,9 +79,36 @@ pub async fn prove(
             .map_err(Refusal::from)
         })
         .await?;
-    let proven = Proven { key };
-    session.proven.set(Some(proven));
+    if let Some(old) = session.proven.replace(Some(Proven { key })) {
+        relay.hub.unsubscribe(old.key, &session.conn);
+    }
+    *session.account.borrow_mut() = account;
     relay.hub.subscribe(key, &session.conn);
     log::debug!("connection {} proved identity {}", session.conn.remote_address(), hex::encode(&key[..8]));
+    Ok(())
+}
+
+pub async fn prove(
+    relay: &Rc<Relay>,
+    session: &Session,
+    req: pb::AuthProveRequest,
+) -> Result<pb::AuthProveResponse, Refusal> {
+    let key = verify_proof(session, &req.identity_key, &req.signature)?;
+    let account: Option<String> = relay.store.read(|c| {
+        c.query_row("SELECT username FROM account_keys WHERE identity_key = ?1", [&key[..]], |r| r.get(0))
+            .optional()
+    })?;
+    if account.is_none() && relay.registration != Registration::Open {
+        log::info!(
+            "identity {} refused: not bound to an account and registration is {}",
+            hex::encode(&key[..8]),
+            relay.registration.name()
+        );
+        return Err(Refusal::new(
+            Status::Forbidden,
+            "this relay admits registered accounts only: log in with `qpc login --username NAME`",
+        ));
+    }
+    admit(relay, session, key, account).await?;
     Ok(pb::AuthProveResponse {})
 }

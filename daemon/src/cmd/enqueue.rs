@@ -44,9 +44,64 @@ fn parse(
     Ok(Message { sender: me.key(), channel_id, client_msg_id, payload })
 }
 
+/// The quotas an enqueue must respect.
+#[derive(Clone, Copy)]
+struct Quota {
+    queue_messages: u64,
+    queue_bytes: u64,
+    store_bytes: u64,
+}
+
+impl Quota {
+    fn of(relay: &Relay) -> Quota {
+        let l = &relay.limits;
+        Quota {
+            queue_messages: l.max_queue_messages,
+            queue_bytes: l.max_queue_bytes,
+            store_bytes: l.store_cap_bytes,
+        }
+    }
+
+    fn check(&self, c: &Connection, recipient: &[u8; 32], len: u64) -> Result<(), Refusal> {
+        let (msgs, bytes): (u64, u64) = c
+            .query_row("SELECT msgs, bytes FROM queue_heads WHERE recipient = ?1", [&recipient[..]], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .optional()?
+            .unwrap_or((0, 0));
+        let full = |what: String| Refusal::new(Status::QuotaExceeded, what);
+        let who = hex::encode(&recipient[..8]);
+        if msgs + 1 > self.queue_messages {
+            return Err(full(format!(
+                "the queue of {who} is full ({} messages, the relay's limit); it frees up as they read it",
+                self.queue_messages
+            )));
+        }
+        if bytes + len > self.queue_bytes {
+            return Err(full(format!(
+                "the queue of {who} is full ({} bytes, the relay's limit); it frees up as they read it",
+                self.queue_bytes
+            )));
+        }
+        let total: u64 = c.query_row("SELECT coalesce(sum(bytes), 0) FROM queue_heads", [], |r| r.get(0))?;
+        if total + len > self.store_bytes {
+            return Err(full(format!(
+                "the relay's store is full ({} bytes queued, its cap); try again later",
+                self.store_bytes
+            )));
+        }
+        Ok(())
+    }
+}
+
 /// Stores `m` for `recipient`; returns its sequence number and whether it
 /// was already stored under the same client message id.
-fn store_one(c: &Connection, recipient: &[u8; 32], m: &Message) -> Result<(u64, bool), Refusal> {
+fn store_one(
+    c: &Connection,
+    quota: Quota,
+    recipient: &[u8; 32],
+    m: &Message,
+) -> Result<(u64, bool), Refusal> {
     let known: bool = c.query_row(
         "SELECT EXISTS (SELECT 1 FROM identities WHERE identity_key = ?1)",
         [&recipient[..]],
@@ -70,11 +125,13 @@ fn store_one(c: &Connection, recipient: &[u8; 32], m: &Message) -> Result<(u64, 
             return Ok((seq, true));
         }
     }
+    let len = m.payload.len() as u64;
+    quota.check(c, recipient, len)?;
     let seq: u64 = c.query_row(
-        "INSERT INTO queue_heads (recipient, last_seq) VALUES (?1, 1)
-         ON CONFLICT (recipient) DO UPDATE SET last_seq = last_seq + 1
+        "INSERT INTO queue_heads (recipient, last_seq, msgs, bytes) VALUES (?1, 1, 1, ?2)
+         ON CONFLICT (recipient) DO UPDATE SET last_seq = last_seq + 1, msgs = msgs + 1, bytes = bytes + ?2
          RETURNING last_seq",
-        [&recipient[..]],
+        (&recipient[..], len),
         |r| r.get(0),
     )?;
     c.execute(
@@ -93,8 +150,10 @@ pub async fn enqueue(
     let recipient = identity_key("recipient_key", &req.recipient_key)?;
     let m = parse(req.payload, req.channel_id, req.client_msg_id, me)?;
     let channel = m.channel_id.clone();
-    let (seq, duplicate) = relay.store.write(move |c| store_one(c, &recipient, &m)).await?;
+    let quota = Quota::of(relay);
+    let (seq, duplicate) = relay.store.write(move |c| store_one(c, quota, &recipient, &m)).await?;
     if !duplicate {
+        relay.stats_enqueued(1);
         relay.hub.message_stored(recipient, seq, &channel);
     }
     Ok(pb::EnqueueResponse { seq, duplicate })
@@ -120,12 +179,14 @@ pub async fn batch_enqueue(
     let channel = m.channel_id.clone();
     let targets = recipients.clone();
     // All recipients or none: one savepoint for the whole batch.
+    let quota = Quota::of(relay);
     let stored = relay
         .store
-        .write(move |c| targets.iter().map(|r| store_one(c, r, &m)).collect::<Result<Vec<_>, _>>())
+        .write(move |c| targets.iter().map(|r| store_one(c, quota, r, &m)).collect::<Result<Vec<_>, _>>())
         .await?;
     for (recipient, (seq, duplicate)) in recipients.iter().zip(&stored) {
         if !duplicate {
+            relay.stats_enqueued(1);
             relay.hub.message_stored(*recipient, *seq, &channel);
         }
     }

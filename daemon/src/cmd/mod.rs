@@ -3,8 +3,10 @@
 //! share: only the auth and account methods work before an identity is
 //! proven.
 
+pub mod accounts;
 pub mod ack;
 pub mod auth;
+pub mod directory;
 pub mod enqueue;
 pub mod fetch;
 pub mod hybrid_key;
@@ -34,14 +36,15 @@ pub async fn dispatch(
     match method {
         Method::AuthChallenge => return ok(auth::challenge(session)),
         Method::AuthProve => return ok(auth::prove(relay, session, decode(payload)?).await?),
-        Method::OpaqueRegisterStart
-        | Method::OpaqueRegisterFinish
-        | Method::OpaqueLoginStart
-        | Method::OpaqueLoginFinish => {
-            return Err(Refusal::new(
-                Status::UnknownMethod,
-                "password accounts are not enabled on this relay",
-            ))
+        Method::OpaqueRegisterStart => {
+            return ok(accounts::register_start(relay, session, decode(payload)?)?)
+        }
+        Method::OpaqueRegisterFinish => {
+            return ok(accounts::register_finish(relay, session, decode(payload)?).await?)
+        }
+        Method::OpaqueLoginStart => return ok(accounts::login_start(relay, session, decode(payload)?)?),
+        Method::OpaqueLoginFinish => {
+            return ok(accounts::login_finish(relay, session, decode(payload)?).await?)
         }
         _ => {}
     }
@@ -63,6 +66,8 @@ pub async fn dispatch(
         Method::UploadHybridKey => ok(hybrid_key::upload(relay, me, decode(payload)?).await?),
         Method::FetchHybridKey => ok(hybrid_key::fetch(relay, decode(payload)?)?),
         Method::FetchHybridKeys => ok(hybrid_key::fetch_many(relay, decode(payload)?)?),
+        Method::ResolveUser => ok(directory::resolve_user(relay, decode(payload)?)?),
+        Method::ResolveIdentity => ok(directory::resolve_identity(relay, decode(payload)?)?),
         Method::AuthChallenge
         | Method::AuthProve
         | Method::OpaqueRegisterStart

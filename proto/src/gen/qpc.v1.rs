@@ -26,6 +26,82 @@ pub struct AuthProveRequest {
 }
 #[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct AuthProveResponse {}
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct OpaqueRegisterStartRequest {
+    #[prost(string, tag = "1")]
+    pub username: ::prost::alloc::string::String,
+    #[prost(bytes = "vec", tag = "2")]
+    pub registration_request: ::prost::alloc::vec::Vec<u8>,
+    /// Needed when the relay's registration mode is `token`.
+    #[prost(string, tag = "3")]
+    pub registration_token: ::prost::alloc::string::String,
+}
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct OpaqueRegisterStartResponse {
+    #[prost(bytes = "vec", tag = "1")]
+    pub registration_response: ::prost::alloc::vec::Vec<u8>,
+}
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct OpaqueRegisterFinishRequest {
+    #[prost(string, tag = "1")]
+    pub username: ::prost::alloc::string::String,
+    #[prost(bytes = "vec", tag = "2")]
+    pub registration_upload: ::prost::alloc::vec::Vec<u8>,
+    #[prost(bytes = "vec", tag = "3")]
+    pub identity_key: ::prost::alloc::vec::Vec<u8>,
+    #[prost(bytes = "vec", tag = "4")]
+    pub signature: ::prost::alloc::vec::Vec<u8>,
+}
+#[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct OpaqueRegisterFinishResponse {}
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct OpaqueLoginStartRequest {
+    #[prost(string, tag = "1")]
+    pub username: ::prost::alloc::string::String,
+    #[prost(bytes = "vec", tag = "2")]
+    pub credential_request: ::prost::alloc::vec::Vec<u8>,
+}
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct OpaqueLoginStartResponse {
+    #[prost(bytes = "vec", tag = "1")]
+    pub credential_response: ::prost::alloc::vec::Vec<u8>,
+}
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct OpaqueLoginFinishRequest {
+    #[prost(bytes = "vec", tag = "1")]
+    pub credential_finalization: ::prost::alloc::vec::Vec<u8>,
+    #[prost(bytes = "vec", tag = "2")]
+    pub identity_key: ::prost::alloc::vec::Vec<u8>,
+    #[prost(bytes = "vec", tag = "3")]
+    pub signature: ::prost::alloc::vec::Vec<u8>,
+}
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct OpaqueLoginFinishResponse {
+    #[prost(string, tag = "1")]
+    pub username: ::prost::alloc::string::String,
+}
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct ResolveUserRequest {
+    #[prost(string, tag = "1")]
+    pub username: ::prost::alloc::string::String,
+}
+/// The device identity keys of the account, oldest first.
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct ResolveUserResponse {
+    #[prost(bytes = "vec", repeated, tag = "1")]
+    pub identity_keys: ::prost::alloc::vec::Vec<::prost::alloc::vec::Vec<u8>>,
+}
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct ResolveIdentityRequest {
+    #[prost(bytes = "vec", tag = "1")]
+    pub identity_key: ::prost::alloc::vec::Vec<u8>,
+}
+/// Empty when the identity belongs to no account.
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct ResolveIdentityResponse {
+    #[prost(string, tag = "1")]
+    pub username: ::prost::alloc::string::String,
+}
 /// Uploads a KeyPackage for the connection's proven identity.
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct UploadKeyPackageRequest {

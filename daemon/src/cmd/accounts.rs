@@ -1,0 +1,257 @@
+//! OPAQUE accounts (100-103). The relay keeps only the OPAQUE registration
+//! record; the password never reaches it. Registering and logging in also
+//! bind the connection's identity key to the account (an account holds up to
+//! MAX_DEVICE_KEYS device keys), proven exactly as AuthProve proves one.
+
+use std::rc::Rc;
+
+use qpc_proto::opaque::opaque_ke::{
+    CredentialFinalization, CredentialRequest, RegistrationRequest, RegistrationUpload, ServerLogin,
+    ServerLoginStartParameters, ServerRegistration,
+};
+use qpc_proto::opaque::Suite;
+use qpc_proto::{pb, Status};
+use rusqlite::{Connection, OptionalExtension};
+use sha2::{Digest, Sha256};
+
+use super::auth::{admit, verify_proof};
+use crate::config::Registration;
+use crate::refusal::Refusal;
+use crate::server::{Relay, Session};
+use crate::store::now_ms;
+
+/// Device keys one account may bind.
+pub const MAX_DEVICE_KEYS: u32 = 8;
+
+/// What a started registration remembers until it finishes.
+pub struct PendingRegistration {
+    username: String,
+    one_time_token: Option<Vec<u8>>,
+}
+
+/// Checks a username: 1 to 32 of a-z, 0-9, '.', '_', '-', starting with a
+/// letter or digit.
+pub fn check_username(name: &str) -> Result<(), Refusal> {
+    let ok_char = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '.' | '_' | '-');
+    let first_ok = name.chars().next().is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
+    if name.is_empty() || name.len() > 32 || !first_ok || !name.chars().all(ok_char) {
+        return Err(Refusal::bad_request(format!(
+            "invalid username {name:?}: use 1 to 32 of a-z, 0-9, '.', '_', '-', starting with a letter or digit"
+        )));
+    }
+    Ok(())
+}
+
+fn account_exists(c: &Connection, username: &str) -> rusqlite::Result<bool> {
+    c.query_row("SELECT EXISTS (SELECT 1 FROM accounts WHERE username = ?1)", [username], |r| r.get(0))
+}
+
+fn malformed(what: &str) -> Refusal {
+    Refusal::bad_request(format!("malformed OPAQUE {what}"))
+}
+
+/// Constant-time equality, so the token cannot be guessed byte by byte.
+fn same(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+pub fn register_start(
+    relay: &Rc<Relay>,
+    session: &Session,
+    req: pb::OpaqueRegisterStartRequest,
+) -> Result<pb::OpaqueRegisterStartResponse, Refusal> {
+    check_username(&req.username)?;
+    let one_time_token = match relay.registration {
+        Registration::Open => None,
+        Registration::Closed => {
+            return Err(Refusal::new(
+                Status::Forbidden,
+                "registration is closed on this relay: ask its owner for an account",
+            ))
+        }
+        Registration::Token => {
+            let token = req.registration_token.as_bytes();
+            if !relay.registration_token.is_empty() && same(token, relay.registration_token.as_bytes()) {
+                None
+            } else {
+                let hash = Sha256::digest(token).to_vec();
+                let known: bool = relay.store.read(|c| {
+                    c.query_row(
+                        "SELECT EXISTS (SELECT 1 FROM registration_tokens WHERE token_hash = ?1)",
+                        [&hash],
+                        |r| r.get(0),
+                    )
+                })?;
+                if token.is_empty() || !known {
+                    return Err(Refusal::new(
+                        Status::Forbidden,
+                        "registration on this relay needs a valid registration token (--token); this one is missing, wrong or used",
+                    ));
+                }
+                Some(hash)
+            }
+        }
+    };
+    if relay.store.read(|c| account_exists(c, &req.username))? {
+        return Err(Refusal::new(
+            Status::Conflict,
+            format!("the username {:?} is already taken", req.username),
+        ));
+    }
+    let request = RegistrationRequest::<Suite>::deserialize(&req.registration_request)
+        .map_err(|_| malformed("registration request"))?;
+    let started = ServerRegistration::<Suite>::start(&relay.opaque, request, req.username.as_bytes())
+        .map_err(|_| malformed("registration request"))?;
+    *session.registration.borrow_mut() = Some(PendingRegistration { username: req.username, one_time_token });
+    Ok(pb::OpaqueRegisterStartResponse { registration_response: started.message.serialize().to_vec() })
+}
+
+pub async fn register_finish(
+    relay: &Rc<Relay>,
+    session: &Session,
+    req: pb::OpaqueRegisterFinishRequest,
+) -> Result<pb::OpaqueRegisterFinishResponse, Refusal> {
+    let pending = session.registration.borrow_mut().take();
+    let pending = pending.filter(|p| p.username == req.username).ok_or_else(|| {
+        Refusal::bad_request("no registration of this username was started on this connection")
+    })?;
+    let upload = RegistrationUpload::<Suite>::deserialize(&req.registration_upload)
+        .map_err(|_| malformed("registration upload"))?;
+    let record = ServerRegistration::<Suite>::finish(upload).serialize().to_vec();
+    let key = verify_proof(session, &req.identity_key, &req.signature)?;
+    let username = pending.username.clone();
+    relay
+        .store
+        .write(move |c| {
+            if account_exists(c, &pending.username)? {
+                return Err(Refusal::new(
+                    Status::Conflict,
+                    format!("the username {:?} is already taken", pending.username),
+                ));
+            }
+            if let Some(owner) = key_owner(c, &key)? {
+                return Err(Refusal::new(
+                    Status::Conflict,
+                    format!("this identity key already belongs to account {owner:?}"),
+                ));
+            }
+            if let Some(hash) = &pending.one_time_token {
+                // Spent with the account, in the same transaction.
+                if c.execute("DELETE FROM registration_tokens WHERE token_hash = ?1", [hash])? == 0 {
+                    return Err(Refusal::new(
+                        Status::Forbidden,
+                        "this registration token was used meanwhile",
+                    ));
+                }
+            }
+            c.execute(
+                "INSERT INTO accounts (username, opaque_record, created_at_ms) VALUES (?1, ?2, ?3)",
+                (&pending.username, &record, now_ms()),
+            )?;
+            c.execute(
+                "INSERT INTO account_keys (identity_key, username, added_at_ms) VALUES (?1, ?2, ?3)",
+                (&key[..], &pending.username, now_ms()),
+            )?;
+            Ok(())
+        })
+        .await?;
+    admit(relay, session, key, Some(username.clone())).await?;
+    log::info!("account {username:?} registered");
+    Ok(pb::OpaqueRegisterFinishResponse {})
+}
+
+fn key_owner(c: &Connection, key: &[u8; 32]) -> rusqlite::Result<Option<String>> {
+    c.query_row("SELECT username FROM account_keys WHERE identity_key = ?1", [&key[..]], |r| r.get(0))
+        .optional()
+}
+
+pub fn login_start(
+    relay: &Rc<Relay>,
+    session: &Session,
+    req: pb::OpaqueLoginStartRequest,
+) -> Result<pb::OpaqueLoginStartResponse, Refusal> {
+    check_username(&req.username)?;
+    let addr = session.conn.remote_address().ip();
+    if let Some((wait, who)) = relay.logins.wait(&req.username, addr) {
+        log::info!("login for {:?} from {addr} refused: backing off after failed attempts", req.username);
+        return Err(Refusal::new(
+            Status::RateLimited,
+            format!("too many failed logins for {who}; retry in {} s", wait.as_secs().max(1)),
+        ));
+    }
+    // Counted as failed until it finishes.
+    relay.logins.failed(&req.username, addr, relay.limits.max_login_failures);
+    let record: Option<Vec<u8>> = relay.store.read(|c| {
+        c.query_row("SELECT opaque_record FROM accounts WHERE username = ?1", [&req.username], |r| r.get(0))
+            .optional()
+    })?;
+    let Some(record) = record else {
+        log::info!("login for unknown account {:?} from {addr}", req.username);
+        return Err(Refusal::new(
+            Status::NotFound,
+            format!("no account named {:?} on this relay", req.username),
+        ));
+    };
+    let record = ServerRegistration::<Suite>::deserialize(&record)
+        .map_err(|_| Refusal::new(Status::Internal, "the stored account record is unreadable"))?;
+    let request = CredentialRequest::<Suite>::deserialize(&req.credential_request)
+        .map_err(|_| malformed("credential request"))?;
+    let started = ServerLogin::start(
+        &mut rand::rngs::OsRng,
+        &relay.opaque,
+        Some(record),
+        request,
+        req.username.as_bytes(),
+        ServerLoginStartParameters::default(),
+    )
+    .map_err(|_| malformed("credential request"))?;
+    *session.login.borrow_mut() = Some((req.username, started.state));
+    Ok(pb::OpaqueLoginStartResponse { credential_response: started.message.serialize().to_vec() })
+}
+
+pub async fn login_finish(
+    relay: &Rc<Relay>,
+    session: &Session,
+    req: pb::OpaqueLoginFinishRequest,
+) -> Result<pb::OpaqueLoginFinishResponse, Refusal> {
+    let (username, state) = session
+        .login
+        .borrow_mut()
+        .take()
+        .ok_or_else(|| Refusal::bad_request("no login was started on this connection"))?;
+    let finalization = CredentialFinalization::<Suite>::deserialize(&req.credential_finalization)
+        .map_err(|_| malformed("credential finalization"))?;
+    if state.finish(finalization).is_err() {
+        log::info!("login for {username:?} refused: wrong password");
+        return Err(Refusal::new(Status::Unauthenticated, format!("wrong password for {username:?}")));
+    }
+    let key = verify_proof(session, &req.identity_key, &req.signature)?;
+    let account = username.clone();
+    relay
+        .store
+        .write(move |c| match key_owner(c, &key)? {
+            Some(owner) if owner == account => Ok(()),
+            Some(_) => Err(Refusal::new(Status::Forbidden, "this identity key belongs to another account")),
+            None => {
+                let held: u32 =
+                    c.query_row("SELECT count(*) FROM account_keys WHERE username = ?1", [&account], |r| {
+                        r.get(0)
+                    })?;
+                if held >= MAX_DEVICE_KEYS {
+                    return Err(Refusal::new(
+                        Status::QuotaExceeded,
+                        format!("account {account:?} already has {held} device keys, the most it may have"),
+                    ));
+                }
+                c.execute(
+                    "INSERT INTO account_keys (identity_key, username, added_at_ms) VALUES (?1, ?2, ?3)",
+                    (&key[..], &account, now_ms()),
+                )?;
+                Ok(())
+            }
+        })
+        .await?;
+    relay.logins.succeeded(&username);
+    admit(relay, session, key, Some(username.clone())).await?;
+    Ok(pb::OpaqueLoginFinishResponse { username })
+}
