@@ -16,8 +16,10 @@
 #    algorithms SQLCipher needs and no others); -DBROKEN_CLANG_ATOMICS
 #    because clang's atomics for 32-bit MIPS are missing in musl.
 # Environment knobs (for measurements): QPC_CROSS_PACKAGES (default
-# "-p qpc-server -p qpc"), QPC_CROSS_STD_FEATURES (-Zbuild-std-features),
-# QPC_CROSS_RUSTFLAGS (extra), QPC_CROSS_TARGET_DIR, QPC_OPENSSL_CONFIGURE.
+# "-p qpc-server -p qpc"), QPC_CROSS_STD_FEATURES (-Zbuild-std-features,
+# default optimize_for_size, which also leaves out std's backtrace code),
+# QPC_CROSS_PANIC, QPC_CROSS_RUSTFLAGS (extra), QPC_CROSS_TARGET_DIR,
+# QPC_OPENSSL_CONFIGURE, QPC_OPENSSL_ASM.
 set -eu
 
 root="$(cd "$(dirname "$0")/.." && pwd)"
@@ -31,18 +33,41 @@ std_features="${QPC_CROSS_STD_FEATURES-optimize_for_size}"
 triple_env="$(echo "$triple" | tr '[:lower:]-' '[:upper:]_')"
 triple_cc="$(echo "$triple" | tr '-' '_')"
 
-cflags="-Os"
+# No unwind tables anywhere: with panic=abort nothing unwinds, and they were
+# a tenth of the binary (cross/SIZES.md).
+cflags="-Os -fno-unwind-tables -fno-asynchronous-unwind-tables"
+rustflags="-C target-feature=+crt-static -C link-self-contained=no -C force-unwind-tables=no"
+# QPC_CROSS_PANIC=immediate-abort: panics abort without a message (smaller,
+# but a crash then leaves nothing in logread).
+if [ "${QPC_CROSS_PANIC:-abort}" = immediate-abort ]; then
+	rustflags="$rustflags -Zunstable-options -Cpanic=immediate-abort"
+fi
 case "$triple" in
 mips*) cflags="$cflags -DBROKEN_CLANG_ATOMICS" ;;
 esac
+# SQLite as the store uses it: libsqlite3-sys turns on FTS3/5, R*Tree, JSON,
+# STAT4, extension loading and more, which a queue of opaque blobs never
+# needs (-515 KB on mipsel, cross/SIZES.md). Router builds only; a query
+# using one of them fails on the router build alone, which the qemu smoke
+# and walkthrough run. QPC_CROSS_SQLITE_FLAGS replaces the list.
+sqlite_flags="-USQLITE_ENABLE_FTS3 -USQLITE_ENABLE_FTS3_PARENTHESIS
+ -USQLITE_ENABLE_FTS5 -USQLITE_ENABLE_RTREE -USQLITE_ENABLE_DBSTAT_VTAB
+ -USQLITE_ENABLE_STAT4 -USQLITE_SOUNDEX -USQLITE_ENABLE_COLUMN_METADATA
+ -USQLITE_ENABLE_LOAD_EXTENSION -DSQLITE_OMIT_LOAD_EXTENSION
+ -DSQLITE_OMIT_JSON -DSQLITE_OMIT_DEPRECATED -DSQLITE_OMIT_SHARED_CACHE
+ -DSQLITE_DEFAULT_MEMSTATUS=0 -DSQLITE_LIKE_DOESNT_MATCH_BLOBS
+ -DSQLITE_MAX_EXPR_DEPTH=0 -DSQLITE_OMIT_PROGRESS_CALLBACK
+ -DSQLITE_OMIT_TCL_VARIABLE -DSQLITE_OMIT_COMPLETE -DSQLITE_OMIT_GET_TABLE"
 
 # pip puts cargo-zigbuild beside the python that installed it.
 PATH="$PATH:$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))')"
 export PATH
 export RUSTC_BOOTSTRAP=1
 export OPENSSL_SRC_PERL="$root/cross/openssl-perl"
+LIBSQLITE3_FLAGS="$(echo ${QPC_CROSS_SQLITE_FLAGS-$sqlite_flags})"
+export LIBSQLITE3_FLAGS
 export "CFLAGS_$triple_cc=$cflags"
-export "CARGO_TARGET_${triple_env}_RUSTFLAGS=-C target-feature=+crt-static -C link-self-contained=no ${QPC_CROSS_RUSTFLAGS:-}"
+export "CARGO_TARGET_${triple_env}_RUSTFLAGS=$rustflags ${QPC_CROSS_RUSTFLAGS:-}"
 
 # The OpenSSL options live in cross/openssl-perl, which cargo does not
 # watch: rebuild openssl-sys when they change.
@@ -67,7 +92,9 @@ printf '%s' "$options" > "$stamp"
 mkdir -p "$out"
 for bin in qpc-server qpc; do
 	if [ -f "$target_dir/$triple/release/$bin" ]; then
-		cp "$target_dir/$triple/release/$bin" "$out/$bin"
+		# Cargo's strip leaves MIPS's .pdr (procedure descriptors, 460 KB
+		# in qpc-server) behind; llvm-strip removes it.
+		llvm-strip --strip-all -o "$out/$bin" "$target_dir/$triple/release/$bin"
 	fi
 done
 echo "cross: $arch built in $(( $(date +%s) - start ))s -> out/cross/$arch/"

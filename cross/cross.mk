@@ -23,7 +23,7 @@ CROSS_TEST_TARGET ?= mipsel_24kc
 # Pinned: the versions the figures in cross/SIZES.md were measured with.
 CROSS_ZIGLANG_VERSION ?= 0.17.1
 CROSS_ZIGBUILD_VERSION ?= 0.24.0
-CROSS_APT_PACKAGES := qemu-user busybox file xz-utils perl make
+CROSS_APT_PACKAGES := qemu-user busybox file xz-utils perl make llvm
 
 .PHONY: cross ipk size test-openwrt cross-deps cross-deps-apt cross-deps-pip \
 	cross-deps-rust cross-clean
