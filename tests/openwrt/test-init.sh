@@ -92,9 +92,10 @@ set_option registration open
 set_option log_level debug
 set_option max_queue_messages ''
 set_option store_cap_bytes ''
+printf "\tlist hostname 'router.example.net'\n\tlist hostname '192.0.2.1'\n" >> "$current/qpc"
 run start
-check_eq "listen list and open registration: command line" \
-	"/usr/sbin/qpc-server --listen 0.0.0.0:7443 --listen [fd00::1]:7443 --listen [::1]:7443 --listen 127.0.0.1:7001 --listen [fe80::1%br-lan]:7002 --data-dir /etc/qpc --db-key k3y --registration open --max-queue-bytes 8388608 --message-ttl-secs 1209600 --log-level debug --syslog" \
+check_eq "listen list, host names and open registration: command line" \
+	"/usr/sbin/qpc-server --listen 0.0.0.0:7443 --listen [fd00::1]:7443 --listen [::1]:7443 --listen 127.0.0.1:7001 --listen [fe80::1%br-lan]:7002 --hostname router.example.net --hostname 192.0.2.1 --data-dir /etc/qpc --db-key k3y --registration open --max-queue-bytes 8388608 --message-ttl-secs 1209600 --log-level debug --syslog" \
 	"$(command_line)"
 
 config firewall
@@ -140,6 +141,11 @@ config listen-port
 set_listen "[::]:99999"
 run start
 refuse "listen with port 99999" "invalid port '99999' in listen '[::]:99999'"
+
+config hostname
+printf "\tlist hostname 'a b'\n" >> "$current/qpc"
+run start
+refuse "hostname with a space" "invalid hostname 'a b'"
 
 config registration
 set_option registration sometimes
