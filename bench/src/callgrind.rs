@@ -1,0 +1,76 @@
+//! Instructions per delivered message, counted by valgrind's callgrind on
+//! the relay process over a fixed small workload. Instruction counts hardly
+//! move on a noisy machine and carry over to other CPUs (see
+//! docs/performance.md for the router projection).
+//!
+//! Each relay runs the workload twice, once with no messages and once with
+//! `messages`; the difference divided by `messages` leaves out start-up,
+//! the handshakes, identity proofs and shutdown.
+
+use std::path::Path;
+use std::time::Duration;
+
+use crate::servers::{Kind, Launch, Server};
+use crate::suite::{store_and_forward, SfWorkload};
+use crate::util::TempDir;
+use crate::Result;
+
+#[derive(Debug, Clone)]
+pub struct Count {
+    pub kind: Kind,
+    pub messages: usize,
+    pub base: u64,
+    pub loaded: u64,
+}
+
+impl Count {
+    pub fn per_message(&self) -> f64 {
+        self.loaded.saturating_sub(self.base) as f64 / self.messages.max(1) as f64
+    }
+}
+
+pub fn available() -> bool {
+    std::process::Command::new("valgrind").arg("--version").output().is_ok_and(|o| o.status.success())
+}
+
+fn total_instructions(out: &Path) -> Result<u64> {
+    let text = std::fs::read_to_string(out)?;
+    text.lines()
+        .find_map(|l| l.strip_prefix("summary:").or_else(|| l.strip_prefix("totals:")))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .ok_or_else(|| format!("no instruction total in {}", out.display()).into())
+}
+
+async fn counted_run(kind: Kind, launch: &Launch, w: &SfWorkload) -> Result<u64> {
+    let dir = TempDir::new("callgrind")?;
+    let out = dir.path().join("callgrind.out");
+    let mut launch = launch.clone();
+    launch.wrapper = vec![
+        "valgrind".into(),
+        "--tool=callgrind".into(),
+        format!("--callgrind-out-file={}", out.display()),
+        "--dump-instr=no".into(),
+        "--dump-line=no".into(),
+        "--compress-strings=no".into(),
+    ];
+    launch.start_timeout = Duration::from_secs(300);
+    let server = Server::start(kind, &launch)?;
+    store_and_forward(kind, &server, w).await?;
+    server.stop(Duration::from_secs(300))?;
+    total_instructions(&out)
+}
+
+/// Counts the relay's instructions per delivered message of `payload_size` bytes.
+pub async fn count(kind: Kind, launch: &Launch, messages: usize, payload_size: usize) -> Result<Count> {
+    let w = |messages| SfWorkload {
+        messages,
+        payload_size,
+        senders: 1,
+        recipients: 1,
+        window: 8,
+        measure_disk: false,
+    };
+    let base = counted_run(kind, launch, &w(0)).await?;
+    let loaded = counted_run(kind, launch, &w(messages)).await?;
+    Ok(Count { kind, messages, base, loaded })
+}

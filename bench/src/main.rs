@@ -1,0 +1,189 @@
+//! `qpc-bench`: runs the workloads against qpc-server and Mosquitto, A B A B,
+//! prints the table and the `ratio NAME VALUE` lines, and the instruction
+//! count per delivered message. `make bench` builds and runs it.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use argh::FromArgs;
+use qpc_bench::servers::{self, Kind, Launch};
+use qpc_bench::suite::{self, LatencyWorkload, Params};
+use qpc_bench::{callgrind, report};
+
+/// qpc-bench: measures qpc-server side by side with Mosquitto on loopback.
+#[derive(FromArgs)]
+struct Flags {
+    /// qpc-server binary (default: the one next to this program, else target/release/qpc-server)
+    #[argh(option)]
+    qpc_server: Option<PathBuf>,
+    /// mosquitto binary (default /usr/sbin/mosquitto)
+    #[argh(option, default = "PathBuf::from(\"/usr/sbin/mosquitto\")")]
+    mosquitto: PathBuf,
+    /// extra flag for qpc-server, repeatable (e.g. --qpc-flag=--max-payload --qpc-flag=2000000)
+    #[argh(option)]
+    qpc_flag: Vec<String>,
+    /// messages per store-and-forward run (default 5000)
+    #[argh(option, default = "5000")]
+    messages: usize,
+    /// sending connections (default 10)
+    #[argh(option, default = "10")]
+    senders: usize,
+    /// offline recipients (default 10)
+    #[argh(option, default = "10")]
+    recipients: usize,
+    /// messages each sender keeps awaiting the relay's acknowledgement (default 8)
+    #[argh(option, default = "8")]
+    window: usize,
+    /// messages in the latency run (default 2000)
+    #[argh(option, default = "2000")]
+    latency_messages: usize,
+    /// offered rate of the latency run, messages per second (default 400)
+    #[argh(option, default = "400.0")]
+    latency_rate: f64,
+    /// sender/recipient pairs in the latency run (default 10)
+    #[argh(option, default = "10")]
+    latency_pairs: usize,
+    /// idle connected clients (default 1000)
+    #[argh(option, default = "1000")]
+    idle_clients: usize,
+    /// new connections in the handshake run (default 500)
+    #[argh(option, default = "500")]
+    handshakes: usize,
+    /// handshakes in progress at once (default 4)
+    #[argh(option, default = "4")]
+    handshake_concurrency: usize,
+    /// rounds of A B (default 2)
+    #[argh(option, default = "2")]
+    rounds: usize,
+    /// messages for the callgrind instruction count, 0 to skip (default 500)
+    #[argh(option, default = "500")]
+    callgrind_messages: usize,
+    /// also count Mosquitto's instructions (default true)
+    #[argh(option, default = "true")]
+    callgrind_mosquitto: bool,
+}
+
+fn default_server() -> PathBuf {
+    let beside = std::env::current_exe().ok().map(|p| p.with_file_name("qpc-server"));
+    match beside {
+        Some(p) if p.exists() => p,
+        _ => PathBuf::from("target/release/qpc-server"),
+    }
+}
+
+fn main() -> ExitCode {
+    let flags: Flags = argh::from_env();
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("qpc-bench: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let local = tokio::task::LocalSet::new();
+    match local.block_on(&runtime, run(flags)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("qpc-bench: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(flags: Flags) -> qpc_bench::Result<()> {
+    let qpc_server = flags.qpc_server.clone().unwrap_or_else(default_server);
+    if !qpc_server.exists() {
+        return Err(format!(
+            "{} not found: build it (cargo build --release -p qpc-server)",
+            qpc_server.display()
+        )
+        .into());
+    }
+    if !flags.mosquitto.exists() {
+        return Err(format!("{} not found: apt-get install mosquitto", flags.mosquitto.display()).into());
+    }
+    let mut qpc_flags = servers::qpc_limit_flags(&qpc_server);
+    qpc_flags.extend(flags.qpc_flag.iter().cloned());
+    let launch = Launch {
+        qpc_server: qpc_server.clone(),
+        qpc_flags,
+        db_key: "qpc-bench database key".into(),
+        mosquitto: flags.mosquitto.clone(),
+        mqtt_max_inflight: flags.window.max(20) as u32,
+        wrapper: Vec::new(),
+        start_timeout: Duration::from_secs(30),
+    };
+    let params = Params {
+        messages: flags.messages,
+        senders: flags.senders,
+        recipients: flags.recipients,
+        window: flags.window,
+        small_payload: 256,
+        large_payload: 4096,
+        latency: LatencyWorkload {
+            messages: flags.latency_messages,
+            pairs: flags.latency_pairs,
+            rate: flags.latency_rate,
+            payload_size: 256,
+        },
+        idle_clients: flags.idle_clients,
+        idle_settle: Duration::from_secs(2),
+        handshakes: flags.handshakes,
+        handshake_concurrency: flags.handshake_concurrency,
+        rounds: flags.rounds.max(1),
+    };
+    let started = Instant::now();
+    let progress = |what: &str| eprintln!("[{:>6.1} s] {what}", started.elapsed().as_secs_f64());
+    println!("qpc-bench: {} vs {}", qpc_server.display(), flags.mosquitto.display());
+    println!("qpc-server flags: {}", launch.qpc_flags.join(" "));
+    println!(
+        "workload: {} msgs per store-and-forward run, {} senders x {} in flight, {} offline recipients; \
+         latency {} msgs at {}/s over {} pairs; {} idle clients; {} handshakes {} at a time; {} rounds A B",
+        params.messages,
+        params.senders,
+        params.window,
+        params.recipients,
+        params.latency.messages,
+        params.latency.rate,
+        params.latency.pairs,
+        params.idle_clients,
+        params.handshakes,
+        params.handshake_concurrency,
+        params.rounds
+    );
+    let comparison = suite::run(&launch, &params, &progress).await?;
+    println!();
+    print!("{}", report::table(&comparison, &params));
+
+    if flags.callgrind_messages > 0 {
+        if callgrind::available() {
+            println!();
+            let mut kinds = vec![Kind::Qpc];
+            if flags.callgrind_mosquitto {
+                kinds.push(Kind::Mosquitto);
+            }
+            for kind in kinds {
+                progress(&format!(
+                    "{}: callgrind, {} messages of 256 B",
+                    kind.name(),
+                    flags.callgrind_messages
+                ));
+                let count = callgrind::count(kind, &launch, flags.callgrind_messages, 256).await?;
+                println!(
+                    "instructions_per_msg {} {:.0} (callgrind: {} with {} messages, {} without; 1 sender, 1 recipient, 256 B)",
+                    kind.name(),
+                    count.per_message(),
+                    count.loaded,
+                    count.messages,
+                    count.base
+                );
+            }
+        } else {
+            println!("\ninstruction count skipped: valgrind not installed (apt-get install valgrind)");
+        }
+    }
+    println!();
+    print!("{}", report::ratio_lines(&comparison));
+    Ok(())
+}
