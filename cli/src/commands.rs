@@ -3,10 +3,11 @@
 
 use std::error::Error;
 
+use qpc::account;
 use qpc::inbox::{self, Event};
 use qpc::parse_identity_key;
 use qpc::relay::{cert_fingerprint, Relay};
-use qpc::state::State;
+use qpc::state::{password_from, State, StateError};
 use rand::RngCore;
 use sha2::{Digest, Sha256};
 
@@ -14,14 +15,63 @@ use crate::Common;
 
 type Outcome = Result<(), Box<dyn Error>>;
 
+/// Connects to the relay trusting only `--ca-cert`, not yet proving anything.
+async fn connect_anonymous(c: &Common) -> Result<Relay, Box<dyn Error>> {
+    let der = std::fs::read(&c.ca_cert).map_err(|e| {
+        format!(
+            "--ca-cert {}: cannot read the relay's certificate: {e} (copy server-cert.der from the relay's data directory)",
+            c.ca_cert.display()
+        )
+    })?;
+    Ok(Relay::connect(&c.server, &cert_fingerprint(&der)).await?)
+}
+
 /// Connects to the relay trusting only `--ca-cert`, and proves the identity.
 async fn connect(c: &Common, state: &State) -> Result<Relay, Box<dyn Error>> {
-    let der = std::fs::read(&c.ca_cert).map_err(|e| {
-        format!("--ca-cert {}: cannot read the relay's certificate: {e} (copy server-cert.der from the relay's data directory)", c.ca_cert.display())
-    })?;
-    let relay = Relay::connect(&c.server, &cert_fingerprint(&der)).await?;
+    let relay = connect_anonymous(c).await?;
     relay.authenticate(&state.signing_key).await?;
     Ok(relay)
+}
+
+/// Loads the state file, asking for its password when it is encrypted.
+fn open_state(c: &Common) -> Result<State, Box<dyn Error>> {
+    match State::load(&c.state) {
+        Err(StateError::NeedsPassword { .. }) => {
+            Ok(State::load_with_password(&c.state, &password_from(c.password.clone())?)?)
+        }
+        other => Ok(other?),
+    }
+}
+
+/// A peer named by username (resolved at the relay) or by identity key.
+async fn resolve_peer(relay: &Relay, peer: &str) -> Result<Vec<[u8; 32]>, Box<dyn Error>> {
+    if peer.len() == 64 && peer.chars().all(|c| c.is_ascii_hexdigit()) {
+        return Ok(vec![parse_identity_key("peer", peer)?]);
+    }
+    if peer.chars().all(|c| c.is_ascii_hexdigit()) && peer.len() > 16 {
+        // Looks like a key with the wrong length: say so rather than "no user".
+        parse_identity_key("--peer-key", peer)?;
+    }
+    Ok(relay.resolve_user(peer).await?)
+}
+
+/// The peer named by NAME-or-KEY, or by `--peer-key`, which must be a key.
+pub fn peer_arg(
+    name_or_key: Option<String>,
+    peer_key: Option<String>,
+) -> Result<Option<String>, Box<dyn Error>> {
+    match (name_or_key, peer_key) {
+        (Some(_), Some(_)) => Err("give the peer once: a name or key, or --peer-key".into()),
+        (None, Some(key)) => {
+            parse_identity_key("--peer-key", &key)?;
+            Ok(Some(key))
+        }
+        (peer, None) => Ok(peer),
+    }
+}
+
+fn required<'a>(peer: Option<&'a str>, what: &str) -> Result<&'a str, Box<dyn Error>> {
+    peer.ok_or_else(|| format!("say which peer to {what}: a username or --peer-key KEY").into())
 }
 
 fn new_msg_id() -> Vec<u8> {
@@ -60,7 +110,7 @@ fn pick_group(state: &State, group: Option<&str>, peer: Option<&[u8; 32]>) -> Re
 }
 
 pub async fn register_state(c: &Common) -> Outcome {
-    let mut state = if State::exists(&c.state) { State::load(&c.state)? } else { State::generate(&c.state) };
+    let mut state = if State::exists(&c.state) { open_state(c)? } else { State::generate(&c.state) };
     let key_package = state.member.new_key_package()?;
     // The private half must be on disk before the public half is published.
     state.save()?;
@@ -74,25 +124,36 @@ pub async fn register_state(c: &Common) -> Outcome {
 }
 
 pub fn create_group(c: &Common, group: &str) -> Outcome {
-    let mut state = State::load(&c.state)?;
+    let mut state = open_state(c)?;
     state.member.create_group(group)?;
     state.save()?;
     println!("group created: {group}");
     Ok(())
 }
 
-pub async fn invite(c: &Common, peer_key: &str, group: Option<&str>) -> Outcome {
-    let peer = parse_identity_key("--peer-key", peer_key)?;
-    let mut state = State::load(&c.state)?;
+pub async fn invite(c: &Common, peer: Option<&str>, group: Option<&str>) -> Outcome {
+    let peer = required(peer, "invite")?;
+    let mut state = open_state(c)?;
     let group = pick_group(&state, group, None)?;
     let relay = connect(c, &state).await?;
-    let key_package = relay.fetch_key_package(&peer).await?;
-    let added = state.member.add_member(&group, &key_package, Some(peer))?;
-    if !added.existing_members.is_empty() {
-        relay.batch_enqueue(&added.existing_members, group.as_bytes(), added.commit, new_msg_id()).await?;
+    let mut invited = 0;
+    for key in resolve_peer(&relay, peer).await? {
+        // Each device of the peer joins with its own KeyPackage.
+        let key_package = match relay.fetch_key_package(&key).await {
+            Ok(kp) => kp,
+            Err(e) if e.status() == Some(qpc_proto::Status::NotFound) && invited > 0 => continue,
+            Err(e) => return Err(e.into()),
+        };
+        let added = state.member.add_member(&group, &key_package, Some(key))?;
+        if !added.existing_members.is_empty() {
+            relay
+                .batch_enqueue(&added.existing_members, group.as_bytes(), added.commit, new_msg_id())
+                .await?;
+        }
+        relay.enqueue(&key, group.as_bytes(), added.welcome, new_msg_id()).await?;
+        state.save()?;
+        invited += 1;
     }
-    relay.enqueue(&peer, group.as_bytes(), added.welcome, new_msg_id()).await?;
-    state.save()?;
     relay.close().await;
     println!("invited peer (welcome queued)");
     Ok(())
@@ -122,7 +183,7 @@ fn print_events(events: &[Event]) {
 }
 
 pub async fn join(c: &Common) -> Outcome {
-    let mut state = State::load(&c.state)?;
+    let mut state = open_state(c)?;
     let relay = connect(c, &state).await?;
     let events = inbox::drain(&relay, &mut state, None).await?;
     relay.close().await;
@@ -136,21 +197,27 @@ pub async fn join(c: &Common) -> Outcome {
     Ok(())
 }
 
-pub async fn send(c: &Common, peer_key: Option<&str>, all: bool, msg: &str, group: Option<&str>) -> Outcome {
-    let peer = match (peer_key, all) {
-        (Some(k), false) => Some(parse_identity_key("--peer-key", k)?),
-        (None, true) => None,
-        (Some(_), true) => return Err("give either --peer-key or --all, not both".into()),
-        (None, false) => return Err("say who gets the message: --peer-key KEY or --all".into()),
+pub async fn send(c: &Common, to: Option<&str>, all: bool, msg: &str, group: Option<&str>) -> Outcome {
+    if to.is_some() == all {
+        return Err("say who gets the message: --to NAME, --peer-key KEY or --all (one of them)".into());
+    }
+    let mut state = open_state(c)?;
+    let relay = connect(c, &state).await?;
+    let peers = match to {
+        Some(to) => resolve_peer(&relay, to).await?,
+        None => Vec::new(),
     };
-    let mut state = State::load(&c.state)?;
-    let group = pick_group(&state, group, peer.as_ref())?;
+    let group = pick_group(&state, group, peers.first())?;
     let members = state.member.members(&group)?;
     let me = state.identity_key();
-    let recipients: Vec<[u8; 32]> = match peer {
-        Some(p) if members.contains(&p) => vec![p],
-        Some(p) => return Err(format!("{} is not a member of group {group}", hex::encode(p)).into()),
-        None => members.into_iter().filter(|m| *m != me).collect(),
+    let recipients: Vec<[u8; 32]> = if all {
+        members.into_iter().filter(|m| *m != me).collect()
+    } else {
+        let recipients: Vec<_> = peers.iter().filter(|p| members.contains(p)).copied().collect();
+        if recipients.is_empty() {
+            return Err(format!("{} is not a member of group {group}", to.unwrap_or_default()).into());
+        }
+        recipients
     };
     if recipients.is_empty() {
         return Err(format!("group {group} has no other members yet").into());
@@ -158,7 +225,6 @@ pub async fn send(c: &Common, peer_key: Option<&str>, all: bool, msg: &str, grou
     let ciphertext = state.member.encrypt(&group, msg.as_bytes())?;
     // The ratchet moved on: save before the ciphertext leaves.
     state.save()?;
-    let relay = connect(c, &state).await?;
     relay.batch_enqueue(&recipients, group.as_bytes(), ciphertext, new_msg_id()).await?;
     relay.close().await;
     println!("message sent");
@@ -166,7 +232,7 @@ pub async fn send(c: &Common, peer_key: Option<&str>, all: bool, msg: &str, grou
 }
 
 pub async fn recv(c: &Common, stream: bool) -> Outcome {
-    let mut state = State::load(&c.state)?;
+    let mut state = open_state(c)?;
     let relay = connect(c, &state).await?;
     loop {
         let wait = stream.then_some(30_000);
@@ -180,23 +246,25 @@ pub async fn recv(c: &Common, stream: bool) -> Outcome {
     Ok(())
 }
 
-pub async fn fetch_key(c: &Common, peer_key: &str) -> Outcome {
-    let peer = parse_identity_key("--peer-key", peer_key)?;
-    let state = State::load(&c.state)?;
+pub async fn fetch_key(c: &Common, peer: Option<&str>) -> Outcome {
+    let peer = required(peer, "fetch a KeyPackage of")?;
+    let state = open_state(c)?;
     let relay = connect(c, &state).await?;
-    let key_package = relay.fetch_key_package(&peer).await?;
+    for key in resolve_peer(&relay, peer).await? {
+        let key_package = relay.fetch_key_package(&key).await?;
+        println!(
+            "KeyPackage of {}: {} bytes, sha256 {}",
+            hex::encode(key),
+            key_package.len(),
+            hex::encode(Sha256::digest(&key_package))
+        );
+    }
     relay.close().await;
-    println!(
-        "KeyPackage of {}: {} bytes, sha256 {}",
-        hex::encode(peer),
-        key_package.len(),
-        hex::encode(Sha256::digest(&key_package))
-    );
     Ok(())
 }
 
 pub fn whoami(c: &Common) -> Outcome {
-    let state = State::load(&c.state)?;
+    let state = open_state(c)?;
     let key = state.identity_key();
     println!("identity_key : {}", hex::encode(key));
     println!("fingerprint : {}", hex::encode(Sha256::digest(key)));
@@ -268,5 +336,59 @@ pub async fn demo_group(c: &Common) -> Outcome {
     a.close().await;
     b.close().await;
     println!("demo-group complete");
+    Ok(())
+}
+
+fn username_of(c: &Common) -> Result<&str, Box<dyn Error>> {
+    c.username.as_deref().ok_or_else(|| "--username is required".into())
+}
+
+/// Uploads a fresh KeyPackage, saving its private half first.
+async fn publish_key_package(relay: &Relay, state: &mut State) -> Result<Vec<u8>, Box<dyn Error>> {
+    let key_package = state.member.new_key_package()?;
+    state.save()?;
+    Ok(relay.upload_key_package(key_package).await?.fingerprint)
+}
+
+pub async fn register_user(c: &Common, token: &str) -> Outcome {
+    let username = username_of(c)?;
+    if State::exists(&c.state) {
+        return Err(format!(
+            "state file {} already exists: use `qpc login --username {username}`",
+            c.state.display()
+        )
+        .into());
+    }
+    let password = password_from(c.password.clone())?;
+    let mut state = State::generate_protected(&c.state, Some(username), &password);
+    let relay = connect_anonymous(c).await?;
+    // Nothing is written locally unless the relay created the account.
+    account::register(&relay, username, &password, token, &state.signing_key).await?;
+    let fingerprint = publish_key_package(&relay, &mut state).await?;
+    relay.close().await;
+    println!("registered user {username}");
+    println!("identity_key : {}", hex::encode(state.identity_key()));
+    println!("fingerprint : {}", hex::encode(fingerprint));
+    println!("KeyPackage uploaded successfully.");
+    Ok(())
+}
+
+pub async fn login(c: &Common) -> Outcome {
+    let username = username_of(c)?;
+    let password = password_from(c.password.clone())?;
+    let existing = State::exists(&c.state);
+    let mut state = if existing {
+        State::load_with_password(&c.state, &password)?
+    } else {
+        State::generate_protected(&c.state, Some(username), &password)
+    };
+    let relay = connect_anonymous(c).await?;
+    account::login(&relay, username, &password, &state.signing_key).await?;
+    if !existing {
+        publish_key_package(&relay, &mut state).await?;
+    }
+    relay.close().await;
+    println!("logged in as {username}{}", if existing { "" } else { " (new device)" });
+    println!("identity_key : {}", hex::encode(state.identity_key()));
     Ok(())
 }

@@ -29,6 +29,8 @@ enum Command {
     FetchKey(FetchKey),
     Whoami(Whoami),
     DemoGroup(DemoGroup),
+    RegisterUser(RegisterUser),
+    Login(Login),
 }
 
 /// Where the state file and the relay are; every subcommand takes these.
@@ -36,6 +38,8 @@ pub struct Common {
     pub state: PathBuf,
     pub server: String,
     pub ca_cert: PathBuf,
+    pub username: Option<String>,
+    pub password: Option<String>,
 }
 
 /// Declares a subcommand with the common --state, --server and --ca-cert
@@ -55,6 +59,12 @@ macro_rules! subcommand {
             /// the relay's DER certificate, the only one trusted (QPC_CA_CERT; default data/server-cert.der)
             #[argh(option)]
             ca_cert: Option<PathBuf>,
+            /// account name; without --state the state file is qpc-<username>.bin
+            #[argh(option)]
+            username: Option<String>,
+            /// password of the account and its state file (QPC_PASSWORD; else asked on the terminal)
+            #[argh(option)]
+            password: Option<String>,
             // Types pass as identifiers so argh's derive still sees `bool` and `Option`.
             $($(#[$fm])* pub $field: $ty $(<$inner>)?,)*
         }
@@ -62,8 +72,16 @@ macro_rules! subcommand {
         impl $name {
             pub fn common(&self) -> Common {
                 let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+                let by_name = self.username.as_ref().map(|u| PathBuf::from(format!("qpc-{u}.bin")));
                 Common {
-                    state: self.state.clone().or_else(|| env("QPC_STATE").map(PathBuf::from)).unwrap_or_else(|| "qpc-state.bin".into()),
+                    username: self.username.clone(),
+                    password: self.password.clone(),
+                    state: self
+                        .state
+                        .clone()
+                        .or_else(|| env("QPC_STATE").map(PathBuf::from))
+                        .or(by_name)
+                        .unwrap_or_else(|| "qpc-state.bin".into()),
                     server: self.server.clone().or_else(|| env("QPC_SERVER")).unwrap_or_else(|| "127.0.0.1:7000".into()),
                     ca_cert: self.ca_cert.clone().or_else(|| env("QPC_CA_CERT").map(PathBuf::from)).unwrap_or_else(|| "data/server-cert.der".into()),
                 }
@@ -89,9 +107,12 @@ subcommand! {
 subcommand! {
     /// add a peer to a group: fetch its KeyPackage, commit, queue the Welcome
     Invite = "invite" {
+        /// the peer: a username or an identity key (64 hex digits)
+        #[argh(positional)]
+        peer: Option<String>,
         /// the peer's identity key (64 hex digits)
         #[argh(option)]
-        peer_key: String,
+        peer_key: Option<String>,
         /// the group (default: your only group)
         #[argh(option)]
         group_id: Option<String>,
@@ -109,6 +130,9 @@ subcommand! {
         /// the recipient's identity key (64 hex digits)
         #[argh(option)]
         peer_key: Option<String>,
+        /// the recipient: a username or an identity key
+        #[argh(option)]
+        to: Option<String>,
         /// send to every other member of the group
         #[argh(switch)]
         all: bool,
@@ -133,9 +157,12 @@ subcommand! {
 subcommand! {
     /// fetch (and consume) one KeyPackage of a peer
     FetchKey = "fetch-key" {
+        /// the peer: a username or an identity key (64 hex digits)
+        #[argh(positional)]
+        peer: Option<String>,
         /// the peer's identity key (64 hex digits)
         #[argh(option)]
-        peer_key: String,
+        peer_key: Option<String>,
     }
 }
 
@@ -147,6 +174,20 @@ subcommand! {
 subcommand! {
     /// run Alice and Bob in-process through the relay
     DemoGroup = "demo-group" {}
+}
+
+subcommand! {
+    /// create an account (OPAQUE: the password never leaves this machine) and its encrypted state
+    RegisterUser = "register-user" {
+        /// registration token, when the relay asks for one
+        #[argh(option)]
+        token: Option<String>,
+    }
+}
+
+subcommand! {
+    /// log in to an account (binding this device's identity key)
+    Login = "login" {}
 }
 
 fn main() -> ExitCode {
@@ -162,15 +203,35 @@ fn main() -> ExitCode {
         match args.command {
             Command::RegisterState(c) => commands::register_state(&c.common()).await,
             Command::CreateGroup(c) => commands::create_group(&c.common(), &c.group_id),
-            Command::Invite(c) => commands::invite(&c.common(), &c.peer_key, c.group_id.as_deref()).await,
+            Command::Invite(c) => {
+                commands::invite(
+                    &c.common(),
+                    commands::peer_arg(c.peer, c.peer_key)?.as_deref(),
+                    c.group_id.as_deref(),
+                )
+                .await
+            }
             Command::Join(c) => commands::join(&c.common()).await,
             Command::Send(c) => {
-                commands::send(&c.common(), c.peer_key.as_deref(), c.all, &c.msg, c.group_id.as_deref()).await
+                commands::send(
+                    &c.common(),
+                    commands::peer_arg(c.to, c.peer_key)?.as_deref(),
+                    c.all,
+                    &c.msg,
+                    c.group_id.as_deref(),
+                )
+                .await
             }
             Command::Recv(c) => commands::recv(&c.common(), c.stream).await,
-            Command::FetchKey(c) => commands::fetch_key(&c.common(), &c.peer_key).await,
+            Command::FetchKey(c) => {
+                commands::fetch_key(&c.common(), commands::peer_arg(c.peer, c.peer_key)?.as_deref()).await
+            }
             Command::Whoami(c) => commands::whoami(&c.common()),
             Command::DemoGroup(c) => commands::demo_group(&c.common()).await,
+            Command::RegisterUser(c) => {
+                commands::register_user(&c.common(), c.token.as_deref().unwrap_or("")).await
+            }
+            Command::Login(c) => commands::login(&c.common()).await,
         }
     });
     match result {
