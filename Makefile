@@ -7,6 +7,11 @@ DATA_DIR ?= ./data
 
 .PHONY: run test test-rust proto deps fmt clippy
 
+# Router builds and packages: cross, ipk, size, test-openwrt.
+include cross/cross.mk
+# Benchmarks against Mosquitto: bench (and its smoke test).
+include bench/bench.mk
+
 # Debian packages the build and the tests use.
 deps:
 	@command -v protoc >/dev/null || { \
@@ -20,7 +25,7 @@ run: deps
 test: test-rust
 
 # The integration tests start the real binaries, so build them first.
-test-rust: deps
+test-rust: deps bench-deps
 	$(CARGO) build --workspace --bins
 	$(CARGO) test --workspace
 
