@@ -73,6 +73,20 @@ pub struct Flags {
     /// log level: error, warn, info, debug, trace (QPC_LOG_LEVEL; default info)
     #[argh(option)]
     pub log_level: Option<String>,
+    /// log to syslog instead of stderr (QPC_SYSLOG=1; the OpenWrt init script sets it)
+    #[argh(switch)]
+    pub syslog: bool,
+    /// admin socket (QPC_SOCKET; default /var/run/qpc/qpc.sock when that directory is writable, else DATA_DIR/admin.sock)
+    #[argh(option)]
+    pub socket: Option<PathBuf>,
+    /// rewrite this file with the Prometheus metrics, atomically (QPC_METRICS_FILE; default none)
+    #[argh(option)]
+    pub metrics_file: Option<PathBuf>,
+    /// seconds between rewrites of the metrics file (QPC_METRICS_INTERVAL_SECS; default 15)
+    #[argh(option)]
+    pub metrics_interval_secs: Option<u64>,
+    #[argh(subcommand)]
+    pub command: Option<crate::ctl::Command>,
 }
 
 /// Who may create accounts (and so use the relay).
@@ -127,6 +141,11 @@ pub struct Config {
     pub registration_token: String,
     pub limits: Limits,
     pub log_level: log::LevelFilter,
+    pub syslog: bool,
+    /// The admin socket asked for; `None` picks the default (see `admin`).
+    pub socket: Option<PathBuf>,
+    pub metrics_file: Option<PathBuf>,
+    pub metrics_interval_secs: u64,
 }
 
 /// Bounds that protect the router's memory and flash.
@@ -152,6 +171,11 @@ fn env_list(name: &str) -> Vec<String> {
     std::env::var(name)
         .map(|v| v.split(',').map(str::trim).filter(|s| !s.is_empty()).map(String::from).collect())
         .unwrap_or_default()
+}
+
+/// A path from the environment; unset and empty are both "none".
+pub fn env_path(name: &str) -> Option<PathBuf> {
+    std::env::var_os(name).filter(|v| !v.is_empty()).map(PathBuf::from)
 }
 
 /// The flag's value, else the environment variable's, else `default`.
@@ -255,7 +279,18 @@ impl Config {
                 ));
             }
         }
+        let syslog = flags.syslog || std::env::var("QPC_SYSLOG").is_ok_and(|v| v == "1");
+        let socket = flags.socket.or_else(|| env_path("QPC_SOCKET"));
+        let metrics_file = flags.metrics_file.or_else(|| env_path("QPC_METRICS_FILE"));
+        let metrics_interval_secs = positive(
+            "--metrics-interval-secs",
+            pick(flags.metrics_interval_secs, "QPC_METRICS_INTERVAL_SECS", 15)?,
+        )?;
         Ok(Config {
+            syslog,
+            socket,
+            metrics_file,
+            metrics_interval_secs,
             registration,
             registration_token,
             listen,

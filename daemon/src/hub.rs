@@ -51,6 +51,14 @@ impl Hub {
         }
     }
 
+    /// Closes the connections that speak for `identity` (its account is gone).
+    pub fn disconnect(&self, identity: IdentityKey, reason: &str) {
+        let conns = self.listeners.borrow_mut().remove(&identity).unwrap_or_default();
+        for conn in conns {
+            conn.close(0u32.into(), reason.as_bytes());
+        }
+    }
+
     /// A message for `recipient` is durable: wake its FetchWait callers and
     /// push an event to its connections.
     pub fn message_stored(&self, recipient: IdentityKey, seq: u64, channel_id: &[u8]) {

@@ -1,20 +1,26 @@
 //! qpc-server: the qpc relay daemon.
 #![forbid(unsafe_code)]
 
+mod admin;
 mod cmd;
 mod config;
+mod ctl;
 mod hub;
 mod limits;
 mod logger;
 mod refusal;
 mod server;
+mod status;
 mod store;
 mod tls;
 
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    let flags: config::Flags = argh::from_env();
+    let mut flags: config::Flags = argh::from_env();
+    if let Some(command) = flags.command.take() {
+        return ctl::run(command, flags.data_dir.take(), flags.socket.take());
+    }
     let config = match config::Config::from_flags(flags) {
         Ok(c) => c,
         Err(e) => {
@@ -22,7 +28,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    logger::init(config.log_level);
+    logger::init(config.log_level, config.syslog);
     let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {

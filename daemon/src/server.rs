@@ -16,11 +16,13 @@ use qpc_proto::{pb, FrameError, ResponseFrame, Status};
 use rusqlite::OptionalExtension;
 use tokio::sync::watch;
 
+use crate::admin::{self, AdminError, AdminSocket};
 use crate::cmd::{self, accounts::PendingRegistration, auth::Proven};
 use crate::config::{Config, Limits, Registration};
 use crate::hub::Hub;
 use crate::limits::{AddressBuckets, Bucket, LoginGuard};
 use crate::refusal::Refusal;
+use crate::status::Facts;
 use crate::store::{Store, StoreError};
 use crate::tls::{self, TlsError};
 
@@ -43,6 +45,8 @@ pub enum ServeError {
     Signal(std::io::Error),
     #[error("database: {0}")]
     Corrupt(String),
+    #[error(transparent)]
+    Admin(#[from] AdminError),
 }
 
 /// Counters since start.
@@ -136,9 +140,12 @@ fn bind(addr: SocketAddr, server_config: quinn::ServerConfig) -> Result<quinn::E
 
 /// Runs the relay until SIGTERM or SIGINT, then shuts down cleanly.
 pub async fn run(config: Config) -> Result<(), ServeError> {
+    let up_since = Instant::now();
     let dir = &config.data_dir;
     std::fs::create_dir_all(dir)
         .map_err(|source| ServeError::DataDir { path: dir.display().to_string(), source })?;
+    // First, so that a second relay on this data directory stops here.
+    let admin_socket = AdminSocket::bind(dir, config.socket.as_deref())?;
     let identity = tls::load_or_create(dir, &config.hostnames)?;
     log::info!("certificate fingerprint (SHA-256) {}", identity.fingerprint);
     if config.db_key.is_empty() {
@@ -169,12 +176,25 @@ pub async fn run(config: Config) -> Result<(), ServeError> {
 
     tokio::task::spawn_local(sweep_loop(Rc::clone(&relay)));
     let mut endpoints = Vec::new();
+    let mut listening = Vec::new();
     for addr in &config.listen {
         let endpoint = bind(*addr, server_config.clone())?;
         let local = endpoint.local_addr().map_err(|source| ServeError::Bind { addr: *addr, source })?;
         log::info!("accepting QUIC connections addr={local}");
         tokio::task::spawn_local(accept_loop(Rc::clone(&relay), endpoint.clone()));
         endpoints.push(endpoint);
+        listening.push(local);
+    }
+    let facts = Rc::new(Facts {
+        started: up_since,
+        listen: listening,
+        fingerprint: identity.fingerprint.clone(),
+        data_dir: dir.clone(),
+    });
+    let _admin = admin_socket.start(Rc::clone(&relay), Rc::clone(&facts));
+    if let Some(path) = &config.metrics_file {
+        let every = Duration::from_secs(config.metrics_interval_secs);
+        tokio::task::spawn_local(admin::metrics_loop(Rc::clone(&relay), facts, path.clone(), every));
     }
 
     wait_for_signal().await?;
@@ -194,6 +214,9 @@ pub async fn run(config: Config) -> Result<(), ServeError> {
         let _ = tokio::time::timeout(Duration::from_secs(1), endpoint.wait_idle()).await;
     }
     relay.store.close();
+    if let Some(path) = &config.metrics_file {
+        let _ = std::fs::remove_file(path);
+    }
     log::info!("stopped; database closed");
     Ok(())
 }
@@ -347,25 +370,19 @@ async fn read_request(
     Ok((header, payload))
 }
 
-/// Quota, rate and auth refusals are what a user asks the owner about:
-/// logged with the reason (never contents or secrets); the rest at debug.
+/// Quota and auth refusals are what a user asks the owner about: logged
+/// here, once, with the reason (never contents or secrets); rate limits are
+/// logged where they are decided, once per burst; the rest at debug.
 fn log_refusal(session: &Session, method: u16, refusal: &Refusal) {
     let who = session.proven().map(|p| hex::encode(&p.key()[..8])).unwrap_or_else(|| "anonymous".into());
     let remote = session.conn.remote_address();
+    let name = qpc_proto::Method::from_u16(method).map_or_else(|| method.to_string(), |m| format!("{m:?}"));
     match refusal.status {
-        Status::QuotaExceeded | Status::RateLimited | Status::Unauthenticated | Status::Forbidden => {
-            log::info!(
-                "refused method {method} for {who} at {remote} ({}): {}",
-                refusal.status,
-                refusal.message
-            )
+        Status::QuotaExceeded | Status::Unauthenticated | Status::Forbidden => {
+            log::info!("refused {name} for {who} at {remote} ({}): {}", refusal.status, refusal.message)
         }
-        Status::Internal => log::error!("method {method} for {who} failed: {}", refusal.message),
-        _ => log::debug!(
-            "refused method {method} for {who} at {remote} ({}): {}",
-            refusal.status,
-            refusal.message
-        ),
+        Status::Internal => log::error!("{name} for {who} failed: {}", refusal.message),
+        _ => log::debug!("refused {name} for {who} at {remote} ({}): {}", refusal.status, refusal.message),
     }
 }
 

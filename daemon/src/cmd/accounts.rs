@@ -222,7 +222,6 @@ pub async fn login_finish(
     let finalization = CredentialFinalization::<Suite>::deserialize(&req.credential_finalization)
         .map_err(|_| malformed("credential finalization"))?;
     if state.finish(finalization).is_err() {
-        log::info!("login for {username:?} refused: wrong password");
         return Err(Refusal::new(Status::Unauthenticated, format!("wrong password for {username:?}")));
     }
     let key = verify_proof(session, &req.identity_key, &req.signature)?;

@@ -99,11 +99,6 @@ pub async fn prove(
             .optional()
     })?;
     if account.is_none() && relay.registration != Registration::Open {
-        log::info!(
-            "identity {} refused: not bound to an account and registration is {}",
-            hex::encode(&key[..8]),
-            relay.registration.name()
-        );
         return Err(Refusal::new(
             Status::Forbidden,
             "this relay admits registered accounts only: log in with `qpc login --username NAME`",

@@ -1,0 +1,203 @@
+//! `qpc-server status | users | user-delete | invite-token`: the other end
+//! of the admin socket (see `admin`). Finds the socket of the relay started
+//! with the same `--data-dir` (or `--socket`), sends one request line and
+//! prints the answer. Exit status: 0 done, 1 refused or failed, 2 usage,
+//! 3 no relay answers.
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use argh::FromArgs;
+
+use crate::admin::{DATA_DIR_SOCKET, RUN_DIR, RUN_SOCKET};
+use crate::config::env_path;
+
+/// Longest the relay may take to answer (a deletion waits for its commit).
+const ANSWER_TIMEOUT: Duration = Duration::from_secs(30);
+/// Largest answer read.
+const MAX_ANSWER: u64 = 16 << 20;
+
+#[derive(FromArgs, Debug)]
+#[argh(subcommand)]
+pub enum Command {
+    Status(Status),
+    Users(Users),
+    UserDelete(UserDelete),
+    InviteToken(InviteToken),
+}
+
+/// show the running relay's figures (for a person, --json or --prometheus)
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "status")]
+pub struct Status {
+    /// print one JSON object (for scripts and LuCI)
+    #[argh(switch)]
+    json: bool,
+    /// print Prometheus text exposition
+    #[argh(switch)]
+    prometheus: bool,
+    /// data directory of the relay (QPC_DATA_DIR; finds DATA_DIR/admin.sock)
+    #[argh(option)]
+    data_dir: Option<PathBuf>,
+    /// admin socket of the relay (QPC_SOCKET)
+    #[argh(option)]
+    socket: Option<PathBuf>,
+}
+
+/// list the accounts: device keys and queued messages
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "users")]
+pub struct Users {
+    /// data directory of the relay (QPC_DATA_DIR; finds DATA_DIR/admin.sock)
+    #[argh(option)]
+    data_dir: Option<PathBuf>,
+    /// admin socket of the relay (QPC_SOCKET)
+    #[argh(option)]
+    socket: Option<PathBuf>,
+}
+
+/// delete an account with its device keys, KeyPackages and queued messages
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "user-delete")]
+pub struct UserDelete {
+    /// the username
+    #[argh(positional)]
+    name: String,
+    /// data directory of the relay (QPC_DATA_DIR; finds DATA_DIR/admin.sock)
+    #[argh(option)]
+    data_dir: Option<PathBuf>,
+    /// admin socket of the relay (QPC_SOCKET)
+    #[argh(option)]
+    socket: Option<PathBuf>,
+}
+
+/// mint a one-time registration token (for --registration token) and print it
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "invite-token")]
+pub struct InviteToken {
+    /// data directory of the relay (QPC_DATA_DIR; finds DATA_DIR/admin.sock)
+    #[argh(option)]
+    data_dir: Option<PathBuf>,
+    /// admin socket of the relay (QPC_SOCKET)
+    #[argh(option)]
+    socket: Option<PathBuf>,
+}
+
+/// The admin socket to use: flags first (the subcommand's, then the
+/// relay's), then QPC_SOCKET / QPC_DATA_DIR, then the run directory, then
+/// the default data directory.
+pub fn socket_path(
+    socket: Option<PathBuf>,
+    data_dir: Option<PathBuf>,
+    top_socket: Option<PathBuf>,
+    top_data_dir: Option<PathBuf>,
+) -> PathBuf {
+    if let Some(s) = socket.or(top_socket) {
+        return s;
+    }
+    if let Some(d) = data_dir.or(top_data_dir) {
+        return d.join(DATA_DIR_SOCKET);
+    }
+    if let Some(s) = env_path("QPC_SOCKET") {
+        return s;
+    }
+    if let Some(d) = env_path("QPC_DATA_DIR") {
+        return d.join(DATA_DIR_SOCKET);
+    }
+    let run = Path::new(RUN_DIR).join(RUN_SOCKET);
+    if run.exists() {
+        return run;
+    }
+    Path::new("./data").join(DATA_DIR_SOCKET)
+}
+
+/// Why the relay could not be asked.
+#[derive(Debug)]
+enum CtlError {
+    /// No relay answers (exit 3).
+    NotRunning(String),
+    /// The relay refused or failed (exit 1).
+    Refused(String),
+}
+
+fn ask(path: &Path, request: &str) -> Result<(Option<String>, String), CtlError> {
+    use std::io::ErrorKind;
+    let shown = path.display();
+    let mut stream = std::os::unix::net::UnixStream::connect(path).map_err(|e| match e.kind() {
+        ErrorKind::NotFound => CtlError::NotRunning(format!(
+            "no relay is running there: {shown} does not exist (pass the --data-dir or --socket qpc-server runs with)"
+        )),
+        ErrorKind::ConnectionRefused => CtlError::NotRunning(format!(
+            "no relay answers on {shown} (left over from a relay that stopped)"
+        )),
+        ErrorKind::PermissionDenied => CtlError::Refused(format!(
+            "permission denied on {shown}: only root and the relay's own user may use the admin socket"
+        )),
+        _ => CtlError::NotRunning(format!("cannot reach the relay at {shown}: {e}")),
+    })?;
+    let lost = |e: std::io::Error| CtlError::NotRunning(format!("the relay at {shown} did not answer: {e}"));
+    stream.set_read_timeout(Some(ANSWER_TIMEOUT)).map_err(lost)?;
+    // The relay may refuse (wrong uid) before reading: a failed write is
+    // not the end, its answer is.
+    let _ = stream.write_all(format!("{request}\n").as_bytes());
+    let mut answer = String::new();
+    stream.take(MAX_ANSWER).read_to_string(&mut answer).map_err(lost)?;
+    let (status, body) = answer.split_once('\n').unwrap_or((answer.as_str(), ""));
+    match status.split_once(' ').unwrap_or((status, "")) {
+        ("ok", note) => Ok(((!note.is_empty()).then(|| note.to_string()), body.to_string())),
+        ("error", message) => Err(CtlError::Refused(message.to_string())),
+        _ if answer.is_empty() => {
+            Err(CtlError::NotRunning(format!("the relay at {shown} closed without answering")))
+        }
+        _ => Err(CtlError::Refused(format!("unexpected answer from {shown}: {status:?}"))),
+    }
+}
+
+/// Runs a subcommand against the running relay; `top_*` are the relay
+/// flags given before it (`qpc-server --data-dir D status`).
+pub fn run(command: Command, top_data_dir: Option<PathBuf>, top_socket: Option<PathBuf>) -> ExitCode {
+    let (request, socket, data_dir) = match command {
+        Command::Status(s) => {
+            let format = match (s.json, s.prometheus) {
+                (true, true) => {
+                    eprintln!("qpc-server status: choose one of --json and --prometheus");
+                    return ExitCode::from(2);
+                }
+                (true, false) => "json",
+                (false, true) => "prometheus",
+                (false, false) => "text",
+            };
+            (format!("status {format}"), s.socket, s.data_dir)
+        }
+        Command::Users(u) => ("users".to_string(), u.socket, u.data_dir),
+        Command::UserDelete(d) => {
+            if d.name.is_empty() || d.name.contains(['\n', '\r', ' ']) {
+                eprintln!("qpc-server user-delete: invalid username {:?}", d.name);
+                return ExitCode::from(2);
+            }
+            (format!("user-delete {}", d.name), d.socket, d.data_dir)
+        }
+        Command::InviteToken(t) => ("invite-token".to_string(), t.socket, t.data_dir),
+    };
+    let path = socket_path(socket, data_dir, top_socket, top_data_dir);
+    match ask(&path, &request) {
+        Ok((note, body)) => {
+            if let Some(note) = note {
+                eprintln!("qpc-server: {note}");
+            }
+            print!("{body}");
+            let _ = std::io::stdout().flush();
+            ExitCode::SUCCESS
+        }
+        Err(CtlError::Refused(message)) => {
+            eprintln!("qpc-server: {message}");
+            ExitCode::FAILURE
+        }
+        Err(CtlError::NotRunning(message)) => {
+            eprintln!("qpc-server: {message}");
+            ExitCode::from(3)
+        }
+    }
+}
