@@ -170,6 +170,12 @@ impl Relay {
         Ok(Relay { conn, endpoint, next_request: Cell::new(1) })
     }
 
+    /// The QUIC connection, for tests that misbehave on purpose.
+    #[doc(hidden)]
+    pub fn connection(&self) -> &quinn::Connection {
+        &self.conn
+    }
+
     /// Sends raw request bytes on a new stream and returns the raw response
     /// (for tests of hostile input; use `call`).
     pub async fn call_raw(&self, bytes: &[u8]) -> Result<(ResponseHeader, Vec<u8>), RelayError> {

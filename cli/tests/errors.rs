@@ -184,3 +184,49 @@ fn garbage_frames_get_bad_request_and_others_keep_working() {
         assert_eq!(msgs[0].payload, b"kept");
     });
 }
+
+#[test]
+fn idle_streams_and_stream_floods_do_not_stop_the_relay() {
+    let dir = TempDir::new("floods");
+    let server = Server::start(
+        &dir.join("data"),
+        &["--rate-per-connection", "100000", "--rate-per-address", "100000"],
+    );
+    let fp = fingerprint(&server);
+    let local = tokio::task::LocalSet::new();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    local.block_on(&rt, async {
+        let key = SigningKey::from_bytes(&[4u8; 32]);
+        let good = Relay::connect(&server.addr, &fp).await.unwrap();
+        good.authenticate(&key).await.unwrap();
+        let me = key.verifying_key().to_bytes();
+        good.enqueue(&me, b"", b"stored before".to_vec(), vec![]).await.unwrap();
+
+        // A stream opened and left idle is answered and closed by the relay.
+        let hostile = std::rc::Rc::new(Relay::connect(&server.addr, &fp).await.unwrap());
+        let (mut send, mut recv) = hostile.connection().open_bi().await.unwrap();
+        send.write_all(&[0, 200]).await.unwrap();
+        let mut head = [0u8; 9];
+        let answered =
+            tokio::time::timeout(std::time::Duration::from_secs(20), recv.read_exact(&mut head)).await;
+        assert!(answered.is_ok(), "the relay must not hold an idle stream forever");
+        assert_eq!(head[0], Status::BadRequest as u8);
+
+        // Hundreds of streams at once: each is answered (QUIC holds the
+        // ones over the stream limit until others finish).
+        let mut calls = Vec::new();
+        for i in 0..300u32 {
+            let relay = hostile.clone();
+            calls.push(tokio::task::spawn_local(async move {
+                let frame = RequestFrame::new(Method::Peek.id(), i, vec![]).encode();
+                relay.call_raw(&frame).await.map(|(h, _)| h.status)
+            }));
+        }
+        for call in calls {
+            assert_eq!(call.await.unwrap().unwrap(), Status::Unauthenticated);
+        }
+        let msgs = good.peek(0).await.unwrap();
+        assert_eq!(msgs.len(), 1);
+        assert_eq!(msgs[0].payload, b"stored before");
+    });
+}
