@@ -33,7 +33,7 @@ use tokio::net::{UnixListener, UnixStream};
 use crate::cmd::accounts::check_username;
 use crate::config::Registration;
 use crate::server::Relay;
-use crate::status::{Facts, Figures};
+use crate::status::{json_string, Facts, Figures};
 use crate::store::{now_ms, StoreError};
 
 /// The run directory of the relay on OpenWrt and other Linux systems.
@@ -271,19 +271,20 @@ async fn answer(admin: &Admin, request: &str) -> Reply {
                 })
             })
         }
-        ("users", "") => users(relay),
+        ("users", format @ ("" | "text" | "json")) => users(relay, format == "json"),
         ("user-delete", name) => user_delete(relay, name).await,
         ("invite-token", "") => invite_token(relay).await,
         _ => Err(format!(
-            "unknown request {request:?}: expected status [text|json|prometheus], users, user-delete NAME or invite-token"
+            "unknown request {request:?}: expected status [text|json|prometheus], users [text|json], user-delete NAME or invite-token"
         )),
     };
     result.unwrap_or_else(Reply::Error)
 }
 
 /// One row per account: its device keys (16 hex digits each, as the client
-/// shows them) and the messages waiting for them.
-fn users(relay: &Relay) -> Result<Reply, String> {
+/// shows them) and the messages waiting for them; as a table, or as a JSON
+/// array of `{"username", "devices", "queued", "keys"}`.
+fn users(relay: &Relay, json: bool) -> Result<Reply, String> {
     struct User {
         name: String,
         keys: Vec<String>,
@@ -323,17 +324,35 @@ fn users(relay: &Relay) -> Result<Reply, String> {
             user.queued += queued;
         }
     }
-    let width = users.iter().map(|u| u.name.len()).max().unwrap_or(0).max(8);
-    let mut body = format!("{:<width$}  {:>7}  {:>6}  DEVICE KEYS\n", "USERNAME", "DEVICES", "QUEUED");
-    for u in &users {
-        body.push_str(&format!(
-            "{:<width$}  {:>7}  {:>6}  {}\n",
-            u.name,
-            u.keys.len(),
-            u.queued,
-            u.keys.join(" ")
-        ));
-    }
+    let body = if json {
+        let rows: Vec<String> = users
+            .iter()
+            .map(|u| {
+                let keys: Vec<String> = u.keys.iter().map(|k| json_string(k)).collect();
+                format!(
+                    "{{\"username\":{},\"devices\":{},\"queued\":{},\"keys\":[{}]}}",
+                    json_string(&u.name),
+                    u.keys.len(),
+                    u.queued,
+                    keys.join(",")
+                )
+            })
+            .collect();
+        format!("[{}]\n", rows.join(","))
+    } else {
+        let width = users.iter().map(|u| u.name.len()).max().unwrap_or(0).max(8);
+        let mut body = format!("{:<width$}  {:>7}  {:>6}  DEVICE KEYS\n", "USERNAME", "DEVICES", "QUEUED");
+        for u in &users {
+            body.push_str(&format!(
+                "{:<width$}  {:>7}  {:>6}  {}\n",
+                u.name,
+                u.keys.len(),
+                u.queued,
+                u.keys.join(" ")
+            ));
+        }
+        body
+    };
     let note = match (users.len(), unbound) {
         (0, 0) => Some("no accounts on this relay yet".to_string()),
         (_, 0) => None,

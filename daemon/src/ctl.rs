@@ -50,6 +50,9 @@ pub struct Status {
 #[derive(FromArgs, Debug)]
 #[argh(subcommand, name = "users")]
 pub struct Users {
+    /// print a JSON array (for scripts and LuCI)
+    #[argh(switch)]
+    json: bool,
     /// data directory of the relay (QPC_DATA_DIR; finds DATA_DIR/admin.sock)
     #[argh(option)]
     data_dir: Option<PathBuf>,
@@ -171,7 +174,9 @@ pub fn run(command: Command, top_data_dir: Option<PathBuf>, top_socket: Option<P
             };
             (format!("status {format}"), s.socket, s.data_dir)
         }
-        Command::Users(u) => ("users".to_string(), u.socket, u.data_dir),
+        Command::Users(u) => {
+            (if u.json { "users json" } else { "users text" }.to_string(), u.socket, u.data_dir)
+        }
         Command::UserDelete(d) => {
             if d.name.is_empty() || d.name.contains(['\n', '\r', ' ']) {
                 eprintln!("qpc-server user-delete: invalid username {:?}", d.name);
