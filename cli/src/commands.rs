@@ -16,7 +16,7 @@ use crate::Common;
 type Outcome = Result<(), Box<dyn Error>>;
 
 /// Connects to the relay trusting only `--ca-cert`, not yet proving anything.
-async fn connect_anonymous(c: &Common) -> Result<Relay, Box<dyn Error>> {
+pub(crate) async fn connect_anonymous(c: &Common) -> Result<Relay, Box<dyn Error>> {
     let der = std::fs::read(&c.ca_cert).map_err(|e| {
         format!(
             "--ca-cert {}: cannot read the relay's certificate: {e} (copy server-cert.der from the relay's data directory)",
@@ -44,7 +44,7 @@ fn open_state(c: &Common) -> Result<State, Box<dyn Error>> {
 }
 
 /// A peer named by username (resolved at the relay) or by identity key.
-async fn resolve_peer(relay: &Relay, peer: &str) -> Result<Vec<[u8; 32]>, Box<dyn Error>> {
+pub(crate) async fn resolve_peer(relay: &Relay, peer: &str) -> Result<Vec<[u8; 32]>, Box<dyn Error>> {
     if peer.len() == 64 && peer.chars().all(|c| c.is_ascii_hexdigit()) {
         return Ok(vec![parse_identity_key("peer", peer)?]);
     }
@@ -74,13 +74,13 @@ fn required<'a>(peer: Option<&'a str>, what: &str) -> Result<&'a str, Box<dyn Er
     peer.ok_or_else(|| format!("say which peer to {what}: a username or --peer-key KEY").into())
 }
 
-fn new_msg_id() -> Vec<u8> {
+pub(crate) fn new_msg_id() -> Vec<u8> {
     let mut id = vec![0u8; 16];
     rand::rngs::OsRng.fill_bytes(&mut id);
     id
 }
 
-fn short(key: &[u8; 32]) -> String {
+pub(crate) fn short(key: &[u8; 32]) -> String {
     hex::encode(&key[..8])
 }
 
@@ -344,7 +344,7 @@ fn username_of(c: &Common) -> Result<&str, Box<dyn Error>> {
 }
 
 /// Uploads a fresh KeyPackage, saving its private half first.
-async fn publish_key_package(relay: &Relay, state: &mut State) -> Result<Vec<u8>, Box<dyn Error>> {
+pub(crate) async fn publish_key_package(relay: &Relay, state: &mut State) -> Result<Vec<u8>, Box<dyn Error>> {
     let key_package = state.member.new_key_package()?;
     state.save()?;
     Ok(relay.upload_key_package(key_package).await?.fingerprint)

@@ -4,6 +4,7 @@
 #![forbid(unsafe_code)]
 
 mod commands;
+mod repl;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -31,6 +32,8 @@ enum Command {
     DemoGroup(DemoGroup),
     RegisterUser(RegisterUser),
     Login(Login),
+    Repl(Repl),
+    Chat(Chat),
 }
 
 /// Where the state file and the relay are; every subcommand takes these.
@@ -190,6 +193,20 @@ subcommand! {
     Login = "login" {}
 }
 
+subcommand! {
+    /// sign in (registering on first use) and chat in an interactive session; /help lists the commands
+    Repl = "repl" {}
+}
+
+subcommand! {
+    /// one conversation for scripts: lines on stdin are sent to it, incoming messages printed
+    Chat = "chat" {
+        /// the conversation: a username (a DM) or #group
+        #[argh(option)]
+        to: String,
+    }
+}
+
 fn main() -> ExitCode {
     let args: Args = argh::from_env();
     let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
@@ -232,6 +249,8 @@ fn main() -> ExitCode {
                 commands::register_user(&c.common(), c.token.as_deref().unwrap_or("")).await
             }
             Command::Login(c) => commands::login(&c.common()).await,
+            Command::Repl(c) => repl::run(&c.common(), None).await,
+            Command::Chat(c) => repl::run(&c.common(), Some(&c.to)).await,
         }
     });
     match result {

@@ -142,6 +142,27 @@ struct StateBody {
     username: Option<String>,
     #[prost(string, optional, tag = "4")]
     relay: Option<String>,
+    #[prost(message, repeated, tag = "5")]
+    history: Vec<HistoryEntry>,
+}
+
+/// Longest history kept per conversation; older lines are dropped.
+pub const HISTORY_PER_CONVERSATION: usize = 1000;
+
+/// One line of chat history, kept in the (encrypted) state file.
+#[derive(Clone, PartialEq, Message)]
+pub struct HistoryEntry {
+    /// `@user` for a DM (or the notepad), `#group` for a group.
+    #[prost(string, tag = "1")]
+    pub conversation: String,
+    /// The sender's username (or short identity key).
+    #[prost(string, tag = "2")]
+    pub sender: String,
+    /// Unix time in seconds.
+    #[prost(uint64, tag = "3")]
+    pub time: u64,
+    #[prost(string, tag = "4")]
+    pub text: String,
 }
 
 /// What an encrypted state needs to save again without the password.
@@ -264,6 +285,8 @@ pub struct State {
     pub username: Option<String>,
     /// The relay address last used.
     pub relay: Option<String>,
+    /// Chat history, oldest first (see [`State::record`]).
+    pub history: Vec<HistoryEntry>,
     /// `Some` when the file is (to be) saved encrypted.
     sealing: Option<Sealing>,
 }
@@ -273,7 +296,15 @@ impl State {
     pub fn generate(path: &Path) -> State {
         let signing_key = SigningKey::generate(&mut OsRng);
         let member = Member::new(signing_key.to_bytes());
-        State { path: path.into(), signing_key, member, username: None, relay: None, sealing: None }
+        State {
+            path: path.into(),
+            signing_key,
+            member,
+            username: None,
+            relay: None,
+            history: Vec::new(),
+            sealing: None,
+        }
     }
 
     /// A fresh identity, not yet saved, that will be saved encrypted under
@@ -379,8 +410,35 @@ impl State {
             member,
             username: body.username.clone(),
             relay: body.relay.clone(),
+            history: body.history,
             sealing,
         })
+    }
+
+    /// Appends a history line, dropping the oldest lines of its
+    /// conversation beyond [`HISTORY_PER_CONVERSATION`]. Not saved yet.
+    pub fn record(&mut self, entry: HistoryEntry) {
+        let conversation = entry.conversation.clone();
+        self.history.push(entry);
+        let count = self.history.iter().filter(|e| e.conversation == conversation).count();
+        if count > HISTORY_PER_CONVERSATION {
+            let mut excess = count - HISTORY_PER_CONVERSATION;
+            self.history.retain(|e| {
+                if excess > 0 && e.conversation == conversation {
+                    excess -= 1;
+                    false
+                } else {
+                    true
+                }
+            });
+        }
+    }
+
+    /// The last `n` history lines of `conversation`, oldest first.
+    pub fn history_of(&self, conversation: &str, n: usize) -> Vec<&HistoryEntry> {
+        let all: Vec<&HistoryEntry> =
+            self.history.iter().filter(|e| e.conversation == conversation).collect();
+        all[all.len().saturating_sub(n)..].to_vec()
     }
 
     pub fn identity_key(&self) -> [u8; 32] {
@@ -395,6 +453,7 @@ impl State {
             member: self.member.to_bytes(),
             username: self.username.clone(),
             relay: self.relay.clone(),
+            history: self.history.clone(),
         };
         let encoded = Zeroizing::new(body.encode_to_vec());
         zeroize::Zeroize::zeroize(&mut body.identity_seed);
@@ -508,6 +567,37 @@ mod tests {
         assert_eq!(a.member.to_bytes(), b.member.to_bytes());
         assert_eq!(a.username, b.username);
         assert_eq!(a.relay, b.relay);
+        assert_eq!(a.history, b.history);
+    }
+
+    #[test]
+    fn history_is_kept_capped_per_conversation_and_saved() {
+        let path = temp_path("history");
+        let mut state = State::generate_protected_with(&path, Some("ann"), PASSWORD, FAST).unwrap();
+        let line = |conversation: &str, n: usize| HistoryEntry {
+            conversation: conversation.into(),
+            sender: "ann".into(),
+            time: n as u64,
+            text: format!("line {n}"),
+        };
+        state.record(line("#other", 0));
+        for n in 0..HISTORY_PER_CONVERSATION + 5 {
+            state.record(line("@bob", n));
+        }
+        assert_eq!(state.history.len(), HISTORY_PER_CONVERSATION + 1);
+        assert_eq!(
+            state.history_of("@bob", 2).iter().map(|e| e.text.as_str()).collect::<Vec<_>>(),
+            [
+                format!("line {}", HISTORY_PER_CONVERSATION + 3),
+                format!("line {}", HISTORY_PER_CONVERSATION + 4)
+            ]
+        );
+        assert_eq!(state.history_of("@bob", usize::MAX)[0].text, "line 5");
+        assert_eq!(state.history_of("#other", 20).len(), 1);
+        state.save().unwrap();
+        let loaded = State::load_with_password(&path, PASSWORD).unwrap();
+        assert_same_state(&state, &loaded);
+        std::fs::remove_file(&path).unwrap();
     }
 
     #[test]
@@ -540,6 +630,7 @@ mod tests {
             member: Member::new(seed).to_bytes(),
             username: None,
             relay: None,
+            history: Vec::new(),
         };
         let mut bytes = b"QPCSTATE\x01".to_vec();
         bytes.extend_from_slice(&old.encode_to_vec());

@@ -1,0 +1,318 @@
+//! `qpc repl` and `qpc chat` as people and scripts use them: real relay,
+//! real binaries, standard input piped line by line (the REPL does not need a
+//! terminal), standard output read as it comes.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+const WAIT: Duration = Duration::from_secs(15);
+
+/// A running `qpc repl` of one user.
+struct Repl {
+    user: String,
+    child: Child,
+    stdin: Option<ChildStdin>,
+    out: Arc<Mutex<Vec<String>>>,
+    /// Lines before this were already matched by `expect`.
+    seen: usize,
+}
+
+fn start_args(server: &Server, dir: &TempDir, user: &str, sub: &[&str]) -> Command {
+    let mut cmd = Command::new(qpc_bin());
+    cmd.args(sub)
+        .arg("--state")
+        .arg(dir.join(&format!("qpc-{user}.bin")))
+        .arg("--server")
+        .arg(&server.addr)
+        .arg("--ca-cert")
+        .arg(server.cert())
+        .args(["--username", user, "--password", &format!("pw-{user}")])
+        .env_remove("QPC_PASSWORD")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    cmd
+}
+
+impl Repl {
+    fn start(server: &Server, dir: &TempDir, user: &str) -> Repl {
+        let mut child = start_args(server, dir, user, &["repl"]).spawn().expect("start qpc repl");
+        let out = Arc::new(Mutex::new(Vec::new()));
+        for stream in [
+            Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
+            Box::new(child.stderr.take().unwrap()),
+        ] {
+            let sink = Arc::clone(&out);
+            std::thread::spawn(move || {
+                for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                    sink.lock().unwrap().push(line);
+                }
+            });
+        }
+        let stdin = child.stdin.take();
+        let mut repl = Repl { user: user.into(), child, stdin, out, seen: 0 };
+        repl.expect("type /help for the commands");
+        repl
+    }
+
+    fn send(&mut self, line: &str) {
+        let stdin = self.stdin.as_mut().unwrap();
+        stdin.write_all(line.as_bytes()).unwrap();
+        stdin.write_all(b"\n").unwrap();
+        stdin.flush().unwrap();
+    }
+
+    fn output(&self) -> String {
+        self.out.lock().unwrap().join("\n")
+    }
+
+    /// Waits for a line (after the last one matched) containing `needle`.
+    #[track_caller]
+    fn expect(&mut self, needle: &str) -> String {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            {
+                let out = self.out.lock().unwrap();
+                if let Some(i) = out[self.seen..].iter().position(|l| l.contains(needle)) {
+                    self.seen += i + 1;
+                    return out[self.seen - 1].clone();
+                }
+            }
+            if Instant::now() > deadline {
+                panic!("{}: no line with {needle:?} within {WAIT:?}; output:\n{}", self.user, self.output());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Ends the session with /quit and waits for a clean exit.
+    fn quit(mut self) -> String {
+        self.send("/quit");
+        drop(self.stdin.take());
+        let deadline = Instant::now() + WAIT;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                assert!(status.success(), "{}: exit {status}; output:\n{}", self.user, self.output());
+                break;
+            }
+            assert!(Instant::now() < deadline, "{}: did not quit; output:\n{}", self.user, self.output());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+        self.output()
+    }
+}
+
+impl Drop for Repl {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn relay(dir: &TempDir) -> Server {
+    Server::start(&dir.join("data"), &["--registration", "open"])
+}
+
+#[test]
+fn two_people_dm_and_keep_history_across_restarts() {
+    let dir = TempDir::new("repl-dm");
+    let server = relay(&dir);
+    let mut alice = Repl::start(&server, &dir, "alice");
+    assert!(alice.output().contains("registered and signed in as alice"), "{}", alice.output());
+    let mut bob = Repl::start(&server, &dir, "bob");
+
+    alice.send("/dm bob");
+    alice.expect("DM with bob started");
+    alice.send("hello bob");
+    // Bob types nothing: the invitation and the message just appear.
+    bob.expect("alice opened a DM with you: @alice");
+    bob.expect("[alice] hello bob");
+    bob.send("hi alice");
+    alice.expect("[bob] hi alice");
+
+    // The notepad never leaves the machine.
+    alice.send("/dm alice");
+    alice.expect("notepad");
+    alice.send("note to self");
+    alice.send("/history");
+    alice.expect("[alice] note to self");
+    alice.send("/switch @bob");
+    alice.expect("now talking in @bob");
+    alice.send("/whoami");
+    alice.expect("identity_key : ");
+    alice.expect("active : @bob (epoch 1)");
+    alice.quit();
+    bob.quit();
+
+    // A script writes through `qpc chat` while Alice's REPL is closed.
+    let mut chat = start_args(&server, &dir, "alice", &["chat", "--to", "bob"]).spawn().unwrap();
+    chat.stdin.take().unwrap().write_all(b"from a script\n").unwrap();
+    let out = chat.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+
+    let mut alice = Repl::start(&server, &dir, "alice");
+    alice.send("/switch @bob");
+    alice.send("/history");
+    alice.expect("history of @bob (3 lines)");
+    alice.expect("[alice] hello bob");
+    alice.expect("[bob] hi alice");
+    alice.expect("[alice] from a script");
+    let mut bob = Repl::start(&server, &dir, "bob");
+    bob.expect("(@alice) [alice] from a script");
+    bob.send("/switch @alice");
+    bob.send("/history 2");
+    bob.expect("history of @alice (2 lines)");
+    bob.expect("[bob] hi alice");
+    bob.expect("[alice] from a script");
+    bob.send("/ls");
+    bob.expect("@alice (2 members, epoch 1)");
+    alice.quit();
+    bob.quit();
+}
+
+#[test]
+fn a_group_removes_updates_and_leaves() {
+    let dir = TempDir::new("repl-team");
+    let server = relay(&dir);
+    let mut alice = Repl::start(&server, &dir, "alice");
+    let mut bob = Repl::start(&server, &dir, "bob");
+    let mut carol = Repl::start(&server, &dir, "carol");
+
+    alice.send("/create-group team");
+    alice.expect("created #team");
+    alice.send("/invite bob");
+    alice.expect("invited bob to #team (epoch 1)");
+    bob.expect("alice added you to #team");
+    alice.send("/invite carol");
+    alice.expect("invited carol to #team (epoch 2)");
+    carol.expect("alice added you to #team");
+    bob.expect("#team is now at epoch 2");
+
+    alice.send("hello team");
+    bob.expect("[alice] hello team");
+    carol.expect("[alice] hello team");
+    bob.send("bob here");
+    alice.expect("[bob] bob here");
+    carol.expect("[bob] bob here");
+    carol.send("carol here");
+    alice.expect("[carol] carol here");
+    bob.expect("[carol] carol here");
+
+    alice.send("/remove carol");
+    alice.expect("removed carol from #team (epoch 3)");
+    carol.expect("you were removed from #team");
+    bob.expect("#team is now at epoch 3");
+    alice.send("after carol left");
+    bob.expect("[alice] after carol left");
+
+    bob.send("/update");
+    bob.expect("your key in #team is rotated (epoch 4)");
+    alice.expect("#team is now at epoch 4");
+    bob.send("after my update");
+    alice.expect("[bob] after my update");
+    alice.send("/members");
+    alice.expect("members of #team: alice, bob");
+
+    // Leaving is a proposal; the other member commits it.
+    bob.send("/leave");
+    bob.expect("you left #team");
+    alice.expect("#team: proposal from bob");
+    alice.expect("committed the proposal (epoch 5)");
+    alice.send("/members");
+    alice.expect("members of #team: alice");
+
+    // Carol, removed, received none of what was said after.
+    let carol_out = carol.quit();
+    for secret in ["after carol left", "after my update"] {
+        assert!(!carol_out.contains(secret), "carol read {secret:?}:\n{carol_out}");
+    }
+    alice.quit();
+    bob.quit();
+}
+
+#[test]
+fn an_offline_member_catches_up_ten_epochs() {
+    let dir = TempDir::new("repl-dana");
+    let server = relay(&dir);
+    let mut alice = Repl::start(&server, &dir, "alice");
+    let mut dana = Repl::start(&server, &dir, "dana");
+    alice.send("/create-group club");
+    alice.send("/invite dana");
+    dana.expect("alice added you to #club");
+    dana.quit();
+
+    for epoch in 2..=11 {
+        alice.send("/update");
+        alice.expect(&format!("rotated (epoch {epoch})"));
+    }
+    alice.send("latest news");
+    alice.send("/whoami");
+    alice.expect("active : #club (epoch 11)");
+
+    let mut dana = Repl::start(&server, &dir, "dana");
+    dana.expect("#club is now at epoch 2");
+    dana.expect("#club is now at epoch 11");
+    dana.expect("(#club) [alice] latest news");
+    dana.send("/switch #club");
+    dana.send("caught up");
+    alice.expect("[dana] caught up");
+    alice.quit();
+    dana.quit();
+}
+
+#[test]
+fn bad_input_gets_a_clear_message_and_the_session_goes_on() {
+    let dir = TempDir::new("repl-bad");
+    let server = relay(&dir);
+    let bob = Repl::start(&server, &dir, "bob");
+    let mut alice = Repl::start(&server, &dir, "alice");
+
+    alice.send("hello?");
+    alice.expect("no active conversation");
+    alice.send("/invite bob");
+    alice.expect("/invite: no active conversation");
+    alice.send("/create-group g");
+    alice.expect("created #g");
+    alice.send("alone");
+    alice.expect("nobody else is in #g yet");
+    alice.send("/invite nobody");
+    alice.expect("no user named nobody");
+    alice.send("/switch #nosuch");
+    alice.expect("no conversation #nosuch");
+    alice.send("/switch nosuch");
+    alice.expect("usage: /switch @user|#group");
+    alice.send("/remove bob");
+    alice.expect("bob is not a member of #g");
+    alice.send("/remove nobody");
+    alice.expect("no user named nobody");
+    alice.send("");
+    alice.expect("empty line: nothing sent");
+    alice.send("/frobnicate");
+    alice.expect("unknown command /frobnicate");
+    alice.send("/dm");
+    alice.expect("usage: /dm <user>");
+    alice.send("/invite a b");
+    alice.expect("usage: /invite <user>");
+    alice.send("/history lots");
+    alice.expect("usage: /history [n]");
+    alice.send("/create-group g");
+    alice.expect("a group named g already exists");
+    alice.send("/invite bob");
+    alice.expect("invited bob to #g");
+    alice.send(&"x".repeat(1024 * 1024));
+    alice.expect("message too long (1048576 bytes");
+    alice.send("/help");
+    alice.expect("/switch @user|#group");
+    alice.send("/whoami");
+    alice.expect("active : #g (epoch 1)");
+    let out = alice.quit();
+    assert!(!out.contains("panicked"), "{out}");
+    bob.quit();
+}
