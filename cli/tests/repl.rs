@@ -316,3 +316,59 @@ fn bad_input_gets_a_clear_message_and_the_session_goes_on() {
     assert!(!out.contains("panicked"), "{out}");
     bob.quit();
 }
+
+/// Two sessions at real terminals (tmux panes), typed into with send-keys.
+#[test]
+fn two_terminals_under_tmux() {
+    if Command::new("tmux").arg("-V").output().map(|o| !o.status.success()).unwrap_or(true) {
+        eprintln!("tmux not installed: skipped");
+        return;
+    }
+    let dir = TempDir::new("repl-tmux");
+    let server = relay(&dir);
+    let socket = format!("qpc-test-{}", std::process::id());
+    let tmux =
+        |args: &[&str]| Command::new("tmux").arg("-L").arg(&socket).args(args).output().expect("run tmux");
+    struct KillServer<'a>(&'a dyn Fn(&[&str]) -> std::process::Output);
+    impl Drop for KillServer<'_> {
+        fn drop(&mut self) {
+            (self.0)(&["kill-server"]);
+        }
+    }
+    let _cleanup = KillServer(&tmux);
+    for user in ["alice", "bob"] {
+        let cmd = format!(
+            "{} repl --state {} --server {} --ca-cert {} --username {user} --password pw-{user}; sleep 30",
+            qpc_bin().display(),
+            dir.join(&format!("qpc-{user}.bin")).display(),
+            server.addr,
+            server.cert().display()
+        );
+        let out = tmux(&["new-session", "-d", "-s", user, "-x", "150", "-y", "40", &cmd]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+    let screen = |user: &str| stdout(&tmux(&["capture-pane", "-p", "-t", user, "-S", "-100"]));
+    let wait_for = |user: &str, needle: &str| {
+        let deadline = Instant::now() + WAIT;
+        while !screen(user).contains(needle) {
+            assert!(Instant::now() < deadline, "{user}: no {needle:?} on screen:\n{}", screen(user));
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    let type_line = |user: &str, text: &str| {
+        assert!(tmux(&["send-keys", "-t", user, "-l", text]).status.success());
+        assert!(tmux(&["send-keys", "-t", user, "Enter"]).status.success());
+    };
+    wait_for("alice", "type /help");
+    wait_for("bob", "type /help");
+    type_line("alice", "/dm bob");
+    wait_for("alice", "DM with bob started");
+    type_line("alice", "hello from a terminal");
+    wait_for("bob", "[alice] hello from a terminal");
+    type_line("bob", "typed back");
+    wait_for("alice", "[bob] typed back");
+    type_line("bob", "/history");
+    wait_for("bob", "history of @alice (2 lines)");
+    type_line("alice", "/quit");
+    type_line("bob", "/quit");
+}
