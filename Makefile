@@ -35,3 +35,6 @@ proto: deps
 
 fmt:
 	$(CARGO) fmt --all
+
+# Status, admin socket and LuCI page: status-deps, test-status, test-luci.
+include daemon/status.mk

@@ -239,6 +239,12 @@ async fn serve_client(admin: Rc<Admin>, stream: UnixStream) {
         }
     };
     let (read, mut write) = stream.into_split();
+    // The request is read first, even from a caller that will be refused:
+    // closing on unread data would reset the connection before the caller
+    // reads why.
+    let mut line = String::new();
+    let mut reader = BufReader::new(read.take(MAX_REQUEST));
+    let request = tokio::time::timeout(REQUEST_TIMEOUT, reader.read_line(&mut line)).await;
     let reply = if uid != 0 && uid != admin.owner {
         log::info!("admin socket: refused uid {uid} (only root and uid {} may use it)", admin.owner);
         Reply::Error(format!(
@@ -246,9 +252,7 @@ async fn serve_client(admin: Rc<Admin>, stream: UnixStream) {
             admin.owner
         ))
     } else {
-        let mut line = String::new();
-        let mut reader = BufReader::new(read.take(MAX_REQUEST));
-        match tokio::time::timeout(REQUEST_TIMEOUT, reader.read_line(&mut line)).await {
+        match request {
             Ok(Ok(n)) if n > 0 && line.ends_with('\n') => answer(&admin, line.trim_end()).await,
             Ok(Ok(0)) => return, // connected and left: a liveness check
             _ => Reply::Error("expected one request line, e.g. `status json`".into()),

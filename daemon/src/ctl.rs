@@ -145,8 +145,15 @@ fn ask(path: &Path, request: &str) -> Result<(Option<String>, String), CtlError>
     // The relay may refuse (wrong uid) before reading: a failed write is
     // not the end, its answer is.
     let _ = stream.write_all(format!("{request}\n").as_bytes());
-    let mut answer = String::new();
-    stream.take(MAX_ANSWER).read_to_string(&mut answer).map_err(lost)?;
+    let mut bytes = Vec::new();
+    if let Err(e) = stream.take(MAX_ANSWER).read_to_end(&mut bytes) {
+        // A reset after the answer (the relay closed on unread bytes) still
+        // leaves the answer.
+        if bytes.is_empty() {
+            return Err(lost(e));
+        }
+    }
+    let answer = String::from_utf8_lossy(&bytes).into_owned();
     let (status, body) = answer.split_once('\n').unwrap_or((answer.as_str(), ""));
     match status.split_once(' ').unwrap_or((status, "")) {
         ("ok", note) => Ok(((!note.is_empty()).then(|| note.to_string()), body.to_string())),

@@ -276,8 +276,7 @@ fn admin_socket_refuses_other_users() {
     );
     let out = as_nobody(&["invite-token", "--socket", &socket_arg]);
     assert_eq!(out.status.code(), Some(1), "no token for nobody");
-    let log = server.log();
-    assert!(log.contains("admin socket: refused uid 65534"), "{log}");
+    let log = server.wait_log("admin socket: refused uid 65534");
     assert!(!log.contains("minted"), "{log}");
 
     // Root still may.
@@ -294,7 +293,7 @@ fn user_delete_removes_the_account_its_keys_and_its_queue() {
     let bob_token = ok(server.ctl(&["invite-token"])).trim().to_string();
     assert_eq!(alice_token.len(), 32);
     assert_ne!(alice_token, bob_token);
-    assert!(server.log().contains("minted a one-time registration token"));
+    server.wait_log("minted a one-time registration token");
     assert!(!server.log().contains(&alice_token), "the token is never logged");
 
     let (alice_key, bob_key, mallory_key) = (new_key(), new_key(), new_key());
@@ -325,7 +324,7 @@ fn user_delete_removes_the_account_its_keys_and_its_queue() {
 
     let out = ok(server.ctl(&["user-delete", "alice"]));
     assert!(out.contains("deleted account \"alice\": 1 device keys, 3 queued messages"), "{out}");
-    assert!(server.log().contains("admin: deleted account \"alice\""), "{}", server.log());
+    server.wait_log("admin: deleted account \"alice\"");
 
     let after = server.status();
     assert_eq!(num(&after, "accounts"), 1);

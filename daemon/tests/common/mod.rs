@@ -115,6 +115,21 @@ impl Server {
         self.log.lock().unwrap().clone()
     }
 
+    /// The log once it contains `needle` (lines arrive through a pipe, a
+    /// little after the relay wrote them); panics after 10 s.
+    #[track_caller]
+    pub fn wait_log(&self, needle: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let log = self.log();
+            if log.contains(needle) {
+                return log;
+            }
+            assert!(Instant::now() < deadline, "the log never showed {needle:?}:\n{log}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     pub fn fingerprint(&self) -> String {
         qpc::relay::cert_fingerprint(&std::fs::read(self.data_dir.join("server-cert.der")).unwrap())
     }

@@ -1,0 +1,337 @@
+//! luci-app-qpc against the real relay: the rpcd backend answers `list` and
+//! `call status|users|invite_token` with valid JSON, both the way the router
+//! runs it (data directory from UCI) and with QPC_DATA_DIR; the view parses
+//! as LuCI loads it (node --check); and headless Chromium renders the page
+//! with the status of a running relay into out/luci-qpc.png.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+use common::*;
+use qpc::account::register;
+use serde_json::Value;
+
+fn app() -> PathBuf {
+    root().join("openwrt/luci-app-qpc")
+}
+
+fn backend() -> PathBuf {
+    app().join("root/usr/libexec/rpcd/qpc")
+}
+
+/// PATH with the freshly built qpc-server (and `extra`) first.
+fn path_with(extra: Option<&Path>) -> String {
+    let mut dirs = Vec::new();
+    if let Some(e) = extra {
+        dirs.push(e.to_string_lossy().into_owned());
+    }
+    dirs.push(server_bin().parent().unwrap().to_string_lossy().into_owned());
+    dirs.push(std::env::var("PATH").unwrap_or_default());
+    dirs.join(":")
+}
+
+/// Runs the rpcd backend as rpcd does: arguments, JSON on stdin.
+fn rpcd(args: &[&str], env: &[(&str, &str)], path: &str) -> Output {
+    let mut child = Command::new("sh")
+        .arg(backend())
+        .args(args)
+        .env("PATH", path)
+        .env_remove("QPC_SOCKET")
+        .env_remove("QPC_DATA_DIR")
+        .envs(env.iter().copied())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("sh");
+    let mut stdin = child.stdin.take().unwrap();
+    if args.first() == Some(&"call") {
+        // `list` reads nothing, so only a call gets its arguments.
+        stdin.write_all(b"{}").unwrap();
+    }
+    drop(stdin);
+    child.wait_with_output().unwrap()
+}
+
+fn json(out: Output) -> serde_json::Map<String, Value> {
+    let text = ok(out);
+    assert_eq!(text.lines().count(), 1, "one line of JSON: {text}");
+    match serde_json::from_str(&text) {
+        Ok(Value::Object(map)) => map,
+        other => panic!("not a JSON object ({other:?}): {text}"),
+    }
+}
+
+/// A relay with two accounts and a few queued messages.
+fn busy_relay(dir: &TempDir) -> Server {
+    let server =
+        Server::start(&dir.join("data"), &["--registration", "token", "--store-cap-bytes", "33554432"]);
+    let tokens: Vec<String> = (0..2).map(|_| ok(server.ctl(&["invite-token"])).trim().to_string()).collect();
+    let rt = runtime();
+    rt.block_on(async {
+        let (alice_key, bob_key) = (new_key(), new_key());
+        let alice = connect(&server).await;
+        register(&alice, "alice", "pw-alice", &tokens[0], &alice_key).await.unwrap();
+        let bob = connect(&server).await;
+        register(&bob, "bob", "pw-bob", &tokens[1], &bob_key).await.unwrap();
+        for i in 0..5u8 {
+            let to = bob_key.verifying_key().to_bytes();
+            alice.enqueue(&to, b"chat", vec![i; 300], vec![i]).await.unwrap();
+        }
+        alice.close().await;
+        bob.close().await;
+    });
+    server.wait_status("the clients gone", |s| num(s, "connections") == 0);
+    server
+}
+
+#[test]
+fn rpcd_backend_answers_list_and_call_with_json_from_the_relay() {
+    let dir = TempDir::new("rpcd");
+    let server = busy_relay(&dir);
+    let data = server.data_dir.to_string_lossy().into_owned();
+    let path = path_with(None);
+    let env = [("QPC_DATA_DIR", data.as_str())];
+
+    let list = json(rpcd(&["list"], &[], &path));
+    let methods: BTreeSet<&str> = list.keys().map(String::as_str).collect();
+    assert_eq!(methods, BTreeSet::from(["status", "users", "invite_token"]));
+    assert!(list.values().all(|v| v == &serde_json::json!({})), "no arguments: {list:?}");
+
+    let status = json(rpcd(&["call", "status"], &env, &path));
+    assert_eq!(status["running"], true);
+    let direct = server.status();
+    for (key, value) in &direct {
+        if key != "uptime_s" {
+            assert_eq!(&status[key], value, "{key} as qpc-server status --json says");
+        }
+    }
+    assert_eq!(status.len(), direct.len() + 1, "the status keys and `running`");
+    assert_eq!(num(&status, "accounts"), 2);
+    assert_eq!(num(&status, "queued_messages"), 5);
+    assert_eq!(num(&status, "queued_bytes"), 1500);
+
+    let users = json(rpcd(&["call", "users"], &env, &path));
+    let names: Vec<&str> =
+        users["users"].as_array().unwrap().iter().map(|u| u["username"].as_str().unwrap()).collect();
+    assert_eq!(names, ["alice", "bob"]);
+    assert_eq!(users["users"][1]["queued"], 5);
+
+    let token = json(rpcd(&["call", "invite_token"], &env, &path));
+    assert_eq!(token["token"].as_str().unwrap().len(), 32);
+    assert_eq!(token["note"], "", "token mode: nothing to add");
+
+    // On the router, rpcd sets no QPC_* variable: the data directory comes
+    // from UCI. A stand-in `uci` answers as `uci -q get qpc.server.data_dir`.
+    let bin = dir.join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let uci = bin.join("uci");
+    std::fs::write(
+        &uci,
+        format!(
+            "#!/bin/sh\n[ \"$*\" = \"-q get qpc.server.data_dir\" ] && echo '{data}' && exit 0\nexit 1\n"
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&uci, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let routed = json(rpcd(&["call", "status"], &[], &path_with(Some(&bin))));
+    assert_eq!(routed["fingerprint"], direct["fingerprint"]);
+
+    // A stopped relay: still JSON, saying so.
+    let mut server = server;
+    assert_eq!(server.stop(), Some(0));
+    let down = json(rpcd(&["call", "status"], &env, &path));
+    assert_eq!(down["running"], false);
+    assert!(down["error"].as_str().unwrap().contains("no relay is running"), "{down:?}");
+    let unknown = rpcd(&["call", "reboot"], &env, &path);
+    assert!(!unknown.status.success());
+}
+
+/// `option`/`list` lines of the `server` section of uci/qpc, as the uci
+/// module would hand them to the page.
+fn uci_defaults() -> serde_json::Map<String, Value> {
+    let text = std::fs::read_to_string(root().join("uci/qpc")).unwrap();
+    let mut values = serde_json::Map::new();
+    for line in text.lines().map(str::trim) {
+        let mut words = line.splitn(3, char::is_whitespace);
+        let (kind, name, value) = match (words.next(), words.next(), words.next()) {
+            (Some(k), Some(n), Some(v)) => (k, n, v.trim().trim_matches('\'').to_string()),
+            _ => continue,
+        };
+        match kind {
+            "option" => {
+                values.insert(name.into(), Value::String(value));
+            }
+            "list" => {
+                let entry = values.entry(name).or_insert_with(|| Value::Array(Vec::new()));
+                entry.as_array_mut().unwrap().push(Value::String(value));
+            }
+            _ => {}
+        }
+    }
+    values
+}
+
+fn view_source() -> String {
+    std::fs::read_to_string(app().join("htdocs/luci-static/resources/view/qpc.js")).unwrap()
+}
+
+fn find_program(names: &[&str]) -> Option<PathBuf> {
+    let path = std::env::var("PATH").unwrap_or_default();
+    names.iter().find_map(|n| path.split(':').map(|d| Path::new(d).join(n)).find(|p| p.is_file()))
+}
+
+#[test]
+fn luci_view_parses_as_luci_loads_it() {
+    let Some(node) = find_program(&["node", "nodejs"]) else {
+        eprintln!("SKIPPED: node not found (apt-get install nodejs, or `make test-luci`)");
+        return;
+    };
+    // LuCI compiles a view as the body of a function (hence its top-level
+    // `return view.extend(...)`): check it the same way.
+    let dir = TempDir::new("viewcheck");
+    let wrapped = dir.join("qpc.js");
+    std::fs::write(
+        &wrapped,
+        format!("(function(view, dom, poll, rpc, uci, ui, form) {{\n{}\n}});\n", view_source()),
+    )
+    .unwrap();
+    let out = Command::new(&node).arg("--check").arg(&wrapped).output().unwrap();
+    assert!(out.status.success(), "node --check: {}", stderr(&out));
+    let stubs = root().join("daemon/tests/luci/stubs.js");
+    let out = Command::new(&node).arg("--check").arg(&stubs).output().unwrap();
+    assert!(out.status.success(), "node --check stubs.js: {}", stderr(&out));
+    for json in
+        ["root/usr/share/luci/menu.d/luci-app-qpc.json", "root/usr/share/rpcd/acl.d/luci-app-qpc.json"]
+    {
+        let text = std::fs::read_to_string(app().join(json)).unwrap();
+        serde_json::from_str::<Value>(&text).unwrap_or_else(|e| panic!("{json}: {e}"));
+    }
+    // Every ubus method the view calls is granted by the ACL and offered
+    // by the backend.
+    let acl = std::fs::read_to_string(app().join("root/usr/share/rpcd/acl.d/luci-app-qpc.json")).unwrap();
+    for method in ["status", "users", "invite_token"] {
+        assert!(view_source().contains(&format!("method: '{method}'")));
+        assert!(acl.contains(&format!("\"{method}\"")), "{method} in the ACL");
+    }
+}
+
+/// Serves `page` at http://127.0.0.1:PORT/ (any path) from a thread, so the
+/// page has a host name as it has on the router.
+fn serve(page: String) -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+            let mut head = Vec::new();
+            let mut byte = [0u8; 1];
+            while !head.ends_with(b"\r\n\r\n") && stream.read(&mut byte).is_ok_and(|n| n == 1) {
+                head.push(byte[0]);
+            }
+            let wanted_page = head.starts_with(b"GET / ");
+            let (status, body) = if wanted_page { ("200 OK", page.as_str()) } else { ("404 Not Found", "") };
+            let _ = write!(
+                stream,
+                "HTTP/1.1 {status}\r\nContent-Type: text/html; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    port
+}
+
+/// Embeds JSON in a <script> without ending it early.
+fn script_json(v: &Value) -> String {
+    serde_json::to_string(v).unwrap().replace("</", "<\\/")
+}
+
+#[test]
+fn luci_page_renders_the_status_of_a_running_relay() {
+    let required = std::env::var("QPC_REQUIRE_CHROMIUM").is_ok_and(|v| v == "1");
+    let Some(chromium) = find_program(&["chromium", "chromium-browser", "google-chrome"]) else {
+        assert!(!required, "chromium not found, and QPC_REQUIRE_CHROMIUM=1");
+        eprintln!("SKIPPED: chromium not found: `make test-luci` installs it (Debian package chromium)");
+        return;
+    };
+    let dir = TempDir::new("luci");
+    let server = busy_relay(&dir);
+    let data = server.data_dir.to_string_lossy().into_owned();
+    let path = path_with(None);
+    let env = [("QPC_DATA_DIR", data.as_str())];
+    let status = json(rpcd(&["call", "status"], &env, &path));
+    let users = json(rpcd(&["call", "users"], &env, &path));
+
+    let mut uci = uci_defaults();
+    // As after the owner's first setup: enabled, with a key.
+    uci.insert("enabled".into(), "1".into());
+    uci.insert("db_key".into(), "set-by-uci-defaults".into());
+    uci.insert("registration_token".into(), "the-relay-token".into());
+    let fixture = serde_json::json!({
+        "rpc": {
+            "qpc.status": status,
+            "qpc.users": users,
+            "qpc.invite_token": { "token": "0123456789abcdef0123456789abcdef", "note": "" }
+        },
+        "uci": { "qpc": { "server": uci } }
+    });
+    let css = std::fs::read_to_string(root().join("daemon/tests/luci/page.css")).unwrap();
+    let stubs = std::fs::read_to_string(root().join("daemon/tests/luci/stubs.js")).unwrap();
+    let page = format!(
+        r#"<!DOCTYPE html>
+<html><head><meta charset="utf-8"><title>qpc relay - LuCI</title><style>{css}</style></head>
+<body>
+<header><span class="brand">OpenWrt</span><span class="nav"><span>Status</span><span>System</span><span class="active">Services</span><span>Network</span><span>Logout</span></span></header>
+<div id="maincontent"><div id="notifications"></div><div id="view"></div></div>
+<script>var QPC_FIXTURE = {fixture};</script>
+<script>{stubs}</script>
+<script>loadView({source});</script>
+</body></html>
+"#,
+        fixture = script_json(&fixture),
+        source = script_json(&Value::String(view_source())),
+    );
+    let out_dir = root().join("out");
+    std::fs::create_dir_all(&out_dir).unwrap();
+    std::fs::write(out_dir.join("luci-qpc.html"), &page).unwrap();
+    let port = serve(page);
+    let url = format!("http://127.0.0.1:{port}/");
+    let profile = dir.join("chromium-profile");
+    let chrome = |extra: &[&str]| {
+        Command::new(&chromium)
+            .args(["--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--no-first-run"])
+            .args(["--disable-dev-shm-usage", "--virtual-time-budget=5000", "--window-size=1100,1960"])
+            .arg(format!("--user-data-dir={}", profile.display()))
+            .args(extra)
+            .arg(&url)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run chromium")
+    };
+
+    // What the page shows, once rendered and refreshed by one poll.
+    let dom = ok(chrome(&["--dump-dom"]));
+    assert!(dom.contains("data-rendered=\"1\""), "the view rendered:\n{dom}");
+    assert!(dom.contains("data-polled=\"1\""), "the poll refreshed it:\n{dom}");
+    let fingerprint = status["fingerprint"].as_str().unwrap();
+    let port_of_relay = server.addr.rsplit(':').next().unwrap();
+    let invite = format!("qpc://127.0.0.1:{port_of_relay}#{fingerprint}");
+    assert!(dom.contains(&invite), "the invite string {invite}:\n{dom}");
+    for shown in ["Running", "alice", "bob", "1.5 KiB", "Registration token", "Messages per recipient"] {
+        assert!(dom.contains(shown), "{shown:?} on the page:\n{dom}");
+    }
+
+    let png = out_dir.join("luci-qpc.png");
+    let _ = std::fs::remove_file(&png);
+    let shot = chrome(&[&format!("--screenshot={}", png.display())]);
+    assert!(shot.status.success(), "chromium --screenshot: {}", stderr(&shot));
+    let bytes = std::fs::read(&png).expect("out/luci-qpc.png written");
+    assert!(bytes.starts_with(b"\x89PNG") && bytes.len() > 20_000, "a real picture: {} bytes", bytes.len());
+    eprintln!("screenshot of the LuCI page: {}", png.display());
+}
