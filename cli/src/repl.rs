@@ -12,7 +12,7 @@
 use std::collections::HashMap;
 use std::error::Error;
 use std::io::BufRead;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use qpc::account::{self, AccountError};
 use qpc::mls::{Incoming, MlsError};
@@ -106,9 +106,9 @@ fn stdin_lines() -> mpsc::UnboundedReceiver<Option<String>> {
 
 /// Signs in as `--username`: logs in with an existing state file, else
 /// registers the account (or, when it exists, logs in as a new device).
-async fn sign_in(c: &Common) -> Result<(Relay, State, String), Box<dyn Error>> {
+async fn sign_in(c: &Common, password: &str) -> Result<(Relay, State, String), Box<dyn Error>> {
     let username = c.username.clone().ok_or("--username is required")?;
-    let password = password_from(c.password.clone())?;
+    let password = password.to_string();
     let relay = connect_anonymous(c).await?;
     let state = if State::exists(&c.state) {
         let state = State::load_with_password(&c.state, &password)?;
@@ -661,13 +661,103 @@ impl Session<'_> {
 
 /// Errors that end the session: the relay connection or the state file.
 fn fatal(e: &(dyn Error + 'static)) -> bool {
-    matches!(e.downcast_ref::<RelayError>(), Some(RelayError::Lost(_)))
-        || e.downcast_ref::<qpc::state::StateError>().is_some()
+    lost(e) || e.downcast_ref::<qpc::state::StateError>().is_some()
+}
+
+/// A lost (or unreachable) relay: worth reconnecting to.
+fn lost(e: &(dyn Error + 'static)) -> bool {
+    matches!(e.downcast_ref::<RelayError>(), Some(RelayError::Lost(_) | RelayError::Unreachable { .. }))
+}
+
+type Lines = mpsc::UnboundedReceiver<Option<String>>;
+
+/// Why [`Session::serve`] returned.
+enum Ended {
+    Quit,
+    Lost(Box<dyn Error>),
+}
+
+impl Session<'_> {
+    /// Reads typed lines and the queue until the user quits or the relay is
+    /// lost; any other error is reported and the session goes on, except a
+    /// state file that cannot be saved.
+    async fn serve(&mut self, relay: &Relay, lines: &mut Lines) -> Result<Ended, Box<dyn Error>> {
+        let mut wait = Box::pin(relay.fetch_wait(0, WAIT_MS));
+        loop {
+            tokio::select! {
+                line = lines.recv() => {
+                    let Some(Some(line)) = line else { return Ok(Ended::Quit) };
+                    match self.line(relay, &line).await {
+                        Ok(true) => {}
+                        Ok(false) => return Ok(Ended::Quit),
+                        Err(e) if lost(e.as_ref()) => return Ok(Ended::Lost(e)),
+                        Err(e) if fatal(e.as_ref()) => return Err(e),
+                        Err(e) => println!("! {e}"),
+                    }
+                }
+                fetched = &mut wait => {
+                    let result = match fetched {
+                        Ok(envelopes) => self.receive(relay, envelopes).await.map(|_| ()),
+                        Err(e) => Err(e.into()),
+                    };
+                    match result {
+                        Ok(()) => {}
+                        Err(e) if lost(e.as_ref()) => return Ok(Ended::Lost(e)),
+                        Err(e) if fatal(e.as_ref()) => return Err(e),
+                        Err(e) => println!("! {e}"),
+                    }
+                    wait = Box::pin(relay.fetch_wait(0, WAIT_MS));
+                }
+            }
+        }
+    }
+
+    /// Connects and logs in again, backing off, until it works or the user
+    /// quits (`None`). Lines typed meanwhile are not sent, and say so.
+    async fn reconnect(&mut self, password: &str, lines: &mut Lines) -> Option<Relay> {
+        let mut delay = Duration::from_millis(250);
+        loop {
+            let attempt = async {
+                let relay = connect_anonymous(self.common).await?;
+                account::login(&relay, &self.me, password, &self.state.signing_key).await?;
+                Ok::<Relay, Box<dyn Error>>(relay)
+            };
+            tokio::select! {
+                line = lines.recv() => match line {
+                    Some(Some(l)) if l.trim() != "/quit" && l.trim() != "/exit" => {
+                        println!("! not connected to the relay (reconnecting): not sent");
+                        continue;
+                    }
+                    _ => return None,
+                },
+                result = attempt => match result {
+                    Ok(relay) => {
+                        println!("* reconnected to the relay");
+                        return Some(relay);
+                    }
+                    Err(e) if lost(e.as_ref()) => {}
+                    Err(e) => println!("! reconnecting: {e}"),
+                },
+            }
+            tokio::select! {
+                line = lines.recv() => match line {
+                    Some(Some(l)) if l.trim() != "/quit" && l.trim() != "/exit" => {
+                        println!("! not connected to the relay (reconnecting): not sent");
+                    }
+                    _ => return None,
+                },
+                _ = tokio::time::sleep(delay) => {}
+            }
+            delay = (delay * 2).min(Duration::from_secs(5));
+        }
+    }
 }
 
 /// `qpc repl` (no target) and `qpc chat --to TARGET`.
 pub async fn run(c: &Common, target: Option<&str>) -> Outcome {
-    let (relay, state, me) = sign_in(c).await?;
+    c.username.as_deref().ok_or("--username is required")?;
+    let password = password_from(c.password.clone())?;
+    let (relay, state, me) = sign_in(c, &password).await?;
     let mut session = Session {
         common: c,
         state,
@@ -697,30 +787,22 @@ pub async fn run(c: &Common, target: Option<&str>) -> Outcome {
     }
 
     let mut lines = stdin_lines();
-    let mut wait = Box::pin(relay.fetch_wait(0, WAIT_MS));
+    let mut relay = relay;
     loop {
-        tokio::select! {
-            line = lines.recv() => {
-                let Some(Some(line)) = line else { break };
-                match session.line(&relay, &line).await {
-                    Ok(true) => {}
-                    Ok(false) => break,
-                    Err(e) if fatal(e.as_ref()) => return Err(e),
-                    Err(e) => println!("! {e}"),
+        match session.serve(&relay, &mut lines).await? {
+            Ended::Quit => break,
+            Ended::Lost(e) => {
+                println!("! {e}; reconnecting");
+                match session.reconnect(&password, &mut lines).await {
+                    Some(fresh) => relay = fresh,
+                    None => {
+                        session.save()?;
+                        return Ok(());
+                    }
                 }
-            }
-            fetched = &mut wait => {
-                let envelopes = fetched?;
-                match session.receive(&relay, envelopes).await {
-                    Ok(_) => {}
-                    Err(e) if fatal(e.as_ref()) => return Err(e),
-                    Err(e) => println!("! {e}"),
-                }
-                wait = Box::pin(relay.fetch_wait(0, WAIT_MS));
             }
         }
     }
-    drop(wait);
     session.save()?;
     relay.close().await;
     Ok(())

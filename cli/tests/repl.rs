@@ -310,10 +310,40 @@ fn bad_input_gets_a_clear_message_and_the_session_goes_on() {
     alice.expect("message too long (1048576 bytes");
     alice.send("/help");
     alice.expect("/switch @user|#group");
+
+    // Garbage queued for Alice by some other identity: said, not a crash.
+    alice.send("/whoami");
+    let key = alice.expect("identity_key : ").rsplit(' ').next().unwrap().to_string();
+    let key: [u8; 32] = hex::decode(key).unwrap().try_into().unwrap();
+    let fp = qpc::relay::cert_fingerprint(&std::fs::read(server.cert()).unwrap());
+    tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+        let relay = qpc::relay::Relay::connect(&server.addr, &fp).await.unwrap();
+        relay.authenticate(&ed25519_dalek::SigningKey::from_bytes(&[9; 32])).await.unwrap();
+        relay.enqueue(&key, b"g", b"not an MLS message".to_vec(), vec![1; 16]).await.unwrap();
+        relay.close().await;
+    });
+    alice.expect("cannot be decrypted: cannot parse");
     alice.send("/whoami");
     alice.expect("active : #g (epoch 1)");
     let out = alice.quit();
     assert!(!out.contains("panicked"), "{out}");
+    bob.quit();
+}
+
+#[test]
+fn sessions_reconnect_when_the_relay_restarts() {
+    let dir = TempDir::new("repl-restart");
+    let mut server = relay(&dir);
+    let mut alice = Repl::start(&server, &dir, "alice");
+    let mut bob = Repl::start(&server, &dir, "bob");
+    alice.send("/dm bob");
+    bob.expect("alice opened a DM with you");
+    server.restart();
+    alice.expect("reconnected to the relay");
+    bob.expect("reconnected to the relay");
+    alice.send("after the restart");
+    bob.expect("[alice] after the restart");
+    alice.quit();
     bob.quit();
 }
 
