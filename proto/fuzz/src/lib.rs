@@ -1,0 +1,332 @@
+//! The checks the fuzz targets share, and the seed messages the corpus
+//! generator (`examples/gen_corpus.rs`) encodes.
+//!
+//! Every check is: decoding arbitrary bytes may fail but never panics, and
+//! whatever decodes re-encodes to something that decodes to the same value.
+
+use std::fmt::Debug;
+
+use prost::Message;
+use qpc_proto::frame::{Frame, FrameError, Header, PushHeader, RequestHeader, ResponseHeader};
+use qpc_proto::{pb, Event, Method, Status, DEFAULT_MAX_PAYLOAD};
+
+/// Payload bounds every frame input is decoded against: none allowed, a small
+/// one (so `TooLarge` is reached often), the relay default, and no bound.
+pub const BOUNDS: [u32; 4] = [0, 64, DEFAULT_MAX_PAYLOAD, u32::MAX];
+
+/// The `frame_request` target: request frames as the relay reads them; a
+/// known method's payload goes through that method's request decoder.
+pub fn frame_request(data: &[u8]) {
+    for max in BOUNDS {
+        check_frames::<RequestHeader>(data, max, |frame| {
+            if let Some(method) = Method::from_u16(frame.header.method) {
+                check_request(method, &frame.payload);
+            }
+        });
+    }
+}
+
+/// The `frame_response` target: response frames as the client reads them; an
+/// error's payload goes through the `ErrorDetail` decoder, a success's
+/// through every method's response decoder (the frame does not say which
+/// method it answers).
+pub fn frame_response(data: &[u8]) {
+    for max in BOUNDS {
+        check_frames::<ResponseHeader>(data, max, |frame| {
+            if frame.header.status == Status::Ok {
+                for &method in Method::ALL {
+                    check_response(method, &frame.payload);
+                }
+            } else {
+                round_trip::<pb::ErrorDetail>(&frame.payload);
+            }
+        });
+    }
+}
+
+/// The `frame_push` target: push frames as the client reads them; a known
+/// event's payload goes through that event's decoder.
+pub fn frame_push(data: &[u8]) {
+    for max in BOUNDS {
+        check_frames::<PushHeader>(data, max, |frame| check_push(frame.header.event, &frame.payload));
+    }
+}
+
+/// The `request_decoders` target: the first byte picks the method (modulo
+/// the number of methods), the rest is decoded as that method's request.
+pub fn request_decoders(data: &[u8]) {
+    if let Some((method, payload)) = split_method(data) {
+        check_request(method, payload);
+    }
+}
+
+/// A fuzz target's body.
+pub type Target = fn(&[u8]);
+
+/// The targets by name, for the corpus generator's self-check.
+pub const TARGETS: [(&str, Target); 4] = [
+    ("frame_request", frame_request),
+    ("frame_response", frame_response),
+    ("frame_push", frame_push),
+    ("request_decoders", request_decoders),
+];
+
+/// Decodes frames back to back from `data` under `max` until one fails,
+/// checking each decoded frame re-encodes to exactly the bytes it came from
+/// and each error describes the input truthfully. `each` sees every frame.
+pub fn check_frames<H>(data: &[u8], max: u32, mut each: impl FnMut(&Frame<H>))
+where
+    H: Header + Debug + PartialEq,
+{
+    let mut rest = data;
+    loop {
+        if let Ok(header) = H::parse(rest) {
+            let mut out = Vec::new();
+            header.write(&mut out);
+            assert_eq!(out, rest[..H::LEN], "header re-encodes differently");
+        }
+        match Frame::<H>::decode(rest, max) {
+            Ok((frame, used)) => {
+                assert_eq!(used, H::LEN + frame.payload.len());
+                assert!(used <= rest.len());
+                assert_eq!(frame.header.declared_len() as usize, frame.payload.len());
+                assert!(frame.payload.len() as u64 <= u64::from(max), "payload over the bound accepted");
+                let bytes = frame.encode();
+                assert_eq!(bytes, rest[..used], "re-encoded frame differs from the decoded prefix");
+                let (again, used_again) = Frame::<H>::decode(&bytes, max).expect("re-encoded frame decodes");
+                assert_eq!(again, frame);
+                assert_eq!(used_again, used);
+                each(&frame);
+                rest = &rest[used..];
+            }
+            Err(FrameError::Truncated { needed, have }) => {
+                assert_eq!(have, rest.len());
+                assert!(needed > have, "truncated with {have} of {needed} bytes");
+                return;
+            }
+            Err(FrameError::TooLarge { len, max: bound }) => {
+                assert_eq!(bound, max);
+                assert!(len > max);
+                return;
+            }
+            Err(FrameError::UnknownStatus(code)) => {
+                assert_eq!(rest.first(), Some(&code));
+                assert_eq!(Status::from_u8(code), None);
+                return;
+            }
+        }
+    }
+}
+
+/// Decodes `bytes` as `M`; when that succeeds, the re-encoding must decode to
+/// the same message and encode again to the same bytes (prost need not
+/// reproduce the input: unknown fields are dropped, varints canonicalised).
+pub fn round_trip<M: Message + Default + PartialEq + Debug>(bytes: &[u8]) {
+    let Ok(msg) = M::decode(bytes) else { return };
+    let encoded = msg.encode_to_vec();
+    assert_eq!(encoded.len(), msg.encoded_len());
+    let again = M::decode(encoded.as_slice()).expect("re-encoded message decodes");
+    assert_eq!(again, msg);
+    assert_eq!(again.encode_to_vec(), encoded, "encoding is not deterministic");
+}
+
+/// The request decoder the relay uses for `method`, on `payload`. The match
+/// has no wildcard: a new method does not compile until it is fuzzed.
+pub fn check_request(method: Method, payload: &[u8]) {
+    match method {
+        Method::OpaqueRegisterStart => round_trip::<pb::OpaqueRegisterStartRequest>(payload),
+        Method::OpaqueRegisterFinish => round_trip::<pb::OpaqueRegisterFinishRequest>(payload),
+        Method::OpaqueLoginStart => round_trip::<pb::OpaqueLoginStartRequest>(payload),
+        Method::OpaqueLoginFinish => round_trip::<pb::OpaqueLoginFinishRequest>(payload),
+        Method::Enqueue => round_trip::<pb::EnqueueRequest>(payload),
+        Method::Fetch => round_trip::<pb::FetchRequest>(payload),
+        Method::FetchWait => round_trip::<pb::FetchWaitRequest>(payload),
+        Method::Peek => round_trip::<pb::PeekRequest>(payload),
+        Method::Ack => round_trip::<pb::AckRequest>(payload),
+        Method::BatchEnqueue => round_trip::<pb::BatchEnqueueRequest>(payload),
+        Method::UploadKeyPackage => round_trip::<pb::UploadKeyPackageRequest>(payload),
+        Method::FetchKeyPackage => round_trip::<pb::FetchKeyPackageRequest>(payload),
+        Method::UploadHybridKey => round_trip::<pb::UploadHybridKeyRequest>(payload),
+        Method::FetchHybridKey => round_trip::<pb::FetchHybridKeyRequest>(payload),
+        Method::FetchHybridKeys => round_trip::<pb::FetchHybridKeysRequest>(payload),
+        Method::AuthChallenge => round_trip::<pb::AuthChallengeRequest>(payload),
+        Method::AuthProve => round_trip::<pb::AuthProveRequest>(payload),
+        Method::ResolveUser => round_trip::<pb::ResolveUserRequest>(payload),
+        Method::ResolveIdentity => round_trip::<pb::ResolveIdentityRequest>(payload),
+    }
+}
+
+/// The response decoder the client uses for `method`, on `payload`.
+pub fn check_response(method: Method, payload: &[u8]) {
+    match method {
+        Method::OpaqueRegisterStart => round_trip::<pb::OpaqueRegisterStartResponse>(payload),
+        Method::OpaqueRegisterFinish => round_trip::<pb::OpaqueRegisterFinishResponse>(payload),
+        Method::OpaqueLoginStart => round_trip::<pb::OpaqueLoginStartResponse>(payload),
+        Method::OpaqueLoginFinish => round_trip::<pb::OpaqueLoginFinishResponse>(payload),
+        Method::Enqueue => round_trip::<pb::EnqueueResponse>(payload),
+        Method::Fetch => round_trip::<pb::FetchResponse>(payload),
+        Method::FetchWait => round_trip::<pb::FetchWaitResponse>(payload),
+        Method::Peek => round_trip::<pb::PeekResponse>(payload),
+        Method::Ack => round_trip::<pb::AckResponse>(payload),
+        Method::BatchEnqueue => round_trip::<pb::BatchEnqueueResponse>(payload),
+        Method::UploadKeyPackage => round_trip::<pb::UploadKeyPackageResponse>(payload),
+        Method::FetchKeyPackage => round_trip::<pb::FetchKeyPackageResponse>(payload),
+        Method::UploadHybridKey => round_trip::<pb::UploadHybridKeyResponse>(payload),
+        Method::FetchHybridKey => round_trip::<pb::FetchHybridKeyResponse>(payload),
+        Method::FetchHybridKeys => round_trip::<pb::FetchHybridKeysResponse>(payload),
+        Method::AuthChallenge => round_trip::<pb::AuthChallengeResponse>(payload),
+        Method::AuthProve => round_trip::<pb::AuthProveResponse>(payload),
+        Method::ResolveUser => round_trip::<pb::ResolveUserResponse>(payload),
+        Method::ResolveIdentity => round_trip::<pb::ResolveIdentityResponse>(payload),
+    }
+}
+
+/// The decoder a client uses for a push with event id `event`.
+pub fn check_push(event: u16, payload: &[u8]) {
+    match Event::from_u16(event) {
+        Some(Event::NewMessage) => round_trip::<pb::NewMessageEvent>(payload),
+        None => {}
+    }
+}
+
+/// `request_decoders` input: the first byte picks the method, modulo the
+/// number of methods; the rest is the payload.
+pub fn split_method(data: &[u8]) -> Option<(Method, &[u8])> {
+    let (&pick, payload) = data.split_first()?;
+    Some((Method::ALL[usize::from(pick) % Method::ALL.len()], payload))
+}
+
+fn key(tag: u8) -> Vec<u8> {
+    (0..32).map(|i| tag.wrapping_add(i)).collect()
+}
+
+fn sig(tag: u8) -> Vec<u8> {
+    (0..64).map(|i| tag ^ i).collect()
+}
+
+/// A well-formed request for `method`, every field set.
+pub fn sample_request(method: Method) -> Vec<u8> {
+    match method {
+        Method::OpaqueRegisterStart => pb::OpaqueRegisterStartRequest {
+            username: "alice".into(),
+            registration_request: key(1),
+            registration_token: "invite-token".into(),
+        }
+        .encode_to_vec(),
+        Method::OpaqueRegisterFinish => pb::OpaqueRegisterFinishRequest {
+            username: "alice".into(),
+            registration_upload: vec![7; 96],
+            identity_key: key(2),
+            signature: sig(3),
+        }
+        .encode_to_vec(),
+        Method::OpaqueLoginStart => {
+            pb::OpaqueLoginStartRequest { username: "bob".into(), credential_request: vec![5; 64] }
+                .encode_to_vec()
+        }
+        Method::OpaqueLoginFinish => pb::OpaqueLoginFinishRequest {
+            credential_finalization: vec![6; 64],
+            identity_key: key(4),
+            signature: sig(5),
+        }
+        .encode_to_vec(),
+        Method::Enqueue => pb::EnqueueRequest {
+            recipient_key: key(6),
+            payload: b"ciphertext".to_vec(),
+            channel_id: vec![1; 16],
+            client_msg_id: vec![2; 16],
+        }
+        .encode_to_vec(),
+        Method::Fetch => pb::FetchRequest { channel_id: Some(vec![1; 16]), limit: 10 }.encode_to_vec(),
+        Method::FetchWait => {
+            pb::FetchWaitRequest { channel_id: Some(vec![1; 16]), limit: 10, timeout_ms: 30_000 }
+                .encode_to_vec()
+        }
+        Method::Peek => pb::PeekRequest { channel_id: Some(vec![]), limit: 5 }.encode_to_vec(),
+        Method::Ack => pb::AckRequest { up_to_seq: 1 << 40, channel_id: Some(vec![1; 16]) }.encode_to_vec(),
+        Method::BatchEnqueue => pb::BatchEnqueueRequest {
+            recipient_keys: vec![key(7), key(8), key(9)],
+            payload: b"group ciphertext".to_vec(),
+            channel_id: vec![3; 16],
+            client_msg_id: vec![4; 16],
+        }
+        .encode_to_vec(),
+        Method::UploadKeyPackage => {
+            pb::UploadKeyPackageRequest { key_package: vec![0x4b; 200] }.encode_to_vec()
+        }
+        Method::FetchKeyPackage => pb::FetchKeyPackageRequest { identity_key: key(10) }.encode_to_vec(),
+        Method::UploadHybridKey => pb::UploadHybridKeyRequest { public_key: vec![0x48; 120] }.encode_to_vec(),
+        Method::FetchHybridKey => pb::FetchHybridKeyRequest { identity_key: key(11) }.encode_to_vec(),
+        Method::FetchHybridKeys => {
+            pb::FetchHybridKeysRequest { identity_keys: vec![key(12), key(13)] }.encode_to_vec()
+        }
+        Method::AuthChallenge => pb::AuthChallengeRequest {}.encode_to_vec(),
+        Method::AuthProve => {
+            pb::AuthProveRequest { identity_key: key(14), signature: sig(15) }.encode_to_vec()
+        }
+        Method::ResolveUser => pb::ResolveUserRequest { username: "bob".into() }.encode_to_vec(),
+        Method::ResolveIdentity => pb::ResolveIdentityRequest { identity_key: key(16) }.encode_to_vec(),
+    }
+}
+
+fn envelopes() -> Vec<pb::Envelope> {
+    (1..=2)
+        .map(|seq| pb::Envelope {
+            seq,
+            sender_key: key(seq as u8),
+            channel_id: vec![1; 16],
+            payload: b"ciphertext".to_vec(),
+            enqueued_at_ms: 1_790_000_000_000 + seq,
+        })
+        .collect()
+}
+
+/// A well-formed successful response to `method`, every field set.
+pub fn sample_response(method: Method) -> Vec<u8> {
+    match method {
+        Method::OpaqueRegisterStart => {
+            pb::OpaqueRegisterStartResponse { registration_response: vec![8; 64] }.encode_to_vec()
+        }
+        Method::OpaqueRegisterFinish => pb::OpaqueRegisterFinishResponse {}.encode_to_vec(),
+        Method::OpaqueLoginStart => {
+            pb::OpaqueLoginStartResponse { credential_response: vec![9; 192] }.encode_to_vec()
+        }
+        Method::OpaqueLoginFinish => pb::OpaqueLoginFinishResponse { username: "bob".into() }.encode_to_vec(),
+        Method::Enqueue => pb::EnqueueResponse { seq: 42, duplicate: true }.encode_to_vec(),
+        Method::Fetch => pb::FetchResponse { messages: envelopes() }.encode_to_vec(),
+        Method::FetchWait => pb::FetchWaitResponse { messages: envelopes() }.encode_to_vec(),
+        Method::Peek => pb::PeekResponse { messages: envelopes() }.encode_to_vec(),
+        Method::Ack => pb::AckResponse { removed: 2 }.encode_to_vec(),
+        Method::BatchEnqueue => pb::BatchEnqueueResponse { seqs: vec![1, 300, 70_000] }.encode_to_vec(),
+        Method::UploadKeyPackage => {
+            pb::UploadKeyPackageResponse { fingerprint: vec![0xf0; 32], available: 3 }.encode_to_vec()
+        }
+        Method::FetchKeyPackage => {
+            pb::FetchKeyPackageResponse { key_package: vec![0x4b; 200] }.encode_to_vec()
+        }
+        Method::UploadHybridKey => pb::UploadHybridKeyResponse {}.encode_to_vec(),
+        Method::FetchHybridKey => pb::FetchHybridKeyResponse { public_key: vec![0x48; 120] }.encode_to_vec(),
+        Method::FetchHybridKeys => pb::FetchHybridKeysResponse {
+            keys: vec![pb::HybridKey { identity_key: key(12), public_key: vec![0x48; 120] }],
+        }
+        .encode_to_vec(),
+        Method::AuthChallenge => pb::AuthChallengeResponse { nonce: vec![0x6e; 32] }.encode_to_vec(),
+        Method::AuthProve => pb::AuthProveResponse {}.encode_to_vec(),
+        Method::ResolveUser => {
+            pb::ResolveUserResponse { identity_keys: vec![key(20), key(21)] }.encode_to_vec()
+        }
+        Method::ResolveIdentity => pb::ResolveIdentityResponse { username: "alice".into() }.encode_to_vec(),
+    }
+}
+
+/// A well-formed push of `event`.
+pub fn sample_push(event: Event) -> Vec<u8> {
+    match event {
+        Event::NewMessage => pb::NewMessageEvent { seq: 7, channel_id: vec![1; 16] }.encode_to_vec(),
+    }
+}
+
+/// An error response's payload.
+pub fn sample_error(status: Status) -> Vec<u8> {
+    pb::ErrorDetail { message: format!("{}: details", status.name()) }.encode_to_vec()
+}
