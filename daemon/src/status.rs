@@ -186,11 +186,11 @@ impl Figures {
         row("connections", self.connections.to_string());
         row("accounts", self.accounts.to_string());
         row("identities", self.identities.to_string());
-        let share = if self.store_cap_bytes > 0 {
-            format!(", {}% of the store cap", self.queued_bytes.saturating_mul(100) / self.store_cap_bytes)
-        } else {
-            String::new()
-        };
+        let share = self
+            .queued_bytes
+            .saturating_mul(100)
+            .checked_div(self.store_cap_bytes)
+            .map_or(String::new(), |p| format!(", {p}% of the store cap"));
         row("queued", format!("{} messages, {}{share}", self.queued_messages, bytes(self.queued_bytes)));
         row("store cap", bytes(self.store_cap_bytes));
         row("store on disk", bytes(self.store_bytes));

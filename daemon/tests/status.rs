@@ -136,6 +136,8 @@ fn status_counts_match_known_traffic_and_metrics_file_parses() {
         (alice, bob, carol)
     });
 
+    let raw = ok(server.ctl(&["status", "--json"]));
+    eprintln!("status --json after the traffic: {raw}");
     let s = server.status();
     assert_eq!(s["version"], env!("CARGO_PKG_VERSION"));
     assert_eq!(s["listen"], serde_json::json!([server.addr]));
