@@ -41,11 +41,11 @@ fn total_instructions(out: &Path) -> Result<u64> {
         .ok_or_else(|| format!("no instruction total in {}", out.display()).into())
 }
 
-async fn counted_run(kind: Kind, launch: &Launch, w: &SfWorkload) -> Result<u64> {
+async fn counted_run(kind: Kind, launch: &Launch, w: &SfWorkload, keep: Option<&Path>) -> Result<u64> {
     let dir = TempDir::new("callgrind")?;
     let out = dir.path().join("callgrind.out");
     let mut launch = launch.clone();
-    launch.wrapper = vec![
+    let wrapper = vec![
         "valgrind".into(),
         "--tool=callgrind".into(),
         format!("--callgrind-out-file={}", out.display()),
@@ -53,15 +53,28 @@ async fn counted_run(kind: Kind, launch: &Launch, w: &SfWorkload) -> Result<u64>
         "--dump-line=no".into(),
         "--compress-strings=no".into(),
     ];
+    launch.wrapper = wrapper.clone();
+    launch.mosquitto_wrapper = wrapper;
     launch.start_timeout = Duration::from_secs(300);
     let server = Server::start(kind, &launch)?;
     store_and_forward(kind, &server, w).await?;
     server.stop(Duration::from_secs(300))?;
+    if let Some(keep) = keep {
+        std::fs::create_dir_all(keep)?;
+        std::fs::copy(&out, keep.join(format!("callgrind.{}.{}msgs.out", kind.name(), w.messages)))?;
+    }
     total_instructions(&out)
 }
 
 /// Counts the relay's instructions per delivered message of `payload_size` bytes.
-pub async fn count(kind: Kind, launch: &Launch, messages: usize, payload_size: usize) -> Result<Count> {
+/// With `keep`, the callgrind files are copied there.
+pub async fn count(
+    kind: Kind,
+    launch: &Launch,
+    messages: usize,
+    payload_size: usize,
+    keep: Option<&Path>,
+) -> Result<Count> {
     let w = |messages| SfWorkload {
         messages,
         payload_size,
@@ -70,7 +83,7 @@ pub async fn count(kind: Kind, launch: &Launch, messages: usize, payload_size: u
         window: 8,
         measure_disk: false,
     };
-    let base = counted_run(kind, launch, &w(0)).await?;
-    let loaded = counted_run(kind, launch, &w(messages)).await?;
+    let base = counted_run(kind, launch, &w(0), keep).await?;
+    let loaded = counted_run(kind, launch, &w(messages), keep).await?;
     Ok(Count { kind, messages, base, loaded })
 }

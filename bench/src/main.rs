@@ -23,6 +23,10 @@ struct Flags {
     /// extra flag for qpc-server, repeatable (e.g. --qpc-flag=--max-payload --qpc-flag=2000000)
     #[argh(option)]
     qpc_flag: Vec<String>,
+    /// run qpc-server under this command, split at spaces (for profiling, e.g. "strace -c -f -o /tmp/s";
+    /// RSS and CPU figures are then the wrapper's)
+    #[argh(option)]
+    qpc_wrapper: Option<String>,
     /// messages per store-and-forward run (default 5000)
     #[argh(option, default = "5000")]
     messages: usize,
@@ -53,12 +57,15 @@ struct Flags {
     /// handshakes in progress at once (default 4)
     #[argh(option, default = "4")]
     handshake_concurrency: usize,
-    /// rounds of A B (default 2)
+    /// rounds of A B (default 2; 0 runs only the instruction count)
     #[argh(option, default = "2")]
     rounds: usize,
     /// messages for the callgrind instruction count, 0 to skip (default 500)
     #[argh(option, default = "500")]
     callgrind_messages: usize,
+    /// keep the callgrind output files in this directory (for callgrind_annotate)
+    #[argh(option)]
+    callgrind_keep: Option<PathBuf>,
     /// also count Mosquitto's instructions (default true)
     #[argh(option, default = "true")]
     callgrind_mosquitto: bool,
@@ -111,7 +118,8 @@ async fn run(flags: Flags) -> qpc_bench::Result<()> {
         db_key: "qpc-bench database key".into(),
         mosquitto: flags.mosquitto.clone(),
         mqtt_max_inflight: flags.window.max(20) as u32,
-        wrapper: Vec::new(),
+        wrapper: flags.qpc_wrapper.iter().flat_map(|w| w.split_whitespace()).map(String::from).collect(),
+        mosquitto_wrapper: Vec::new(),
         start_timeout: Duration::from_secs(30),
     };
     let params = Params {
@@ -131,7 +139,7 @@ async fn run(flags: Flags) -> qpc_bench::Result<()> {
         idle_settle: Duration::from_secs(2),
         handshakes: flags.handshakes,
         handshake_concurrency: flags.handshake_concurrency,
-        rounds: flags.rounds.max(1),
+        rounds: flags.rounds,
     };
     let started = Instant::now();
     let progress = |what: &str| eprintln!("[{:>6.1} s] {what}", started.elapsed().as_secs_f64());
@@ -153,8 +161,10 @@ async fn run(flags: Flags) -> qpc_bench::Result<()> {
         params.rounds
     );
     let comparison = suite::run(&launch, &params, &progress).await?;
-    println!();
-    print!("{}", report::table(&comparison, &params));
+    if params.rounds > 0 {
+        println!();
+        print!("{}", report::table(&comparison, &params));
+    }
 
     if flags.callgrind_messages > 0 {
         if callgrind::available() {
@@ -169,7 +179,14 @@ async fn run(flags: Flags) -> qpc_bench::Result<()> {
                     kind.name(),
                     flags.callgrind_messages
                 ));
-                let count = callgrind::count(kind, &launch, flags.callgrind_messages, 256).await?;
+                let count = callgrind::count(
+                    kind,
+                    &launch,
+                    flags.callgrind_messages,
+                    256,
+                    flags.callgrind_keep.as_deref(),
+                )
+                .await?;
                 println!(
                     "instructions_per_msg {} {:.0} (callgrind: {} with {} messages, {} without; 1 sender, 1 recipient, 256 B)",
                     kind.name(),
@@ -183,7 +200,9 @@ async fn run(flags: Flags) -> qpc_bench::Result<()> {
             println!("\ninstruction count skipped: valgrind not installed (apt-get install valgrind)");
         }
     }
-    println!();
-    print!("{}", report::ratio_lines(&comparison));
+    if params.rounds > 0 {
+        println!();
+        print!("{}", report::ratio_lines(&comparison));
+    }
     Ok(())
 }

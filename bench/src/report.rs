@@ -35,6 +35,8 @@ pub fn rows(p: &Params) -> Vec<(&'static str, String, &'static str, bool)> {
         ("latency_p99", "latency p99, online".into(), "ms", false),
         ("latency_max", "latency max, online".into(), "ms", false),
         ("peak_rss", "server peak RSS (workloads above)".into(), "MiB", false),
+        ("peak_rss_after_256", format!("  peak after store-and-forward {small} B"), "MiB", false),
+        ("peak_rss_after_4k", format!("  peak after store-and-forward {large} B"), "MiB", false),
         ("rss_before_idle", "server RSS before the idle clients".into(), "MiB", false),
         ("idle_rss_1000", format!("server RSS, {} idle clients", p.idle_clients), "MiB", false),
         ("cpu_s_per_10k", format!("server CPU per 10k msgs, {small} B"), "s", false),

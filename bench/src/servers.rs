@@ -42,8 +42,10 @@ pub struct Launch {
     pub mosquitto: PathBuf,
     /// Mosquitto's `max_inflight_messages` (QoS 1 messages in flight to one client).
     pub mqtt_max_inflight: u32,
-    /// A command the server runs under (e.g. valgrind); empty for none.
+    /// A command qpc-server runs under (e.g. valgrind); empty for none.
     pub wrapper: Vec<String>,
+    /// The same for Mosquitto.
+    pub mosquitto_wrapper: Vec<String>,
     /// How long a start may take (valgrind is slow).
     pub start_timeout: Duration,
 }
@@ -91,16 +93,18 @@ pub fn qpc_limit_flags(qpc_server: &Path) -> Vec<String> {
     qpc_known_flags(qpc_server, QPC_LIFTED_LIMITS)
 }
 
+/// The pairs of `wanted` whose flag this qpc-server accepts. Each flag is
+/// probed by a command line that argh rejects right after it (a trailing
+/// `--listen` without a value), so nothing starts; an unknown flag is
+/// reported as such first. (`--help` is not read: it prints nothing when
+/// argh is built without its `help` feature.)
 fn qpc_known_flags(qpc_server: &Path, wanted: &[(&str, &str)]) -> Vec<String> {
-    let Ok(out) = Command::new(qpc_server).arg("--help").output() else { return Vec::new() };
-    let help = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    let known: Vec<&str> = help
-        .split(|c: char| c.is_whitespace() || c == ',' || c == '=')
-        .filter(|w| w.starts_with("--"))
-        .collect();
     let mut flags = Vec::new();
     for (flag, value) in wanted {
-        if known.contains(flag) {
+        let Ok(out) = Command::new(qpc_server).args([flag, value, "--listen"]).output() else { continue };
+        let said =
+            format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        if !said.contains("Unrecognized argument") {
             flags.push(flag.to_string());
             flags.push(value.to_string());
         }
@@ -216,6 +220,7 @@ impl Server {
     }
 
     fn start_mosquitto(launch: &Launch) -> Result<Server> {
+        let launch = &Launch { wrapper: launch.mosquitto_wrapper.clone(), ..launch.clone() };
         let dir = TempDir::new("mosquitto")?;
         let made =
             rcgen::generate_simple_self_signed(vec!["localhost".to_string(), "127.0.0.1".to_string()])?;
@@ -284,8 +289,14 @@ connection_messages false
         Ok(Server { kind: Kind::Mosquitto, child, addr, fingerprint, dir, log })
     }
 
+    /// The relay's process: the child, or the child's own child when a
+    /// wrapper such as strace runs it as a subprocess (valgrind does not).
     pub fn pid(&self) -> u32 {
-        self.child.id()
+        let pid = self.child.id();
+        std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+            .ok()
+            .and_then(|c| c.split_whitespace().next()?.parse().ok())
+            .unwrap_or(pid)
     }
 
     pub fn rss_kib(&self) -> u64 {

@@ -160,12 +160,14 @@ pub async fn run_one(kind: Kind, launch: &Launch, p: &Params, progress: &dyn Fn(
     progress(&format!("{name}: store-and-forward, {} x {} B", p.messages, p.small_payload));
     let small = store_and_forward(kind, &server, &p.sf(p.small_payload)).await?;
     record_sf(&mut f, "256", p.messages, &small);
+    f.insert("peak_rss_after_256".into(), mib(server.peak_rss_kib()));
     f.insert("disk_bytes_per_msg".into(), f["disk_per_msg_256"]);
     f.insert("cpu_s_per_10k".into(), f["cpu_per_10k_256"]);
 
     progress(&format!("{name}: store-and-forward, {} x {} B", p.messages, p.large_payload));
     let large = store_and_forward(kind, &server, &p.sf(p.large_payload)).await?;
     record_sf(&mut f, "4k", p.messages, &large);
+    f.insert("peak_rss_after_4k".into(), mib(server.peak_rss_kib()));
 
     progress(&format!("{name}: latency, {} messages at {}/s", p.latency.messages, p.latency.rate));
     let mut samples = match kind {

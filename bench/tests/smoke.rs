@@ -63,6 +63,7 @@ fn harness_produces_every_figure_for_both_relays() {
         mosquitto,
         mqtt_max_inflight: 20,
         wrapper: Vec::new(),
+        mosquitto_wrapper: Vec::new(),
         start_timeout: Duration::from_secs(30),
     };
     let params = Params {
