@@ -42,7 +42,13 @@ fn start_args(server: &Server, dir: &TempDir, user: &str, sub: &[&str]) -> Comma
 
 impl Repl {
     fn start(server: &Server, dir: &TempDir, user: &str) -> Repl {
-        let mut child = start_args(server, dir, user, &["repl"]).spawn().expect("start qpc repl");
+        let mut repl = Repl::spawn(server, dir, user, &["repl"]);
+        repl.expect("type /help for the commands");
+        repl
+    }
+
+    fn spawn(server: &Server, dir: &TempDir, user: &str, sub: &[&str]) -> Repl {
+        let mut child = start_args(server, dir, user, sub).spawn().expect("start qpc");
         let out = Arc::new(Mutex::new(Vec::new()));
         for stream in [
             Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
@@ -56,9 +62,7 @@ impl Repl {
             });
         }
         let stdin = child.stdin.take();
-        let mut repl = Repl { user: user.into(), child, stdin, out, seen: 0 };
-        repl.expect("type /help for the commands");
-        repl
+        Repl { user: user.into(), child, stdin, out, seen: 0 }
     }
 
     fn send(&mut self, line: &str) {
@@ -327,6 +331,38 @@ fn bad_input_gets_a_clear_message_and_the_session_goes_on() {
     alice.expect("active : #g (epoch 1)");
     let out = alice.quit();
     assert!(!out.contains("panicked"), "{out}");
+    bob.quit();
+}
+
+#[test]
+fn chat_reads_stdin_and_prints_incoming() {
+    let dir = TempDir::new("repl-chat");
+    let server = relay(&dir);
+    let mut alice = Repl::start(&server, &dir, "alice");
+    let mut bob = Repl::start(&server, &dir, "bob");
+    bob.send("/create-group ops");
+    bob.send("/invite alice");
+    alice.expect("bob added you to #ops");
+    alice.quit();
+
+    let mut chat = Repl::spawn(&server, &dir, "alice", &["chat", "--to", "#ops"]);
+    bob.send("ping from the repl");
+    chat.expect("[bob] ping from the repl");
+    chat.send("/not-a-command in chat mode");
+    bob.expect("[alice] /not-a-command in chat mode");
+    // A chat with a user who does not exist ends with a clear message.
+    let mut dm = start_args(&server, &dir, "erin", &["chat", "--to", "carol"]).spawn().unwrap();
+    drop(dm.stdin.take());
+    let out = dm.wait_with_output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("no user named carol"));
+    // End of input ends the chat.
+    drop(chat.stdin.take());
+    let deadline = Instant::now() + WAIT;
+    while chat.child.try_wait().unwrap().is_none() {
+        assert!(Instant::now() < deadline, "chat did not end at end of input");
+        std::thread::sleep(Duration::from_millis(20));
+    }
     bob.quit();
 }
 
