@@ -631,9 +631,16 @@ impl Session<'_> {
             println!("{}", usage("/dm"));
             return Ok(());
         }
-        if self.group_of(&label).is_some() {
+        if let Some(group) = self.group_of(&label) {
             self.active = Some(label.clone());
             println!("* now talking in {label}");
+            if self.state.member.members(&group)?.len() < 2 {
+                // The peer left this DM: invite them back.
+                let Some(keys) = self.user_keys(relay, user).await? else { return Ok(()) };
+                if self.add(relay, &group, user, &keys).await? > 0 {
+                    println!("* invited {user} back to {label}");
+                }
+            }
             return Ok(());
         }
         let Some(keys) = self.user_keys(relay, user).await? else { return Ok(()) };

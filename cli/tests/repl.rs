@@ -177,6 +177,16 @@ fn two_people_dm_and_keep_history_across_restarts() {
     bob.expect("[alice] from a script");
     bob.send("/ls");
     bob.expect("@alice (2 members, epoch 1)");
+
+    // Bob leaves the DM; Alice's /dm bob invites him back.
+    bob.send("/leave");
+    bob.expect("you left @alice");
+    alice.expect("committed the proposal (epoch 2)");
+    alice.send("/dm bob");
+    alice.expect("invited bob back to @bob");
+    bob.expect("alice opened a DM with you: @alice");
+    alice.send("welcome back");
+    bob.expect("[alice] welcome back");
     alice.quit();
     bob.quit();
 }
