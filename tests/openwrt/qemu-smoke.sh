@@ -3,10 +3,14 @@
 # on a keyed (SQLCipher) data dir, stops cleanly on SIGTERM, and starts
 # again on the same dir. The restart is what catches a broken OpenSSL
 # build: with OpenSSL's MIPS assembly the first start works, but the
-# keyed database cannot be opened again. A wrong key must be refused.
+# keyed database cannot be opened again. In between, the host `qpc` client
+# goes through the README walkthrough against it, across a restart with a
+# message queued. A wrong key must be refused.
 #
 # usage: tests/openwrt/qemu-smoke.sh OPENWRT_ARCH
 #   QPC_SERVER_BIN  the binary to run (default out/cross/ARCH/qpc-server)
+#   QPC_CLIENT_BIN  the host qpc client for the walkthrough (default
+#                   target/debug/qpc or target/release/qpc)
 #   QPC_SMOKE_TIMEOUT  seconds to wait for the daemon to listen (default 90)
 . "$(dirname "$0")/lib.sh"
 
@@ -43,7 +47,7 @@ port="$(python3 -c 'import socket; s = socket.socket(socket.AF_INET, socket.SOCK
 # start_server LOG [KEY]: starts qpc-server under qemu in the background.
 start_server() {
 	"$qemu" "$server" --listen "127.0.0.1:$port" --data-dir "$data" \
-		--db-key "${2:-$key}" --log-level info > "$1" 2>&1 &
+		--db-key "${2:-$key}" --registration open --log-level info > "$1" 2>&1 &
 	pid=$!
 }
 
@@ -103,13 +107,69 @@ else
 fi
 
 # ---------------------------------------------------------------------------
-# WALKTHROUGH (to be added once the client's subcommands are settled): the
-# host `qpc` client against this server under qemu, e.g.
-#   qpc register-state --state "$work/a.bin" --server "127.0.0.1:$port" \
-#       --ca-cert "$data/server-cert.der"
-#   ... register a second identity, create a group, add, send, receive ...
-# Each step a check; the server keeps running between them.
+# WALKTHROUGH: the host `qpc` client against this server under qemu, the
+# README's steps: two identities register, Alice creates a group and
+# invites Bob, they exchange messages; then the relay restarts with Bob's
+# next message queued, and Bob still gets it (nothing lost on SIGTERM).
 # ---------------------------------------------------------------------------
+client="${QPC_CLIENT_BIN:-}"
+if [ -z "$client" ]; then
+	for c in "$QPC_ROOT/target/debug/qpc" "$QPC_ROOT/target/release/qpc"; do
+		[ -x "$c" ] && client="$c" && break
+	done
+fi
+
+# qpc_as STATE SUBCOMMAND ARGS...: the client as one user; output in $out.
+qpc_as() {
+	local state="$1" sub="$2"
+	shift 2
+	out="$("$client" "$sub" --state "$work/$state.bin" --server "127.0.0.1:$port" \
+		--ca-cert "$data/server-cert.der" "$@" 2>&1)"
+	qpc_status=$?
+}
+
+# step DESCRIPTION EXPECTED_SUBSTRING STATE SUBCOMMAND ARGS...
+step() {
+	local what="$1" want="$2"
+	shift 2
+	qpc_as "$@"
+	case "$out" in
+	*"$want"*) [ "$qpc_status" = 0 ] && { pass "walkthrough: $what"; return 0; } ;;
+	esac
+	fail "walkthrough: $what (exit $qpc_status, wanted '$want'): $out"
+	return 1
+}
+
+if [ -z "$client" ] || [ ! -x "$client" ]; then
+	fail "walkthrough: no host qpc client (cargo build -p qpc, or QPC_CLIENT_BIN)"
+elif ! grep -q "accepting QUIC connections" "$work/second.log"; then
+	fail "walkthrough: the relay is not running"
+else
+	step "alice registers" "KeyPackage uploaded successfully." alice register-state
+	step "bob registers" "KeyPackage uploaded successfully." bob register-state
+	bob_key="$(echo "$out" | sed -n 's/^identity_key : *//p' | tr -d ' ')"
+	qpc_as alice whoami
+	alice_key="$(echo "$out" | sed -n 's/^identity_key : *//p' | tr -d ' ')"
+	step "alice creates a group" "group created: demo-chat" alice create-group --group-id demo-chat
+	step "alice invites bob" "invited peer (welcome queued)" alice invite --peer-key "$bob_key"
+	step "bob joins" "joined group successfully" bob join
+	step "alice sends" "message sent" alice send --peer-key "$bob_key" --msg "hello from the router"
+	step "bob receives it" "plaintext: hello from the router" bob recv
+	step "bob replies" "message sent" bob send --peer-key "$alice_key" --msg "queued across a restart"
+
+	stop_server
+	check_eq "walkthrough: SIGTERM with a message queued stops cleanly" 0 "$status"
+	start_server "$work/third.log"
+	if wait_listening "$work/third.log"; then
+		pass "walkthrough: relay restarts"
+	else
+		fail "walkthrough: relay does not restart"
+		show_log "$work/third.log"
+	fi
+	step "alice receives the queued reply after the restart" "plaintext: queued across a restart" alice recv
+	qpc_as bob recv
+	check_eq "walkthrough: nothing is delivered twice" "" "$(echo "$out" | grep 'plaintext:')"
+fi
 
 stop_server
 check_eq "restart: SIGTERM stops it cleanly" 0 "$status"
