@@ -45,19 +45,13 @@ fi
 case "$triple" in
 mips*) cflags="$cflags -DBROKEN_CLANG_ATOMICS" ;;
 esac
-# SQLite as the store uses it: libsqlite3-sys turns on FTS3/5, R*Tree, JSON,
+# SQLite as the store uses it (cross/sqlite-flags, read by libsqlite3-sys
+# from LIBSQLITE3_FLAGS): libsqlite3-sys turns on FTS3/5, R*Tree, JSON,
 # STAT4, extension loading and more, which a queue of opaque blobs never
-# needs (-515 KB on mipsel, cross/SIZES.md). Router builds only; a query
-# using one of them fails on the router build alone, which the qemu smoke
-# and walkthrough run. QPC_CROSS_SQLITE_FLAGS replaces the list.
-sqlite_flags="-USQLITE_ENABLE_FTS3 -USQLITE_ENABLE_FTS3_PARENTHESIS
- -USQLITE_ENABLE_FTS5 -USQLITE_ENABLE_RTREE -USQLITE_ENABLE_DBSTAT_VTAB
- -USQLITE_ENABLE_STAT4 -USQLITE_SOUNDEX -USQLITE_ENABLE_COLUMN_METADATA
- -USQLITE_ENABLE_LOAD_EXTENSION -DSQLITE_OMIT_LOAD_EXTENSION
- -DSQLITE_OMIT_JSON -DSQLITE_OMIT_DEPRECATED -DSQLITE_OMIT_SHARED_CACHE
- -DSQLITE_DEFAULT_MEMSTATUS=0 -DSQLITE_LIKE_DOESNT_MATCH_BLOBS
- -DSQLITE_MAX_EXPR_DEPTH=0 -DSQLITE_OMIT_PROGRESS_CALLBACK
- -DSQLITE_OMIT_TCL_VARIABLE -DSQLITE_OMIT_COMPLETE -DSQLITE_OMIT_GET_TABLE"
+# needs (-515 KB on mipsel, cross/SIZES.md). A query using one of them
+# fails on the router build alone, which the qemu walkthrough runs.
+# QPC_CROSS_SQLITE_FLAGS replaces the list.
+sqlite_flags="$(cat "$root/cross/sqlite-flags")"
 
 # pip puts cargo-zigbuild beside the python that installed it.
 PATH="$PATH:$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))')"
