@@ -20,7 +20,8 @@ struct Flags {
     /// mosquitto binary (default /usr/sbin/mosquitto)
     #[argh(option, default = "PathBuf::from(\"/usr/sbin/mosquitto\")")]
     mosquitto: PathBuf,
-    /// extra flag for qpc-server, repeatable (e.g. --qpc-flag=--max-payload --qpc-flag=2000000)
+    /// extra flag for qpc-server as NAME=VALUE or NAME, without the dashes, repeatable
+    /// (e.g. --qpc-flag max-payload=262144)
     #[argh(option)]
     qpc_flag: Vec<String>,
     /// run qpc-server under this command, split at spaces (for profiling, e.g. "strace -c -f -o /tmp/s";
@@ -111,7 +112,13 @@ async fn run(flags: Flags) -> qpc_bench::Result<()> {
         return Err(format!("{} not found: apt-get install mosquitto", flags.mosquitto.display()).into());
     }
     let mut qpc_flags = servers::qpc_limit_flags(&qpc_server);
-    qpc_flags.extend(flags.qpc_flag.iter().cloned());
+    for flag in &flags.qpc_flag {
+        let flag = flag.trim_start_matches('-');
+        match flag.split_once('=') {
+            Some((name, value)) => qpc_flags.extend([format!("--{name}"), value.to_string()]),
+            None => qpc_flags.push(format!("--{flag}")),
+        }
+    }
     let launch = Launch {
         qpc_server: qpc_server.clone(),
         qpc_flags,

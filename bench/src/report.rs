@@ -46,6 +46,7 @@ pub fn rows(p: &Params) -> Vec<(&'static str, String, &'static str, bool)> {
         ("disk_per_msg_4k", format!("disk per stored {large} B msg"), "B", false),
         ("disk_no_wal_per_msg_4k", format!("  without the WAL, {large} B"), "B", false),
         ("handshakes_per_s", "new connections (full handshake)".into(), "conn/s", true),
+        ("cpu_ms_per_handshake", "  server CPU per new connection".into(), "ms", false),
         ("loadgen_cpu_256", format!("load generator CPU share, {small} B"), "cores", false),
     ]
 }

@@ -190,11 +190,16 @@ pub async fn run_one(kind: Kind, launch: &Launch, p: &Params, progress: &dyn Fn(
     f.insert("idle_rss_1000".into(), mib(idle));
 
     progress(&format!("{name}: {} handshakes, {} at a time", p.handshakes, p.handshake_concurrency));
+    let cpu_before = server.cpu_seconds();
     let rate = match kind {
         Kind::Qpc => qpc_load::handshakes(&server, p.handshakes, p.handshake_concurrency).await?,
         Kind::Mosquitto => mqtt_load::handshakes(&server, p.handshakes, p.handshake_concurrency).await?,
     };
     f.insert("handshakes_per_s".into(), rate);
+    f.insert(
+        "cpu_ms_per_handshake".into(),
+        (server.cpu_seconds() - cpu_before) * 1000.0 / p.handshakes as f64,
+    );
     f.insert("peak_rss_all".into(), mib(server.peak_rss_kib()));
     server.stop(Duration::from_secs(30))?;
     Ok(f)
