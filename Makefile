@@ -11,6 +11,8 @@ DATA_DIR ?= ./data
 include cross/cross.mk
 # Benchmarks against Mosquitto: bench (and its smoke test).
 include bench/bench.mk
+# Fuzzing the wire codec: fuzz, fuzz-smoke.
+include proto/fuzz.mk
 
 # Debian packages the build and the tests use.
 deps:
@@ -22,7 +24,9 @@ deps:
 run: deps
 	$(CARGO) run -p qpc-server -- --listen $(LISTEN) --data-dir $(DATA_DIR)
 
-test: test-rust
+# Everything: the Rust tests (real binaries on loopback, status and LuCI),
+# the router build under qemu with its packages, and a short fuzzing run.
+test: test-rust test-openwrt fuzz-smoke
 
 # The integration tests start the real binaries, so build them first.
 test-rust: deps bench-deps
