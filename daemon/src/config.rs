@@ -167,6 +167,21 @@ pub struct Limits {
     pub max_login_failures: u32,
 }
 
+/// Largest --max-payload accepted: more would let a few streams claim a
+/// router's memory.
+const MAX_PAYLOAD_CAP: u32 = 16 << 20;
+
+fn at_most(name: &'static str, value: u32, cap: u32) -> Result<u32, ConfigError> {
+    if value > cap {
+        return Err(ConfigError::Invalid {
+            name,
+            value: value.to_string(),
+            reason: format!("must be at most {cap}"),
+        });
+    }
+    Ok(value)
+}
+
 fn env_list(name: &str) -> Vec<String> {
     std::env::var(name)
         .map(|v| v.split(',').map(str::trim).filter(|s| !s.is_empty()).map(String::from).collect())
@@ -236,7 +251,11 @@ impl Config {
             }
         };
         let limits = Limits {
-            max_payload: pick(flags.max_payload, "QPC_MAX_PAYLOAD", qpc_proto::DEFAULT_MAX_PAYLOAD)?,
+            max_payload: at_most(
+                "--max-payload",
+                pick(flags.max_payload, "QPC_MAX_PAYLOAD", qpc_proto::DEFAULT_MAX_PAYLOAD)?,
+                MAX_PAYLOAD_CAP,
+            )?,
             max_key_packages: pick(flags.max_key_packages, "QPC_MAX_KEY_PACKAGES", 50)?,
             max_wait_ms: pick(flags.max_wait_ms, "QPC_MAX_WAIT_MS", 30_000)?,
             max_queue_messages: pick(flags.max_queue_messages, "QPC_MAX_QUEUE_MESSAGES", 5_000)?,

@@ -360,13 +360,26 @@ async fn read_request(
             if matches!(e, FrameError::TooLarge { .. }) { Status::TooLarge } else { Status::BadRequest };
         (header.request_id, Refusal::new(status, e.to_string()))
     })?;
-    let mut payload = vec![0u8; len];
-    recv.read_exact(&mut payload).await.map_err(|e| {
-        (
+    // Grown as bytes arrive, not allocated from the declared length, so a
+    // client that declares much and sends little costs no memory.
+    let mut payload = Vec::new();
+    let read = tokio::io::AsyncReadExt::read_to_end(
+        &mut tokio::io::AsyncReadExt::take(&mut *recv, len as u64),
+        &mut payload,
+    )
+    .await;
+    if let Err(e) = read.map_err(|e| e.to_string()).and_then(|n| {
+        if n == len {
+            Ok(())
+        } else {
+            Err(format!("{n} bytes arrived"))
+        }
+    }) {
+        return Err((
             header.request_id,
             Refusal::bad_request(format!("truncated request: payload of {len} bytes declared: {e}")),
-        )
-    })?;
+        ));
+    }
     Ok((header, payload))
 }
 

@@ -140,7 +140,10 @@ impl<H: Header> Frame<H> {
     pub fn decode(buf: &[u8], max_payload: u32) -> Result<(Self, usize), FrameError> {
         let header = H::parse(buf)?;
         let len = header.payload_len(max_payload)?;
-        let end = H::LEN + len;
+        // On 32-bit routers a bound near u32::MAX would overflow usize.
+        let end = H::LEN
+            .checked_add(len)
+            .ok_or(FrameError::TooLarge { len: header.declared_len(), max: max_payload })?;
         need(buf, end)?;
         Ok((Frame { header, payload: buf[H::LEN..end].to_vec() }, end))
     }
