@@ -230,3 +230,15 @@ fn idle_streams_and_stream_floods_do_not_stop_the_relay() {
         assert_eq!(msgs[0].payload, b"stored before");
     });
 }
+
+#[test]
+fn help_and_wrong_flags_are_explained() {
+    let help = std::process::Command::new(server_bin()).arg("--help").output().unwrap();
+    assert!(String::from_utf8_lossy(&help.stdout).contains("--max-queue-messages"));
+    let help = std::process::Command::new(qpc_bin()).arg("--help").output().unwrap();
+    assert!(String::from_utf8_lossy(&help.stdout).contains("register-state"));
+    let wrong = std::process::Command::new(server_bin()).arg("--bogus").output().unwrap();
+    assert!(!wrong.status.success());
+    let wrong = std::process::Command::new(server_bin()).args(["--registration", "sometimes"]).output().unwrap();
+    assert!(String::from_utf8_lossy(&wrong.stderr).contains("unknown registration mode"), "{wrong:?}");
+}
