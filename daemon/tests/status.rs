@@ -320,6 +320,19 @@ fn user_delete_removes_the_account_its_keys_and_its_queue() {
         mallory.close().await;
         alice
     });
+    // A login for an unknown account is logged once, with the reason and
+    // without the password. (A wrong password never reaches the relay:
+    // with OPAQUE the client finds out alone, and the relay counts the
+    // unfinished login towards the backoff.)
+    rt.block_on(async {
+        let guess = connect(&server).await;
+        assert!(login(&guess, "nobody-here", "a-guessed-password", &new_key()).await.is_err());
+        guess.close().await;
+    });
+    let log = server.wait_log("login for unknown account \"nobody-here\" from 127.0.0.1");
+    assert_eq!(log.matches("nobody-here").count(), 1, "logged once:\n{log}");
+    assert!(!log.contains("a-guessed-password") && !log.contains(&alice_token), "no secrets:\n{log}");
+
     let before = server.status();
     assert_eq!(num(&before, "accounts"), 2);
     assert_eq!(num(&before, "queued_messages"), 4);
