@@ -64,9 +64,8 @@ impl Quota {
 
     fn check(&self, c: &Connection, recipient: &[u8; 32], len: u64) -> Result<(), Refusal> {
         let (msgs, bytes): (u64, u64) = c
-            .query_row("SELECT msgs, bytes FROM queue_heads WHERE recipient = ?1", [&recipient[..]], |r| {
-                Ok((r.get(0)?, r.get(1)?))
-            })
+            .prepare_cached("SELECT msgs, bytes FROM queue_heads WHERE recipient = ?1")?
+            .query_row([&recipient[..]], |r| Ok((r.get(0)?, r.get(1)?)))
             .optional()?
             .unwrap_or((0, 0));
         let full = |what: String| Refusal::new(Status::QuotaExceeded, what);
@@ -83,7 +82,9 @@ impl Quota {
                 self.queue_bytes
             )));
         }
-        let total: u64 = c.query_row("SELECT coalesce(sum(bytes), 0) FROM queue_heads", [], |r| r.get(0))?;
+        let total: u64 = c
+            .prepare_cached("SELECT coalesce(sum(bytes), 0) FROM queue_heads")?
+            .query_row([], |r| r.get(0))?;
         if total + len > self.store_bytes {
             return Err(full(format!(
                 "the relay's store is full ({} bytes queued, its cap); try again later",
@@ -102,11 +103,9 @@ fn store_one(
     recipient: &[u8; 32],
     m: &Message,
 ) -> Result<(u64, bool), Refusal> {
-    let known: bool = c.query_row(
-        "SELECT EXISTS (SELECT 1 FROM identities WHERE identity_key = ?1)",
-        [&recipient[..]],
-        |r| r.get(0),
-    )?;
+    let known: bool = c
+        .prepare_cached("SELECT EXISTS (SELECT 1 FROM identities WHERE identity_key = ?1)")?
+        .query_row([&recipient[..]], |r| r.get(0))?;
     if !known {
         return Err(Refusal::new(
             Status::NotFound,
@@ -115,11 +114,8 @@ fn store_one(
     }
     if let Some(id) = &m.client_msg_id {
         let seq = c
-            .query_row(
-                "SELECT seq FROM messages WHERE recipient = ?1 AND client_msg_id = ?2",
-                (&recipient[..], id),
-                |r| r.get(0),
-            )
+            .prepare_cached("SELECT seq FROM messages WHERE recipient = ?1 AND client_msg_id = ?2")?
+            .query_row((&recipient[..], id), |r| r.get(0))
             .optional()?;
         if let Some(seq) = seq {
             return Ok((seq, true));
@@ -127,18 +123,26 @@ fn store_one(
     }
     let len = m.payload.len() as u64;
     quota.check(c, recipient, len)?;
-    let seq: u64 = c.query_row(
-        "INSERT INTO queue_heads (recipient, last_seq, msgs, bytes) VALUES (?1, 1, 1, ?2)
+    let seq: u64 = c
+        .prepare_cached(
+            "INSERT INTO queue_heads (recipient, last_seq, msgs, bytes) VALUES (?1, 1, 1, ?2)
          ON CONFLICT (recipient) DO UPDATE SET last_seq = last_seq + 1, msgs = msgs + 1, bytes = bytes + ?2
          RETURNING last_seq",
-        (&recipient[..], len),
-        |r| r.get(0),
-    )?;
-    c.execute(
+        )?
+        .query_row((&recipient[..], len), |r| r.get(0))?;
+    c.prepare_cached(
         "INSERT INTO messages (recipient, seq, sender, channel_id, client_msg_id, payload, enqueued_at_ms)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-        (&recipient[..], seq, &m.sender[..], &m.channel_id, &m.client_msg_id, &m.payload, now_ms()),
-    )?;
+    )?
+    .execute((
+        &recipient[..],
+        seq,
+        &m.sender[..],
+        &m.channel_id,
+        &m.client_msg_id,
+        &m.payload,
+        now_ms(),
+    ))?;
     Ok((seq, false))
 }
 

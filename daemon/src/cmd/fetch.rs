@@ -56,8 +56,13 @@ fn page(
     Ok(out)
 }
 
+/// Bytes of payload per page: enough to amortise a round trip, small
+/// enough that several recipients draining at once stay within a router's
+/// memory (a single larger message still goes out alone).
+const PAGE_BYTES: u32 = 256 * 1024;
+
 fn budget(relay: &Relay) -> usize {
-    relay.limits.max_payload as usize
+    relay.limits.max_payload.min(PAGE_BYTES) as usize
 }
 
 pub fn peek(relay: &Rc<Relay>, me: Proven, req: pb::PeekRequest) -> Result<pb::PeekResponse, Refusal> {
