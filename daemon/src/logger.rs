@@ -10,7 +10,8 @@
 
 use std::io::Write;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+// No AtomicU64 on 32-bit MIPS routers; a usize counts errors well enough.
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::SystemTime;
 
@@ -39,7 +40,7 @@ pub struct LastError {
 }
 
 static LAST_ERROR: Mutex<Option<LastError>> = Mutex::new(None);
-static ERRORS: AtomicU64 = AtomicU64::new(0);
+static ERRORS: AtomicUsize = AtomicUsize::new(0);
 
 /// The last error logged since start, if any.
 pub fn last_error() -> Option<LastError> {
@@ -48,7 +49,7 @@ pub fn last_error() -> Option<LastError> {
 
 /// Error-level lines logged since start.
 pub fn errors() -> u64 {
-    ERRORS.load(Ordering::Relaxed)
+    ERRORS.load(Ordering::Relaxed) as u64
 }
 
 fn remember_error(message: String) {
