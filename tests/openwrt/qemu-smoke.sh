@@ -1,9 +1,10 @@
 #!/bin/sh
 # The cross-built qpc-server of one target, run under qemu-user: it starts
 # on a keyed (SQLCipher) data dir, stops cleanly on SIGTERM, and starts
-# again on the same dir. The restart is what catches a broken OpenSSL
-# build: with OpenSSL's MIPS assembly the first start works, but the
-# keyed database cannot be opened again. In between, the host `qpc` client
+# again on the same dir. This catches a broken OpenSSL build: with
+# OpenSSL's MIPS assembly the keyed database cannot be read back (measured:
+# "file is not a database" on the first start, "the database key is wrong"
+# on the restart; cross/SIZES.md). In between, the host `qpc` client
 # goes through the README walkthrough against it, across a restart with a
 # message queued. A wrong key must be refused.
 #
