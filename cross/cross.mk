@@ -47,6 +47,8 @@ test-openwrt: cross-deps
 	@$(MAKE) --no-print-directory -f $(firstword $(MAKEFILE_LIST)) cross TARGET=$(CROSS_TEST_TARGET)
 	@rm -f $(IPK_OUT)/*_$(CROSS_TEST_TARGET).ipk
 	@$(CROSS_DIR)/ipk.sh $(CROSS_TEST_TARGET) $(CROSS_OUT)/$(CROSS_TEST_TARGET) $(IPK_OUT)
+	@# the host client that walks through the README against the router build
+	cd $(QPC_ROOT) && cargo build -p qpc --bin qpc
 	@$(QPC_ROOT)/tests/openwrt/run.sh
 
 cross-deps: cross-deps-apt cross-deps-pip cross-deps-rust
