@@ -239,6 +239,7 @@ fn help_and_wrong_flags_are_explained() {
     assert!(String::from_utf8_lossy(&help.stdout).contains("register-state"));
     let wrong = std::process::Command::new(server_bin()).arg("--bogus").output().unwrap();
     assert!(!wrong.status.success());
-    let wrong = std::process::Command::new(server_bin()).args(["--registration", "sometimes"]).output().unwrap();
+    let wrong =
+        std::process::Command::new(server_bin()).args(["--registration", "sometimes"]).output().unwrap();
     assert!(String::from_utf8_lossy(&wrong.stderr).contains("unknown registration mode"), "{wrong:?}");
 }
