@@ -1,5 +1,6 @@
-//! Test harness: the real `qpc-server` binary on a loopback port with a
-//! temporary data directory, and the real `qpc` binary against it.
+//! Test harness shared by the client's and the relay's tests (the relay's
+//! include this file by path): the real `qpc-server` binary on a loopback
+//! port with a temporary data directory, and the real `qpc` binary against it.
 #![allow(dead_code)]
 
 use std::io::{BufRead, BufReader};
@@ -9,18 +10,25 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-pub fn qpc_bin() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_qpc"))
-}
-
 pub fn server_bin() -> PathBuf {
-    let path = qpc_bin().with_file_name("qpc-server");
+    let path = match option_env!("CARGO_BIN_EXE_qpc-server") {
+        Some(path) => PathBuf::from(path),
+        None => qpc_bin().with_file_name("qpc-server"),
+    };
     assert!(
         path.exists(),
         "{} not built: run `cargo build --workspace --bins` (make test does)",
         path.display()
     );
     path
+}
+
+pub fn qpc_bin() -> PathBuf {
+    match (option_env!("CARGO_BIN_EXE_qpc"), option_env!("CARGO_BIN_EXE_qpc-server")) {
+        (Some(qpc), _) => PathBuf::from(qpc),
+        (None, Some(server)) => PathBuf::from(server).with_file_name("qpc"),
+        (None, None) => unreachable!("the harness serves the qpc and qpc-server packages only"),
+    }
 }
 
 /// A directory removed when dropped.
@@ -61,16 +69,23 @@ pub struct Server {
     pub data_dir: PathBuf,
     pub log: Arc<Mutex<String>>,
     extra: Vec<String>,
+    env: Vec<(String, String)>,
 }
 
 impl Server {
     /// Starts a relay on 127.0.0.1 (a free port) with `data_dir` and extra flags.
     pub fn start(data_dir: &Path, extra: &[&str]) -> Server {
-        let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
-        Self::start_on(data_dir, "127.0.0.1:0", extra)
+        Self::start_with_env(data_dir, extra, &[])
     }
 
-    fn start_on(data_dir: &Path, listen: &str, extra: Vec<String>) -> Server {
+    /// Starts a relay with extra flags and environment variables.
+    pub fn start_with_env(data_dir: &Path, extra: &[&str], env: &[(&str, &str)]) -> Server {
+        let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
+        let env = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        Self::start_on(data_dir, "127.0.0.1:0", extra, env)
+    }
+
+    fn start_on(data_dir: &Path, listen: &str, extra: Vec<String>, env: Vec<(String, String)>) -> Server {
         let mut child = Command::new(server_bin())
             .arg("--listen")
             .arg(listen)
@@ -78,6 +93,9 @@ impl Server {
             .arg(data_dir)
             .args(&extra)
             .env_remove("QPC_DB_KEY")
+            .env_remove("QPC_SOCKET")
+            .env_remove("QPC_DATA_DIR")
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -103,10 +121,11 @@ impl Server {
             Ok(addr) => addr,
             Err(_) => {
                 let _ = child.kill();
+                let _ = child.wait();
                 panic!("qpc-server did not start listening; log:\n{}", log.lock().unwrap());
             }
         };
-        Server { child: Some(child), addr, data_dir: data_dir.into(), log, extra }
+        Server { child: Some(child), addr, data_dir: data_dir.into(), log, extra, env }
     }
 
     pub fn cert(&self) -> PathBuf {
@@ -115,6 +134,21 @@ impl Server {
 
     pub fn log(&self) -> String {
         self.log.lock().unwrap().clone()
+    }
+
+    /// The log once it contains `needle` (lines arrive through a pipe, a
+    /// little after the relay wrote them); panics after 10 s.
+    #[track_caller]
+    pub fn wait_log(&self, needle: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let log = self.log();
+            if log.contains(needle) {
+                return log;
+            }
+            assert!(Instant::now() < deadline, "the log never showed {needle:?}:\n{log}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     pub fn pid(&self) -> u32 {
@@ -142,8 +176,8 @@ impl Server {
     pub fn restart(&mut self) {
         assert_eq!(self.stop(), Some(0), "clean exit on SIGTERM; log:\n{}", self.log());
         let addr = self.addr.clone();
-        let extra = self.extra.clone();
-        *self = Server::start_on(&self.data_dir.clone(), &addr, extra);
+        let (extra, env) = (self.extra.clone(), self.env.clone());
+        *self = Server::start_on(&self.data_dir.clone(), &addr, extra, env);
     }
 
     /// A `qpc` command pointed at this relay.
@@ -184,14 +218,14 @@ pub fn stderr(o: &Output) -> String {
 /// Asserts success and returns stdout.
 #[track_caller]
 pub fn ok(o: Output) -> String {
-    assert!(o.status.success(), "qpc failed: {}\nstdout: {}", stderr(&o), stdout(&o));
+    assert!(o.status.success(), "command failed ({}): {}\nstdout: {}", o.status, stderr(&o), stdout(&o));
     stdout(&o)
 }
 
 /// Asserts failure and returns stderr.
 #[track_caller]
 pub fn fails(o: Output) -> String {
-    assert!(!o.status.success(), "qpc should have failed; stdout: {}", stdout(&o));
+    assert!(!o.status.success(), "command should have failed; stdout: {}", stdout(&o));
     stderr(&o)
 }
 
