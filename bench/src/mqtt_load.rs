@@ -13,10 +13,6 @@ use rumqttc::{
     AsyncClient, ConnectReturnCode, Event, EventLoop, MqttOptions, NetworkOptions, Outgoing, Packet, QoS,
     TlsConfiguration, Transport,
 };
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{DigitallySignedStruct, SignatureScheme};
-use sha2::{Digest, Sha256};
 use tokio::sync::Semaphore;
 
 use crate::servers::Server;
@@ -28,52 +24,6 @@ const SETUP_CONCURRENCY: usize = 16;
 const STEP_TIMEOUT: Duration = Duration::from_secs(300);
 const KEEP_ALIVE: Duration = Duration::from_secs(60);
 
-/// Accepts exactly the certificate with this SHA-256 (like qpc's client).
-#[derive(Debug)]
-struct PinnedCert {
-    fingerprint: String,
-    algorithms: rustls::crypto::WebPkiSupportedAlgorithms,
-}
-
-impl ServerCertVerifier for PinnedCert {
-    fn verify_server_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp: &[u8],
-        _now: UnixTime,
-    ) -> std::result::Result<ServerCertVerified, rustls::Error> {
-        if hex::encode(Sha256::digest(end_entity)) == self.fingerprint {
-            Ok(ServerCertVerified::assertion())
-        } else {
-            Err(rustls::Error::InvalidCertificate(rustls::CertificateError::ApplicationVerificationFailure))
-        }
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        _: &[u8],
-        _: &CertificateDer<'_>,
-        _: &DigitallySignedStruct,
-    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
-        Err(rustls::Error::PeerIncompatible(rustls::PeerIncompatible::Tls12NotOffered))
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.algorithms.supported_schemes()
-    }
-}
-
 /// Where the broker is and how to reach it.
 #[derive(Clone)]
 pub struct Broker {
@@ -84,16 +34,8 @@ pub struct Broker {
 
 impl Broker {
     pub fn new(server: &Server) -> Result<Broker> {
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let verifier = Arc::new(PinnedCert {
-            fingerprint: server.fingerprint.clone(),
-            algorithms: provider.signature_verification_algorithms,
-        });
-        let mut tls = rustls::ClientConfig::builder_with_provider(provider)
-            .with_protocol_versions(&[&rustls::version::TLS13])?
-            .dangerous()
-            .with_custom_certificate_verifier(verifier)
-            .with_no_client_auth();
+        // The same pinned TLS 1.3 client as qpc's, so both relays see one client.
+        let (mut tls, _) = qpc::relay::pinned_tls_config(&server.fingerprint)?;
         // Every connection does a full handshake, as every qpc connection does.
         tls.resumption = rustls::client::Resumption::disabled();
         Ok(Broker { host: server.addr.ip().to_string(), port: server.addr.port(), tls: Arc::new(tls) })

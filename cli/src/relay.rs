@@ -55,10 +55,36 @@ pub fn cert_fingerprint(der: &[u8]) -> String {
 /// it carries (like SSH known_hosts); the handshake signature is still
 /// verified.
 #[derive(Debug)]
-struct PinnedCert {
+pub struct PinnedCert {
     fingerprint: String,
     presented: std::sync::Mutex<Option<String>>,
     algorithms: rustls::crypto::WebPkiSupportedAlgorithms,
+}
+
+impl PinnedCert {
+    /// The fingerprint of a certificate this verifier refused, if any.
+    pub fn presented(&self) -> Option<String> {
+        self.presented.lock().ok().and_then(|p| p.clone())
+    }
+}
+
+/// A TLS 1.3 client configuration (ring) that trusts only the certificate
+/// whose SHA-256 is `fingerprint`; also what the benchmark's MQTT client uses.
+pub fn pinned_tls_config(
+    fingerprint: &str,
+) -> Result<(rustls::ClientConfig, Arc<PinnedCert>), rustls::Error> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let verifier = Arc::new(PinnedCert {
+        fingerprint: fingerprint.to_ascii_lowercase(),
+        presented: std::sync::Mutex::new(None),
+        algorithms: provider.signature_verification_algorithms,
+    });
+    let tls = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])?
+        .dangerous()
+        .with_custom_certificate_verifier(verifier.clone())
+        .with_no_client_auth();
+    Ok((tls, verifier))
 }
 
 impl ServerCertVerifier for PinnedCert {
@@ -121,19 +147,8 @@ impl Relay {
     /// SHA-256 is `fingerprint`.
     pub async fn connect(server: &str, fingerprint: &str) -> Result<Relay, RelayError> {
         let addr = resolve(server)?;
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let verifier = Arc::new(PinnedCert {
-            fingerprint: fingerprint.to_ascii_lowercase(),
-            presented: std::sync::Mutex::new(None),
-            algorithms: provider.signature_verification_algorithms,
-        });
         let unreachable = |reason: String| RelayError::Unreachable { server: server.to_string(), reason };
-        let mut tls = rustls::ClientConfig::builder_with_provider(provider)
-            .with_protocol_versions(&[&rustls::version::TLS13])
-            .map_err(|e| unreachable(e.to_string()))?
-            .dangerous()
-            .with_custom_certificate_verifier(verifier.clone())
-            .with_no_client_auth();
+        let (mut tls, verifier) = pinned_tls_config(fingerprint).map_err(|e| unreachable(e.to_string()))?;
         tls.alpn_protocols = vec![qpc_proto::ALPN.to_vec()];
         let quic =
             quinn::crypto::rustls::QuicClientConfig::try_from(tls).map_err(|e| unreachable(e.to_string()))?;
@@ -156,7 +171,7 @@ impl Relay {
                 )))
             }
             Ok(Err(e)) => {
-                if let Some(presented) = verifier.presented.lock().ok().and_then(|p| p.clone()) {
+                if let Some(presented) = verifier.presented() {
                     return Err(RelayError::WrongCertificate {
                         server: server.to_string(),
                         expected: verifier.fingerprint.clone(),
