@@ -459,7 +459,11 @@ async fn sweep_loop(relay: Rc<Relay>) {
     loop {
         let cutoff = crate::store::now_ms()
             .saturating_sub(i64::try_from(ttl.saturating_mul(1000)).unwrap_or(i64::MAX));
-        match relay.store.write(move |c| cmd::ack::expire_before(c, cutoff).map_err(StoreError::from)).await {
+        let expired = relay.store.write(move |c| {
+            crate::store::fences::expire_before(c, cutoff)?;
+            cmd::ack::expire_before(c, cutoff).map_err(StoreError::from)
+        });
+        match expired.await {
             Ok(0) => {}
             Ok(n) => {
                 bump(&relay.stats.expired, n);

@@ -13,6 +13,9 @@ use std::rc::Rc;
 use rusqlite::Connection;
 use tokio::sync::oneshot;
 
+pub mod fences;
+pub mod key_packages;
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("{path}: cannot open the database: {source}")]
@@ -33,7 +36,7 @@ pub enum StoreError {
 
 /// Versioned schema; entry N migrates version N to N+1. Never edit a
 /// released entry: append a new one.
-const MIGRATIONS: &[&str] = &[
+pub(crate) const MIGRATIONS: &[&str] = &[
     // 1: identities, accounts, key packages, hybrid keys, queues.
     "CREATE TABLE meta (
         key TEXT PRIMARY KEY,
@@ -87,6 +90,22 @@ const MIGRATIONS: &[&str] = &[
      CREATE UNIQUE INDEX messages_client_id ON messages (recipient, client_msg_id)
         WHERE client_msg_id IS NOT NULL;
      CREATE INDEX messages_by_age ON messages (enqueued_at_ms);",
+    // 2: commit fences per group route; last-resort KeyPackages.
+    "CREATE TABLE group_fences (
+        route BLOB PRIMARY KEY,
+        epoch INTEGER NOT NULL,
+        fence_hash BLOB NOT NULL,
+        updated_at_ms INTEGER NOT NULL
+     ) WITHOUT ROWID;
+     CREATE TABLE group_commits (
+        route BLOB NOT NULL,
+        epoch INTEGER NOT NULL,
+        client_msg_id BLOB NOT NULL,
+        at_ms INTEGER NOT NULL,
+        PRIMARY KEY (route, epoch)
+     ) WITHOUT ROWID;
+     ALTER TABLE key_packages ADD COLUMN last_resort INTEGER NOT NULL DEFAULT 0;
+     ALTER TABLE key_packages ADD COLUMN handed_out INTEGER NOT NULL DEFAULT 0;",
 ];
 
 type Finish = Box<dyn FnOnce(Result<(), String>)>;

@@ -13,19 +13,19 @@ use crate::server::Relay;
 use crate::store::now_ms;
 
 /// Bound on recipients of one BatchEnqueue.
-const MAX_RECIPIENTS: usize = 1000;
+pub(crate) const MAX_RECIPIENTS: usize = 1000;
 const MAX_CHANNEL_ID: usize = 255;
 const MAX_CLIENT_MSG_ID: usize = 64;
 
 /// What is stored for each recipient.
-struct Message {
-    sender: [u8; 32],
-    channel_id: Vec<u8>,
-    client_msg_id: Option<Vec<u8>>,
-    payload: Vec<u8>,
+pub(crate) struct Message {
+    pub(crate) sender: [u8; 32],
+    pub(crate) channel_id: Vec<u8>,
+    pub(crate) client_msg_id: Option<Vec<u8>>,
+    pub(crate) payload: Vec<u8>,
 }
 
-fn parse(
+pub(crate) fn parse(
     payload: Vec<u8>,
     channel_id: Vec<u8>,
     client_msg_id: Vec<u8>,
@@ -46,14 +46,14 @@ fn parse(
 
 /// The quotas an enqueue must respect.
 #[derive(Clone, Copy)]
-struct Quota {
+pub(crate) struct Quota {
     queue_messages: u64,
     queue_bytes: u64,
     store_bytes: u64,
 }
 
 impl Quota {
-    fn of(relay: &Relay) -> Quota {
+    pub(crate) fn of(relay: &Relay) -> Quota {
         let l = &relay.limits;
         Quota {
             queue_messages: l.max_queue_messages,
@@ -97,7 +97,7 @@ impl Quota {
 
 /// Stores `m` for `recipient`; returns its sequence number and whether it
 /// was already stored under the same client message id.
-fn store_one(
+pub(crate) fn store_one(
     c: &Connection,
     quota: Quota,
     recipient: &[u8; 32],

@@ -1,15 +1,18 @@
-//! UploadKeyPackage (300) and FetchKeyPackage (301): single-use MLS
-//! KeyPackages. A fetch removes exactly one, atomically, oldest first.
+//! UploadKeyPackage (300), FetchKeyPackage (301) and KeyPackageStatus (305):
+//! a pool of single-use MLS KeyPackages per identity, each fetch removing
+//! exactly one, atomically, oldest first; and one last-resort KeyPackage
+//! handed out (and kept) only when the pool is empty, so an offline device
+//! can always be invited.
 
 use std::rc::Rc;
 
 use qpc_proto::{pb, Status};
-use rusqlite::OptionalExtension;
 use sha2::{Digest, Sha256};
 
 use super::auth::Proven;
 use crate::refusal::{identity_key, Refusal};
 use crate::server::Relay;
+use crate::store::key_packages;
 
 pub async fn upload(
     relay: &Rc<Relay>,
@@ -24,15 +27,18 @@ pub async fn upload(
     let available = relay
         .store
         .write(move |c| {
-            let held: u32 = c.query_row("SELECT count(*) FROM key_packages WHERE identity_key = ?1", [&me.key()[..]], |r| r.get(0))?;
-            if held >= max {
-                return Err(Refusal::new(
-                    Status::QuotaExceeded,
-                    format!("this identity already holds {held} KeyPackages, the relay's limit; upload more once peers have used some"),
-                ));
+            if req.last_resort {
+                return Ok(key_packages::set_last_resort(c, &me.key(), &req.key_package)?);
             }
-            c.execute("INSERT INTO key_packages (identity_key, package) VALUES (?1, ?2)", (&me.key()[..], &req.key_package))?;
-            Ok(held + 1)
+            key_packages::add_to_pool(c, &me.key(), &req.key_package, max)?.ok_or_else(|| {
+                Refusal::new(
+                    Status::QuotaExceeded,
+                    format!(
+                        "this identity already holds {max} KeyPackages, the relay's limit; \
+                         upload more once peers have used some"
+                    ),
+                )
+            })
         })
         .await?;
     Ok(pb::UploadKeyPackageResponse { fingerprint, available })
@@ -43,21 +49,8 @@ pub async fn fetch(
     req: pb::FetchKeyPackageRequest,
 ) -> Result<pb::FetchKeyPackageResponse, Refusal> {
     let peer = identity_key("identity_key", &req.identity_key)?;
-    let package = relay
-        .store
-        .write(move |c| {
-            c.query_row(
-                "DELETE FROM key_packages WHERE id =
-                   (SELECT id FROM key_packages WHERE identity_key = ?1 ORDER BY id LIMIT 1)
-                 RETURNING package",
-                [&peer[..]],
-                |r| r.get::<_, Vec<u8>>(0),
-            )
-            .optional()
-            .map_err(Refusal::from)
-        })
-        .await?;
-    let key_package = package.ok_or_else(|| {
+    let taken = relay.store.write(move |c| key_packages::take(c, &peer).map_err(Refusal::from)).await?;
+    let (key_package, last_resort) = taken.ok_or_else(|| {
         Refusal::new(
             Status::NotFound,
             format!(
@@ -66,5 +59,14 @@ pub async fn fetch(
             ),
         )
     })?;
-    Ok(pb::FetchKeyPackageResponse { key_package })
+    Ok(pb::FetchKeyPackageResponse { key_package, last_resort })
+}
+
+pub fn status(relay: &Relay, me: Proven) -> Result<pb::KeyPackageStatusResponse, Refusal> {
+    let held = relay.store.read(|c| key_packages::held(c, &me.key()))?;
+    Ok(pb::KeyPackageStatusResponse {
+        available: held.available,
+        last_resort: held.last_resort,
+        last_resort_used: held.last_resort_used,
+    })
 }
