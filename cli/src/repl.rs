@@ -726,11 +726,12 @@ pub async fn run(c: &Common, target: Option<&str>) -> Outcome {
     let (relay, state, me) = sign_in(c, &password).await?;
     let mut repl =
         Repl { common: c, session: Session::new(state), me, active: None, chat_mode: target.is_some() };
+    // What is still to be sent, and KeyPackages for peers to invite us with.
+    let events = repl.session.start(&relay).await?;
     if target.is_none() {
         println!("type /help for the commands");
     }
-    // What is still to be sent, then what arrived while we were away.
-    let events = repl.session.start(&relay).await?;
+    // Then what arrived while we were away.
     repl.show(&events)?;
     let queued = relay.peek(0).await?;
     repl.receive(&relay, queued).await?;
