@@ -164,10 +164,12 @@ impl Session {
     }
 
     /// What every run does first, once connected: send what the outbox
-    /// still holds, then top the KeyPackages up.
+    /// still holds, top the KeyPackages up, and add this person's devices
+    /// that are missing from their groups.
     pub async fn start(&mut self, relay: &Relay) -> Result<Vec<Event>> {
-        let events = self.flush_outbox(relay).await?;
+        let mut events = self.flush_outbox(relay).await?;
         self.top_up_key_packages(relay).await?;
+        events.extend(self.add_own_devices(relay).await?);
         Ok(events)
     }
 
@@ -627,6 +629,8 @@ impl Session {
                             Ok(Some(Event::Invited { group, inviter }))
                         }
                     }
+                    // A Welcome read again after a crash before its ack.
+                    Err(MlsError::GroupExists(_)) => Ok(None),
                     Err(e) => Ok(Some(Event::Undecryptable {
                         seq: env.seq,
                         from: inviter,
