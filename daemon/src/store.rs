@@ -252,6 +252,16 @@ fn in_savepoint<T, E: From<StoreError>>(
     result
 }
 
+/// A database in memory with the whole schema, for the store's unit tests.
+#[cfg(test)]
+pub(crate) fn memory_db() -> Connection {
+    let conn = Connection::open_in_memory().expect("an in-memory database");
+    for sql in MIGRATIONS {
+        conn.execute_batch(sql).expect("the migrations apply");
+    }
+    conn
+}
+
 fn migrate(conn: &Connection, path: &Path) -> Result<(), StoreError> {
     let known = MIGRATIONS.len() as i64;
     let found: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;

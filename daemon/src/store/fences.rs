@@ -108,13 +108,7 @@ pub fn count(c: &Connection) -> rusqlite::Result<u64> {
 mod tests {
     use super::*;
 
-    fn db() -> Connection {
-        let c = Connection::open_in_memory().unwrap();
-        for sql in crate::store::MIGRATIONS {
-            c.execute_batch(sql).unwrap();
-        }
-        c
-    }
+    use crate::store::memory_db as db;
 
     fn fence(epoch: u64) -> [u8; 32] {
         [epoch as u8 + 1; 32]

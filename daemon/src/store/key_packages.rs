@@ -77,13 +77,7 @@ pub fn take(c: &Connection, identity: &[u8; 32]) -> rusqlite::Result<Option<(Vec
 mod tests {
     use super::*;
 
-    fn db() -> Connection {
-        let c = Connection::open_in_memory().unwrap();
-        for sql in crate::store::MIGRATIONS {
-            c.execute_batch(sql).unwrap();
-        }
-        c
-    }
+    use crate::store::memory_db as db;
 
     #[test]
     fn pool_then_last_resort_which_is_kept_and_replaced() {
