@@ -271,12 +271,15 @@ pub async fn decline(c: &Common, group: &str) -> Outcome {
     Ok(())
 }
 
-pub fn invitations(c: &Common) -> Outcome {
-    let (_lock, state) = open_state(c)?;
-    if state.invitations.is_empty() {
+/// Reads the queue first, so an invitation that is waiting there counts.
+pub async fn invitations(c: &Common) -> Outcome {
+    let (_lock, mut session, relay, _) = online(c).await?;
+    session.drain(&relay, None).await?;
+    relay.close().await;
+    if session.state.invitations.is_empty() {
         println!("no pending invitations");
     }
-    for invitation in &state.invitations {
+    for invitation in &session.state.invitations {
         println!("invitation: {} from {}", invitation.group, invitation.inviter);
     }
     Ok(())

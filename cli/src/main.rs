@@ -285,7 +285,7 @@ fn main() -> ExitCode {
             Command::Update(c) => commands::update(&c.common(), c.group_id.as_deref()).await,
             Command::Join(c) => commands::join(&c.common(), c.group_id.as_deref()).await,
             Command::Decline(c) => commands::decline(&c.common(), &c.group).await,
-            Command::Invitations(c) => commands::invitations(&c.common()),
+            Command::Invitations(c) => commands::invitations(&c.common()).await,
             Command::Send(c) => {
                 commands::send(
                     &c.common(),
