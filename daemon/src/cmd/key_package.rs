@@ -4,12 +4,12 @@
 use std::rc::Rc;
 
 use qpc_proto::{pb, Status};
-use rusqlite::OptionalExtension;
 use sha2::{Digest, Sha256};
 
 use super::auth::Proven;
 use crate::refusal::{identity_key, Refusal};
 use crate::server::Relay;
+use crate::store::key_packages;
 
 pub async fn upload(
     relay: &Rc<Relay>,
@@ -23,15 +23,15 @@ pub async fn upload(
     let fingerprint = Sha256::digest(&req.key_package).to_vec();
     let available = relay
         .store
-        .write(move |c| {
-            let held: u32 = c.query_row("SELECT count(*) FROM key_packages WHERE identity_key = ?1", [&me.key()[..]], |r| r.get(0))?;
+        .write(move |tx| {
+            let held = key_packages::count(tx, &me.key())?;
             if held >= max {
                 return Err(Refusal::new(
                     Status::QuotaExceeded,
                     format!("this identity already holds {held} KeyPackages, the relay's limit; upload more once peers have used some"),
                 ));
             }
-            c.execute("INSERT INTO key_packages (identity_key, package) VALUES (?1, ?2)", (&me.key()[..], &req.key_package))?;
+            key_packages::insert(tx, &me.key(), &req.key_package)?;
             Ok(held + 1)
         })
         .await?;
@@ -43,20 +43,8 @@ pub async fn fetch(
     req: pb::FetchKeyPackageRequest,
 ) -> Result<pb::FetchKeyPackageResponse, Refusal> {
     let peer = identity_key("identity_key", &req.identity_key)?;
-    let package = relay
-        .store
-        .write(move |c| {
-            c.query_row(
-                "DELETE FROM key_packages WHERE id =
-                   (SELECT id FROM key_packages WHERE identity_key = ?1 ORDER BY id LIMIT 1)
-                 RETURNING package",
-                [&peer[..]],
-                |r| r.get::<_, Vec<u8>>(0),
-            )
-            .optional()
-            .map_err(Refusal::from)
-        })
-        .await?;
+    let package =
+        relay.store.write(move |tx| key_packages::take_oldest(tx, &peer).map_err(Refusal::from)).await?;
     let key_package = package.ok_or_else(|| {
         Refusal::new(
             Status::NotFound,
