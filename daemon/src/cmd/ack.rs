@@ -1,5 +1,11 @@
 //! Ack (204): the caller has saved what it read; delete its messages up to
 //! and including `up_to_seq` (in one channel when given).
+//!
+//! Answered as soon as the storage thread has run the deletion, without
+//! waiting for its commit to sync: an ack promises nothing durable to the
+//! reader. If that commit is lost, the messages stay queued and come again,
+//! and readers drop duplicates; the reader's next read already sees them
+//! gone, since reads run after the batch that holds the ack.
 
 use std::rc::Rc;
 
