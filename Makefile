@@ -19,6 +19,9 @@ deps:
 	@command -v protoc >/dev/null || { \
 	  echo "installing protobuf-compiler (protoc, for the schema check)"; \
 	  apt-get update -qq && apt-get install -y -qq protobuf-compiler >/dev/null; }
+	@command -v tmux >/dev/null || { \
+	  echo "installing tmux (the REPL's terminal test)"; \
+	  apt-get update -qq && apt-get install -y -qq tmux >/dev/null; }
 	@command -v $(CARGO) >/dev/null || { echo "cargo not found: install Rust with rustup first" >&2; exit 1; }
 
 run: deps

@@ -1,14 +1,15 @@
-//! The one-shot subcommands of the walkthrough. Each loads the state file,
-//! does its work, saves the state and prints the walkthrough's lines.
+//! The one-shot subcommands of the walkthrough. Each opens the state file
+//! (holding its lock), connects, lets the session send what the outbox
+//! still holds, does its one thing through the session layer and prints the
+//! walkthrough's lines.
 
 use std::error::Error;
 
 use qpc::account;
-use qpc::inbox::{self, Event};
 use qpc::parse_identity_key;
 use qpc::relay::{cert_fingerprint, Relay};
-use qpc::state::{password_from, State, StateError};
-use rand::RngCore;
+use qpc::session::{Event, Session};
+use qpc::state::{password_from, State, StateError, StateLock};
 use sha2::{Digest, Sha256};
 
 use crate::Common;
@@ -33,14 +34,35 @@ async fn connect(c: &Common, state: &State) -> Result<Relay, Box<dyn Error>> {
     Ok(relay)
 }
 
-/// Loads the state file, asking for its password when it is encrypted.
-fn open_state(c: &Common) -> Result<State, Box<dyn Error>> {
-    match State::load(&c.state) {
+/// The state file, locked for this process, loaded (asking for its
+/// password when it is encrypted).
+pub(crate) fn open_state(c: &Common) -> Result<(StateLock, State), Box<dyn Error>> {
+    let lock = StateLock::take(&c.state)?;
+    Ok((lock, open_state_locked(c)?))
+}
+
+/// Loads the state when its lock is already held; damaged outbox entries
+/// are reported.
+fn open_state_locked(c: &Common) -> Result<State, Box<dyn Error>> {
+    let state = match State::load(&c.state) {
         Err(StateError::NeedsPassword { .. }) => {
-            Ok(State::load_with_password(&c.state, &password_from(c.password.clone())?)?)
+            State::load_with_password(&c.state, &password_from(c.password.clone())?)?
         }
-        other => Ok(other?),
+        other => other?,
+    };
+    for warning in &state.warnings {
+        eprintln!("warning: {warning}");
     }
+    Ok(state)
+}
+
+/// A session on the state file, connected and proven, with the outbox sent.
+async fn online(c: &Common) -> Result<(StateLock, Session, Relay, Vec<Event>), Box<dyn Error>> {
+    let (lock, state) = open_state(c)?;
+    let relay = connect(c, &state).await?;
+    let mut session = Session::new(state);
+    let events = session.start(&relay).await?;
+    Ok((lock, session, relay, events))
 }
 
 /// A peer named by username (resolved at the relay) or by identity key.
@@ -74,30 +96,26 @@ fn required<'a>(peer: Option<&'a str>, what: &str) -> Result<&'a str, Box<dyn Er
     peer.ok_or_else(|| format!("say which peer to {what}: a username or --peer-key KEY").into())
 }
 
-pub(crate) fn new_msg_id() -> Vec<u8> {
-    let mut id = vec![0u8; 16];
-    rand::rngs::OsRng.fill_bytes(&mut id);
-    id
-}
-
-pub(crate) fn short(key: &[u8; 32]) -> String {
-    hex::encode(&key[..8])
-}
-
 /// The group named by `--group-id`, else the one shared with `peer`, else
-/// the only group.
-fn pick_group(state: &State, group: Option<&str>, peer: Option<&[u8; 32]>) -> Result<String, Box<dyn Error>> {
-    let groups = state.member.groups();
+/// the only group (pending invitations do not count).
+fn pick_group(
+    session: &Session,
+    group: Option<&str>,
+    peer: Option<&[u8; 32]>,
+) -> Result<String, Box<dyn Error>> {
+    let groups = session.groups();
     if let Some(g) = group {
         return if groups.iter().any(|x| x == g) {
             Ok(g.to_string())
+        } else if session.is_pending(g) {
+            Err(format!("the invitation to group {g} is pending: run `qpc join --group-id {g}` first").into())
         } else {
-            Err(format!("no group named {g:?} in {}", state.path.display()).into())
+            Err(format!("no group named {g:?} in {}", session.state.path.display()).into())
         };
     }
     if let Some(peer) = peer {
         for g in &groups {
-            if state.member.members(g)?.contains(peer) {
+            if session.state.member.members(g)?.contains(peer) {
                 return Ok(g.clone());
             }
         }
@@ -109,22 +127,55 @@ fn pick_group(state: &State, group: Option<&str>, peer: Option<&[u8; 32]>) -> Re
     }
 }
 
+/// Prints what reading the queue brought, in the walkthrough's words.
+fn print_events(session: &mut Session, events: &[Event]) -> Outcome {
+    for event in events {
+        match event {
+            Event::Invited { group, inviter } => println!(
+                "invitation to group {group} from {inviter}: qpc join --group-id {group}, or qpc decline {group}"
+            ),
+            Event::Joined { group, own_device: true } => {
+                println!("joined group: {group} (added by your other device)")
+            }
+            Event::Joined { group, own_device: false } => println!("joined group: {group}"),
+            Event::EpochAdvanced { group, epoch } => println!("group {group} is now at epoch {epoch}"),
+            Event::Removed { group } => println!("you were removed from group {group}"),
+            Event::Proposal { group, .. } => println!("proposal received in group {group}"),
+            Event::Committed { group, epoch, what } => println!("group {group}: {what} (epoch {epoch})"),
+            Event::Undecryptable { seq, from, reason } => {
+                eprintln!("message {seq} from {from} cannot be decrypted: {reason}")
+            }
+        }
+    }
+    for (index, entry) in session.take_unshown()?.iter().enumerate() {
+        println!("[{index}] plaintext: {}", entry.text);
+    }
+    Ok(())
+}
+
 pub async fn register_state(c: &Common) -> Outcome {
-    let mut state = if State::exists(&c.state) { open_state(c)? } else { State::generate(&c.state) };
-    let key_package = state.member.new_key_package()?;
-    // The private half must be on disk before the public half is published.
+    let lock = StateLock::take(&c.state)?;
+    let state = if State::exists(&c.state) { open_state_locked(c)? } else { State::generate(&c.state) };
+    // The private halves are on disk before the public halves are published.
     state.save()?;
     let relay = connect(c, &state).await?;
-    let uploaded = relay.upload_key_package(key_package).await?;
+    let mut session = Session::new(state);
+    session.flush_outbox(&relay).await?;
+    let uploaded = session.top_up_key_packages(&relay).await?;
     relay.close().await;
-    println!("identity_key : {}", hex::encode(state.identity_key()));
-    println!("fingerprint : {}", hex::encode(uploaded.fingerprint));
+    drop(lock);
+    let key = session.me();
+    // The fingerprint of the first KeyPackage uploaded now (of the identity
+    // key when the relay already held enough).
+    let fingerprint = uploaded.unwrap_or_else(|| Sha256::digest(key).to_vec());
+    println!("identity_key : {}", hex::encode(key));
+    println!("fingerprint : {}", hex::encode(fingerprint));
     println!("KeyPackage uploaded successfully.");
     Ok(())
 }
 
 pub fn create_group(c: &Common, group: &str) -> Outcome {
-    let mut state = open_state(c)?;
+    let (_lock, mut state) = open_state(c)?;
     state.member.create_group(group)?;
     state.save()?;
     println!("group created: {group}");
@@ -133,67 +184,104 @@ pub fn create_group(c: &Common, group: &str) -> Outcome {
 
 pub async fn invite(c: &Common, peer: Option<&str>, group: Option<&str>) -> Outcome {
     let peer = required(peer, "invite")?;
-    let mut state = open_state(c)?;
-    let group = pick_group(&state, group, None)?;
-    let relay = connect(c, &state).await?;
-    let mut invited = 0;
-    for key in resolve_peer(&relay, peer).await? {
-        // Each device of the peer joins with its own KeyPackage.
-        let key_package = match relay.fetch_key_package(&key).await {
-            Ok(kp) => kp,
-            Err(e) if e.status() == Some(qpc_proto::Status::NotFound) && invited > 0 => continue,
-            Err(e) => return Err(e.into()),
-        };
-        let added = state.member.add_member(&group, &key_package, Some(key))?;
-        if !added.existing_members.is_empty() {
-            relay
-                .batch_enqueue(&added.existing_members, group.as_bytes(), added.commit, new_msg_id())
-                .await?;
-        }
-        relay.enqueue(&key, group.as_bytes(), added.welcome, new_msg_id()).await?;
-        state.save()?;
-        invited += 1;
-    }
+    let (_lock, mut session, relay, _) = online(c).await?;
+    let group = pick_group(&session, group, None)?;
+    let keys = resolve_peer(&relay, peer).await?;
+    session.add(&relay, &group, peer, &keys).await?;
     relay.close().await;
     println!("invited peer (welcome queued)");
     Ok(())
 }
 
-fn print_events(events: &[Event]) {
-    let mut index = 0;
-    for event in events {
-        match event {
-            Event::Message { text, .. } => {
-                println!("[{index}] plaintext: {text}");
-                index += 1;
-            }
-            Event::Joined { group } => println!("joined group: {group}"),
-            Event::EpochAdvanced { group, epoch, removed_self: false } => {
-                println!("group {group} is now at epoch {epoch}")
-            }
-            Event::EpochAdvanced { group, removed_self: true, .. } => {
-                println!("you were removed from group {group}")
-            }
-            Event::Proposal { group } => println!("proposal received in group {group}"),
-            Event::Undecryptable { seq, sender, reason } => {
-                eprintln!("message {seq} from {} cannot be decrypted: {reason}", short(sender))
-            }
-        }
+pub async fn remove(c: &Common, peer: Option<&str>, group: Option<&str>) -> Outcome {
+    let peer = required(peer, "remove")?;
+    let (_lock, mut session, relay, _) = online(c).await?;
+    let keys = resolve_peer(&relay, peer).await?;
+    let group = pick_group(&session, group, keys.first())?;
+    let members = session.state.member.members(&group)?;
+    let targets: Vec<_> = keys.into_iter().filter(|k| members.contains(k)).collect();
+    if targets.is_empty() {
+        return Err(format!("{peer} is not a member of group {group}").into());
     }
+    let epoch = session.remove(&relay, &group, peer, &targets).await?;
+    relay.close().await;
+    println!("removed {peer} from group {group} (epoch {epoch})");
+    Ok(())
 }
 
-pub async fn join(c: &Common) -> Outcome {
-    let mut state = open_state(c)?;
-    let relay = connect(c, &state).await?;
-    let events = inbox::drain(&relay, &mut state, None).await?;
+pub async fn update(c: &Common, group: Option<&str>) -> Outcome {
+    let (_lock, mut session, relay, _) = online(c).await?;
+    let group = pick_group(&session, group, None)?;
+    let epoch = session.update(&relay, &group).await?;
     relay.close().await;
-    let joined = events.iter().any(|e| matches!(e, Event::Joined { .. }));
-    let others: Vec<_> = events.into_iter().filter(|e| !matches!(e, Event::Joined { .. })).collect();
-    print_events(&others);
-    if !joined {
-        return Err("no Welcome found in DS for this identity (has the inviter run `qpc invite`?)".into());
-    }
+    println!("key rotated in group {group} (epoch {epoch})");
+    Ok(())
+}
+
+pub async fn join(c: &Common, group: Option<&str>) -> Outcome {
+    let (_lock, mut session, relay, mut events) = online(c).await?;
+    events.extend(session.drain(&relay, None).await?);
+    let chosen = match group {
+        Some(g) => g.to_string(),
+        None => {
+            let pending: Vec<String> = session.state.invitations.iter().map(|i| i.group.clone()).collect();
+            match pending.as_slice() {
+                [only] => only.clone(),
+                [] => {
+                    relay.close().await;
+                    let joined = events.iter().any(|e| matches!(e, Event::Joined { .. }));
+                    print_events(&mut session, &events)?;
+                    if joined {
+                        println!("joined group successfully");
+                        return Ok(());
+                    }
+                    return Err(
+                        "no Welcome found in DS for this identity (has the inviter run `qpc invite`?)".into(),
+                    );
+                }
+                several => {
+                    relay.close().await;
+                    return Err(format!(
+                        "several invitations are pending ({}): say which with --group-id",
+                        several.join(", ")
+                    )
+                    .into());
+                }
+            }
+        }
+    };
+    session.accept(&chosen)?;
+    relay.close().await;
+    let others: Vec<Event> = events
+        .into_iter()
+        .filter(|e| !matches!(e, Event::Invited { group, .. } if *group == chosen))
+        .collect();
+    println!("joined group: {chosen}");
+    print_events(&mut session, &others)?;
     println!("joined group successfully");
+    Ok(())
+}
+
+pub async fn decline(c: &Common, group: &str) -> Outcome {
+    let (_lock, mut session, relay, _) = online(c).await?;
+    session.drain(&relay, None).await?;
+    session.decline(&relay, group).await?;
+    relay.close().await;
+    println!("declined the invitation to {group}");
+    Ok(())
+}
+
+/// Reads the queue first, so an invitation that is waiting there counts.
+pub async fn invitations(c: &Common) -> Outcome {
+    let (_lock, mut session, relay, _) = online(c).await?;
+    session.drain(&relay, None).await?;
+    relay.close().await;
+    if session.state.invitations.is_empty() {
+        println!("no pending invitations");
+    }
+    for invitation in &session.state.invitations {
+        println!("invitation: {} from {}", invitation.group, invitation.inviter);
+    }
     Ok(())
 }
 
@@ -201,43 +289,33 @@ pub async fn send(c: &Common, to: Option<&str>, all: bool, msg: &str, group: Opt
     if to.is_some() == all {
         return Err("say who gets the message: --to NAME, --peer-key KEY or --all (one of them)".into());
     }
-    let mut state = open_state(c)?;
-    let relay = connect(c, &state).await?;
+    let (_lock, mut session, relay, _) = online(c).await?;
     let peers = match to {
         Some(to) => resolve_peer(&relay, to).await?,
         None => Vec::new(),
     };
-    let group = pick_group(&state, group, peers.first())?;
-    let members = state.member.members(&group)?;
-    let me = state.identity_key();
-    let recipients: Vec<[u8; 32]> = if all {
-        members.into_iter().filter(|m| *m != me).collect()
-    } else {
-        let recipients: Vec<_> = peers.iter().filter(|p| members.contains(p)).copied().collect();
-        if recipients.is_empty() {
+    let group = pick_group(&session, group, peers.first())?;
+    if !all {
+        let members = session.state.member.members(&group)?;
+        if !peers.iter().any(|p| members.contains(p)) {
             return Err(format!("{} is not a member of group {group}", to.unwrap_or_default()).into());
         }
-        recipients
-    };
-    if recipients.is_empty() {
-        return Err(format!("group {group} has no other members yet").into());
     }
-    let ciphertext = state.member.encrypt(&group, msg.as_bytes())?;
-    // The ratchet moved on: save before the ciphertext leaves.
-    state.save()?;
-    relay.batch_enqueue(&recipients, group.as_bytes(), ciphertext, new_msg_id()).await?;
+    // The group's every other member gets it (an MLS message is for the
+    // whole group), the person's other devices included.
+    session.send_text(&relay, &group, msg).await?;
     relay.close().await;
     println!("message sent");
     Ok(())
 }
 
 pub async fn recv(c: &Common, stream: bool) -> Outcome {
-    let mut state = open_state(c)?;
-    let relay = connect(c, &state).await?;
+    let (_lock, mut session, relay, events) = online(c).await?;
+    print_events(&mut session, &events)?;
     loop {
         let wait = stream.then_some(30_000);
-        let events = inbox::drain(&relay, &mut state, wait).await?;
-        print_events(&events);
+        let events = session.drain(&relay, wait).await?;
+        print_events(&mut session, &events)?;
         if !stream {
             break;
         }
@@ -248,15 +326,16 @@ pub async fn recv(c: &Common, stream: bool) -> Outcome {
 
 pub async fn fetch_key(c: &Common, peer: Option<&str>) -> Outcome {
     let peer = required(peer, "fetch a KeyPackage of")?;
-    let state = open_state(c)?;
+    let (_lock, state) = open_state(c)?;
     let relay = connect(c, &state).await?;
     for key in resolve_peer(&relay, peer).await? {
-        let key_package = relay.fetch_key_package(&key).await?;
+        let fetched = relay.fetch_key_package_of(&key).await?;
         println!(
-            "KeyPackage of {}: {} bytes, sha256 {}",
+            "KeyPackage of {}: {} bytes, sha256 {}{}",
             hex::encode(key),
-            key_package.len(),
-            hex::encode(Sha256::digest(&key_package))
+            fetched.key_package.len(),
+            hex::encode(Sha256::digest(&fetched.key_package)),
+            if fetched.last_resort { " (last resort)" } else { "" }
         );
     }
     relay.close().await;
@@ -264,74 +343,56 @@ pub async fn fetch_key(c: &Common, peer: Option<&str>) -> Outcome {
 }
 
 pub fn whoami(c: &Common) -> Outcome {
-    let state = open_state(c)?;
+    let (_lock, state) = open_state(c)?;
     let key = state.identity_key();
     println!("identity_key : {}", hex::encode(key));
     println!("fingerprint : {}", hex::encode(Sha256::digest(key)));
-    for group in state.member.groups() {
+    let session = Session::new(state);
+    for group in session.groups() {
         println!(
             "group : {group} (epoch {}, {} members)",
-            state.member.epoch(&group)?,
-            state.member.members(&group)?.len()
+            session.state.member.epoch(&group)?,
+            session.state.member.members(&group)?.len()
         );
+    }
+    for invitation in &session.state.invitations {
+        println!("invitation : {} from {}", invitation.group, invitation.inviter);
     }
     Ok(())
 }
 
+/// Alice and Bob in this process, through the relay and the session layer.
 pub async fn demo_group(c: &Common) -> Outcome {
     let dir = std::env::temp_dir();
-    let mut alice = State::generate(&dir.join(format!("qpc-demo-alice-{}.bin", std::process::id())));
-    let mut bob = State::generate(&dir.join(format!("qpc-demo-bob-{}.bin", std::process::id())));
-    let a = connect(c, &alice).await?;
-    let b = connect(c, &bob).await?;
-    b.upload_key_package(bob.member.new_key_package()?).await?;
-    let group = format!("demo-{}", hex::encode(&alice.identity_key()[..4]));
-    alice.member.create_group(&group)?;
-    let added = alice.member.add_member(
-        &group,
-        &a.fetch_key_package(&bob.identity_key()).await?,
-        Some(bob.identity_key()),
-    )?;
-    a.enqueue(&bob.identity_key(), group.as_bytes(), added.welcome, new_msg_id()).await?;
-    let received = async |relay: &Relay, who: &mut State| -> Result<Vec<String>, Box<dyn Error>> {
-        let mut texts = Vec::new();
-        let envelopes = relay.peek(0).await?;
-        for env in &envelopes {
-            match who.member.process(&env.payload)? {
-                qpc::mls::Incoming::Welcome(w) => {
-                    who.member.join(&w)?;
-                }
-                qpc::mls::Incoming::Application { plaintext, .. } => {
-                    texts.push(String::from_utf8_lossy(&plaintext).into_owned())
-                }
-                _ => {}
-            }
-        }
-        if let Some(last) = envelopes.last() {
-            relay.ack(last.seq).await?;
-        }
-        Ok(texts)
-    };
-    received(&b, &mut bob).await?;
-    a.enqueue(
-        &bob.identity_key(),
-        group.as_bytes(),
-        alice.member.encrypt(&group, b"hello bob")?,
-        new_msg_id(),
-    )
-    .await?;
-    for text in received(&b, &mut bob).await? {
-        println!("Alice -> Bob plaintext: {text}");
+    let paths = ["alice", "bob"].map(|n| dir.join(format!("qpc-demo-{n}-{}.bin", std::process::id())));
+    let result = demo_group_in(c, &paths).await;
+    for path in &paths {
+        let _ = std::fs::remove_file(path);
     }
-    b.enqueue(
-        &alice.identity_key(),
-        group.as_bytes(),
-        bob.member.encrypt(&group, b"hello alice")?,
-        new_msg_id(),
-    )
-    .await?;
-    for text in received(&a, &mut alice).await? {
-        println!("Bob -> Alice plaintext: {text}");
+    result
+}
+
+async fn demo_group_in(c: &Common, paths: &[std::path::PathBuf; 2]) -> Outcome {
+    let mut alice = Session::new(State::generate(&paths[0]));
+    let mut bob = Session::new(State::generate(&paths[1]));
+    let a = connect(c, &alice.state).await?;
+    let b = connect(c, &bob.state).await?;
+    alice.start(&a).await?;
+    bob.start(&b).await?;
+    let group = format!("demo-{}", hex::encode(&alice.me()[..4]));
+    alice.state.member.create_group(&group)?;
+    alice.add(&a, &group, "bob", &[bob.me()]).await?;
+    bob.drain(&b, None).await?;
+    bob.accept(&group)?;
+    alice.send_text(&a, &group, "hello bob").await?;
+    bob.drain(&b, None).await?;
+    for entry in bob.take_unshown()? {
+        println!("Alice -> Bob plaintext: {}", entry.text);
+    }
+    bob.send_text(&b, &group, "hello alice").await?;
+    alice.drain(&a, None).await?;
+    for entry in alice.take_unshown()? {
+        println!("Bob -> Alice plaintext: {}", entry.text);
     }
     a.close().await;
     b.close().await;
@@ -343,15 +404,9 @@ fn username_of(c: &Common) -> Result<&str, Box<dyn Error>> {
     c.username.as_deref().ok_or_else(|| "--username is required".into())
 }
 
-/// Uploads a fresh KeyPackage, saving its private half first.
-pub(crate) async fn publish_key_package(relay: &Relay, state: &mut State) -> Result<Vec<u8>, Box<dyn Error>> {
-    let key_package = state.member.new_key_package()?;
-    state.save()?;
-    Ok(relay.upload_key_package(key_package).await?.fingerprint)
-}
-
 pub async fn register_user(c: &Common, token: &str) -> Outcome {
     let username = username_of(c)?;
+    let lock = StateLock::take(&c.state)?;
     if State::exists(&c.state) {
         return Err(format!(
             "state file {} already exists: use `qpc login --username {username}`",
@@ -361,13 +416,16 @@ pub async fn register_user(c: &Common, token: &str) -> Outcome {
     }
     let password = password_from(c.password.clone())?;
     let mut state = State::generate_protected(&c.state, Some(username), &password);
+    state.relay = Some(c.server.clone());
     let relay = connect_anonymous(c).await?;
     // Nothing is written locally unless the relay created the account.
     account::register(&relay, username, &password, token, &state.signing_key).await?;
-    let fingerprint = publish_key_package(&relay, &mut state).await?;
+    let mut session = Session::new(state);
+    let fingerprint = session.top_up_key_packages(&relay).await?.unwrap_or_default();
     relay.close().await;
+    drop(lock);
     println!("registered user {username}");
-    println!("identity_key : {}", hex::encode(state.identity_key()));
+    println!("identity_key : {}", hex::encode(session.me()));
     println!("fingerprint : {}", hex::encode(fingerprint));
     println!("KeyPackage uploaded successfully.");
     Ok(())
@@ -376,19 +434,25 @@ pub async fn register_user(c: &Common, token: &str) -> Outcome {
 pub async fn login(c: &Common) -> Outcome {
     let username = username_of(c)?;
     let password = password_from(c.password.clone())?;
+    let _lock = StateLock::take(&c.state)?;
     let existing = State::exists(&c.state);
     let mut state = if existing {
         State::load_with_password(&c.state, &password)?
     } else {
         State::generate_protected(&c.state, Some(username), &password)
     };
+    if state.relay.is_none() {
+        state.relay = Some(c.server.clone());
+    }
     let relay = connect_anonymous(c).await?;
     account::login(&relay, username, &password, &state.signing_key).await?;
+    let mut session = Session::new(state);
+    session.start(&relay).await?;
     if !existing {
-        publish_key_package(&relay, &mut state).await?;
+        session.state.save()?;
     }
     relay.close().await;
     println!("logged in as {username}{}", if existing { "" } else { " (new device)" });
-    println!("identity_key : {}", hex::encode(state.identity_key()));
+    println!("identity_key : {}", hex::encode(session.me()));
     Ok(())
 }

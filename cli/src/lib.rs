@@ -1,12 +1,15 @@
-//! The qpc client library: the relay connection (QUIC + the frame codec),
-//! the MLS member, the local state file and the inbox. The `qpc` binary and
+//! The qpc client library, in layers: the session (every "do the MLS step,
+//! save with the outbox, send" and "process, save, ack" of the client) on
+//! top of the mechanisms: the relay connection (QUIC + the frame codec), the
+//! MLS member, the encrypted state file and OPAQUE accounts. The `qpc` binary and
 //! the benchmark drive the relay through it.
 #![forbid(unsafe_code)]
 
 pub mod account;
-pub mod inbox;
+pub mod content;
 pub mod mls;
 pub mod relay;
+pub mod session;
 pub mod state;
 
 /// Parses a 64-hex-digit identity key, naming the flag when it is not one.

@@ -24,7 +24,11 @@ enum Command {
     RegisterState(RegisterState),
     CreateGroup(CreateGroup),
     Invite(Invite),
+    Remove(Remove),
+    Update(Update),
     Join(Join),
+    Decline(Decline),
+    Invitations(Invitations),
     Send(Send),
     Recv(Recv),
     FetchKey(FetchKey),
@@ -123,8 +127,50 @@ subcommand! {
 }
 
 subcommand! {
-    /// read the queue and join the group of a pending Welcome
-    Join = "join" {}
+    /// remove a member (every device of theirs) from a group
+    Remove = "remove" {
+        /// the member: a username or an identity key (64 hex digits)
+        #[argh(positional)]
+        peer: Option<String>,
+        /// the member's identity key (64 hex digits)
+        #[argh(option)]
+        peer_key: Option<String>,
+        /// the group (default: the group shared with the member, or your only group)
+        #[argh(option)]
+        group_id: Option<String>,
+    }
+}
+
+subcommand! {
+    /// rotate your own key in a group (heals it after a compromise)
+    Update = "update" {
+        /// the group (default: your only group)
+        #[argh(option)]
+        group_id: Option<String>,
+    }
+}
+
+subcommand! {
+    /// read the queue and accept an invitation (the only one, or --group-id)
+    Join = "join" {
+        /// the group whose invitation to accept
+        #[argh(option)]
+        group_id: Option<String>,
+    }
+}
+
+subcommand! {
+    /// decline a pending invitation (the group removes you; nothing is left behind)
+    Decline = "decline" {
+        /// the group whose invitation to decline
+        #[argh(positional)]
+        group: String,
+    }
+}
+
+subcommand! {
+    /// list the pending invitations
+    Invitations = "invitations" {}
 }
 
 subcommand! {
@@ -228,7 +274,18 @@ fn main() -> ExitCode {
                 )
                 .await
             }
-            Command::Join(c) => commands::join(&c.common()).await,
+            Command::Remove(c) => {
+                commands::remove(
+                    &c.common(),
+                    commands::peer_arg(c.peer, c.peer_key)?.as_deref(),
+                    c.group_id.as_deref(),
+                )
+                .await
+            }
+            Command::Update(c) => commands::update(&c.common(), c.group_id.as_deref()).await,
+            Command::Join(c) => commands::join(&c.common(), c.group_id.as_deref()).await,
+            Command::Decline(c) => commands::decline(&c.common(), &c.group).await,
+            Command::Invitations(c) => commands::invitations(&c.common()).await,
             Command::Send(c) => {
                 commands::send(
                     &c.common(),

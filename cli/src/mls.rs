@@ -16,10 +16,20 @@
 //! `mls_private_message` — handshake messages are encrypted too, so the relay
 //! never learns who is in a group.
 //!
-//! Commits are merged as soon as they are created (there is no pending-commit
-//! state to persist). This assumes one member commits at a time: if two
-//! members commit to the same epoch, the second commit to reach each member is
-//! refused as stale and its author's view of the group forks.
+//! Commits are staged, not merged: a commit we make stays pending (saved with
+//! the rest of the state) until the relay has admitted it through the
+//! group's fence, then [`Member::merge_pending`] applies it; when the relay
+//! refuses it because another member committed first, [`Member::clear_pending`]
+//! drops it and the operation is made again on top of the winning commit.
+//! So at most one commit per epoch ever takes effect, and groups never fork.
+//!
+//! Group ids: a group's MLS id is its name, a NUL and 32 random hex digits,
+//! so that the routing value the relay orders commits by ([`Member::route`])
+//! cannot be guessed from the name. Groups made before keep their bare name.
+//!
+//! Fences: [`Commit::fence`] is derived from the epoch's exporter secret, so
+//! only a member of that epoch knows it; the relay holds only its SHA-256,
+//! and [`Commit::next_fence_hash`] (from the new epoch's secret) replaces it.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -29,11 +39,11 @@ use ed25519_dalek::{Signer as _, SigningKey};
 use openmls::framing::errors::{MessageDecryptionError, SecretTreeError};
 use openmls::prelude::tls_codec::{DeserializeBytes as _, Serialize as _};
 use openmls::prelude::{
-    BasicCredential, Ciphersuite, ContentType, Credential, CredentialWithKey, GroupId, KeyPackage,
-    KeyPackageIn, LeafNode, LeafNodeIndex, LeafNodeParameters, MlsGroup, MlsGroupCreateConfig,
-    MlsGroupJoinConfig, MlsMessageBodyIn, MlsMessageIn, MlsMessageOut, ProcessMessageError,
-    ProcessedMessageContent, Proposal, ProtocolMessage, ProtocolVersion, QueuedProposal, SignatureScheme,
-    StagedCommit, StagedWelcome, ValidationError, WelcomeError,
+    BasicCredential, Capabilities, Ciphersuite, ContentType, Credential, CredentialWithKey, ExtensionType,
+    GroupId, KeyPackage, KeyPackageIn, LeafNode, LeafNodeIndex, LeafNodeParameters, MlsGroup,
+    MlsGroupCreateConfig, MlsGroupJoinConfig, MlsMessageBodyIn, MlsMessageIn, MlsMessageOut,
+    ProcessMessageError, ProcessedMessageContent, Proposal, ProtocolMessage, ProtocolVersion, QueuedProposal,
+    SignatureScheme, StagedCommit, StagedWelcome, ValidationError, WelcomeError,
 };
 use openmls_rust_crypto::OpenMlsRustCrypto;
 use openmls_traits::signatures::{Signer, SignerError};
@@ -51,6 +61,12 @@ const MAX_PAST_EPOCHS: usize = 3;
 
 /// Longest group name, in bytes. The name is the MLS group id.
 pub const MAX_GROUP_NAME_LEN: usize = 255;
+
+/// Label of the exporter secret a group's fence value is derived from.
+const FENCE_LABEL: &str = "qpc fence v1";
+
+/// Separates a group's name from the random part of its MLS group id.
+const GROUP_ID_SEPARATOR: char = '\0';
 
 /// Identifies the serialised state and its layout version.
 const STATE_MAGIC: &[u8; 8] = b"QPCMLS\x00\x01";
@@ -80,6 +96,10 @@ pub enum MlsError {
     CannotRemoveSelf(String),
     #[error("group {0} has no pending proposals to commit")]
     NothingToCommit(String),
+    #[error("group {0} has a commit waiting for the relay; send it (or drop it) first")]
+    CommitPending(String),
+    #[error("group {0} has no commit of ours waiting")]
+    NoCommitPending(String),
     #[error("message is for epoch {message_epoch} but the group {group} is at epoch {group_epoch}")]
     FutureEpoch { group: String, message_epoch: u64, group_epoch: u64 },
     #[error(
@@ -139,11 +159,11 @@ pub enum Incoming {
     Proposal { group: String },
 }
 
-/// The result of [`Member::add_member`].
+/// The result of [`Member::add_member`]: a pending [`Commit`] that adds one.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Added {
-    /// For `existing_members`.
-    pub commit: Vec<u8>,
+    /// For `existing_members`; pending until merged.
+    pub commit: Commit,
     /// For `new_member`.
     pub welcome: Vec<u8>,
     pub new_member: IdentityKey,
@@ -151,11 +171,19 @@ pub struct Added {
     pub existing_members: Vec<IdentityKey>,
 }
 
-/// The result of a commit we made (remove, update, pending proposals).
+/// The result of a commit we made (add, remove, update, pending
+/// proposals). It is pending in our state until [`Member::merge_pending`]
+/// (the relay admitted it) or [`Member::clear_pending`] (it lost).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Commit {
+    /// The epoch the commit was made in.
+    pub epoch: u64,
+    /// The fence value of that epoch, which the relay checks.
+    pub fence: [u8; 32],
+    /// SHA-256 of the fence value of the epoch the commit moves to.
+    pub next_fence_hash: [u8; 32],
     /// For `remaining` and `removed` (so that they learn they were removed).
-    pub commit: Vec<u8>,
+    pub message: Vec<u8>,
     /// Members after the commit, except ourselves and those just added.
     pub remaining: Vec<IdentityKey>,
     /// Members the commit removed.
@@ -244,7 +272,7 @@ impl Member {
         entries.sort();
 
         let size = entries.iter().map(|(k, v)| 8 + k.len() + v.len()).sum::<usize>()
-            + self.groups.keys().map(|n| 2 + n.len()).sum::<usize>()
+            + self.groups.values().map(|g| 2 + g.group_id().as_slice().len()).sum::<usize>()
             + STATE_MAGIC.len()
             + 32
             + 8
@@ -253,10 +281,11 @@ impl Member {
         out.extend_from_slice(STATE_MAGIC);
         out.extend_from_slice(&self.identity);
         put_len32(&mut out, self.groups.len());
-        for name in self.groups.keys() {
-            // Names are checked against MAX_GROUP_NAME_LEN when a group is made.
-            out.extend_from_slice(&(name.len() as u16).to_be_bytes());
-            out.extend_from_slice(name.as_bytes());
+        for group in self.groups.values() {
+            // A name of at most 255 bytes plus a separator and 32 hex digits.
+            let id = group.group_id().as_slice();
+            out.extend_from_slice(&(id.len() as u16).to_be_bytes());
+            out.extend_from_slice(id);
         }
         put_len32(&mut out, entries.len());
         for (key, value) in entries {
@@ -332,8 +361,9 @@ impl Member {
         }
 
         let mut member = member;
-        for name in names {
-            let group = MlsGroup::load(member.provider.storage(), &GroupId::from_slice(name.as_bytes()))
+        for id in names {
+            let name = name_of(&id).to_owned();
+            let group = MlsGroup::load(member.provider.storage(), &GroupId::from_slice(id.as_bytes()))
                 .map_err(|e| MlsError::CorruptState(format!("group {name}: {e}")))?
                 .ok_or_else(|| MlsError::CorruptState(format!("group {name} is listed but not stored")))?;
             member.groups.insert(name, group);
@@ -345,7 +375,22 @@ impl Member {
     /// (wire format `mls_key_package`). Its private keys stay in our state
     /// until a Welcome uses them, so save the state after calling this.
     pub fn new_key_package(&mut self) -> Result<Vec<u8>, MlsError> {
-        let bundle = KeyPackage::builder()
+        self.key_package(false)
+    }
+
+    /// A last-resort KeyPackage (RFC 9420 section 16.8): the relay hands it
+    /// out only when the pool is empty and keeps it, so it may be used by
+    /// several Welcomes; its private keys stay in our state after a join.
+    pub fn new_last_resort_key_package(&mut self) -> Result<Vec<u8>, MlsError> {
+        self.key_package(true)
+    }
+
+    fn key_package(&mut self, last_resort: bool) -> Result<Vec<u8>, MlsError> {
+        let mut builder = KeyPackage::builder().leaf_node_capabilities(capabilities());
+        if last_resort {
+            builder = builder.mark_as_last_resort();
+        }
+        let bundle = builder
             .build(CIPHERSUITE, &self.provider, &self.signer, self.credential_with_key())
             .map_err(|e| protocol("creating a KeyPackage", e))?;
         serialize(MlsMessageOut::from(bundle.key_package().clone()), "serialising a KeyPackage")
@@ -360,14 +405,18 @@ impl Member {
         }
         let config = MlsGroupCreateConfig::builder()
             .ciphersuite(CIPHERSUITE)
+            .capabilities(capabilities())
             .use_ratchet_tree_extension(true)
             .max_past_epochs(MAX_PAST_EPOCHS)
             .build();
+        let mut random = [0u8; 16];
+        rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut random);
+        let id = format!("{name}{GROUP_ID_SEPARATOR}{}", hex::encode(random));
         let group = MlsGroup::new_with_group_id(
             &self.provider,
             &self.signer,
             &config,
-            GroupId::from_slice(name.as_bytes()),
+            GroupId::from_slice(id.as_bytes()),
             self.credential_with_key(),
         )
         .map_err(|e| group_error("creating the group", name, e))?;
@@ -376,8 +425,8 @@ impl Member {
     }
 
     /// Adds the owner of `key_package` (an `MLSMessage` or a bare KeyPackage)
-    /// to `group` and merges the commit locally. With `expected_identity`,
-    /// refuses a KeyPackage that belongs to anyone else (the relay hands out
+    /// to `group` with a pending commit. With `expected_identity`, refuses a
+    /// KeyPackage that belongs to anyone else (the relay hands out
     /// KeyPackages, so it could swap them).
     pub fn add_member(
         &mut self,
@@ -385,27 +434,40 @@ impl Member {
         key_package: &[u8],
         expected_identity: Option<IdentityKey>,
     ) -> Result<Added, MlsError> {
-        let (key_package, new_member) = self.parse_key_package(key_package, expected_identity)?;
-        let before = self.members(group)?;
-        if before.contains(&new_member) {
-            return Err(MlsError::AlreadyMember {
-                group: group.to_owned(),
-                identity: hex::encode(new_member),
-            });
-        }
-        let committed =
-            self.commit(group, "adding a member", |builder| builder.propose_adds([key_package]))?;
-        let welcome = committed.welcome.ok_or_else(|| MlsError::Group {
+        let commit = self.add_members(group, &[(key_package.to_vec(), expected_identity)])?;
+        let new_member = commit.added[0];
+        let welcome = commit.welcome.clone().ok_or_else(|| MlsError::Group {
             action: "adding a member",
             group: group.to_owned(),
             detail: "the commit produced no Welcome".into(),
         })?;
-        Ok(Added {
-            commit: committed.commit,
-            welcome,
-            new_member,
-            existing_members: before.into_iter().filter(|id| *id != self.identity).collect(),
-        })
+        Ok(Added { existing_members: commit.remaining.clone(), new_member, welcome, commit })
+    }
+
+    /// Adds the owners of several KeyPackages (every device of a person) in
+    /// one pending commit, each checked as in [`Member::add_member`].
+    pub fn add_members(
+        &mut self,
+        group: &str,
+        key_packages: &[(Vec<u8>, Option<IdentityKey>)],
+    ) -> Result<Commit, MlsError> {
+        let before = self.members(group)?;
+        let mut parsed = Vec::new();
+        for (bytes, expected) in key_packages {
+            let (key_package, new_member) = self.parse_key_package(bytes, *expected)?;
+            if before.contains(&new_member) || parsed.iter().any(|(_, m)| *m == new_member) {
+                return Err(MlsError::AlreadyMember {
+                    group: group.to_owned(),
+                    identity: hex::encode(new_member),
+                });
+            }
+            parsed.push((key_package, new_member));
+        }
+        if parsed.is_empty() {
+            return Err(MlsError::NothingToCommit(group.to_owned()));
+        }
+        let adds: Vec<KeyPackage> = parsed.into_iter().map(|(kp, _)| kp).collect();
+        self.commit(group, "adding a member", |builder| builder.propose_adds(adds))
     }
 
     /// Joins the group a Welcome (an `MLSMessage`) invites us to, using the
@@ -426,9 +488,10 @@ impl Member {
             StagedWelcome::build_from_welcome(&self.provider, &config, welcome).map_err(welcome_error)?;
 
         let group_id = builder.processed_welcome().unverified_group_info().group_id().as_slice().to_vec();
-        let name = String::from_utf8(group_id).map_err(|e| {
+        let id = String::from_utf8(group_id).map_err(|e| {
             MlsError::InvalidWelcome(format!("the group id {} is not a name", hex::encode(e.as_bytes())))
         })?;
+        let name = name_of(&id).to_owned();
         check_group_name(&name)?;
         if self.groups.contains_key(&name) {
             return Err(MlsError::GroupExists(name));
@@ -484,10 +547,14 @@ impl Member {
 
         let group_id = protocol_message.group_id().as_slice();
         let name = match std::str::from_utf8(group_id) {
-            Ok(name) => name.to_owned(),
+            Ok(id) => name_of(id).to_owned(),
             Err(_) => return Err(no_group(&hex::encode(group_id))),
         };
-        let mls_group = self.groups.get_mut(&name).ok_or_else(|| no_group(&name))?;
+        let mls_group = self
+            .groups
+            .get_mut(&name)
+            .filter(|g| g.group_id().as_slice() == group_id)
+            .ok_or_else(|| no_group(&name))?;
 
         let message_epoch = protocol_message.epoch().as_u64();
         let group_epoch = mls_group.epoch().as_u64();
@@ -559,11 +626,30 @@ impl Member {
     /// the commit to [`Commit::recipients`], the removed member included so
     /// that it learns it was removed. Pending proposals are committed too.
     pub fn remove_member(&mut self, group: &str, identity: IdentityKey) -> Result<Commit, MlsError> {
-        if identity == self.identity {
+        self.remove_members(group, &[identity])
+    }
+
+    /// Removes several members (every device of a person) in one commit.
+    pub fn remove_members(&mut self, group: &str, identities: &[IdentityKey]) -> Result<Commit, MlsError> {
+        if identities.contains(&self.identity) {
             return Err(MlsError::CannotRemoveSelf(group.to_owned()));
         }
-        let leaf = self.leaf_of(group, identity)?;
-        self.commit(group, "removing a member", |builder| builder.propose_removals([leaf]))
+        let leaves = identities.iter().map(|id| self.leaf_of(group, *id)).collect::<Result<Vec<_>, _>>()?;
+        self.commit(group, "removing a member", |builder| builder.propose_removals(leaves))
+    }
+
+    /// The members that the proposals waiting in `group` would remove.
+    pub fn pending_removals(&self, group: &str) -> Result<Vec<IdentityKey>, MlsError> {
+        let mls_group = self.groups.get(group).ok_or_else(|| no_group(group))?;
+        let mut removed = Vec::new();
+        for queued in mls_group.pending_proposals() {
+            if let Proposal::Remove(remove) = queued.proposal() {
+                if let Some(member) = mls_group.member_at(remove.removed()) {
+                    removed.push(bound_identity(&member.credential, &member.signature_key)?);
+                }
+            }
+        }
+        Ok(removed)
     }
 
     /// Replaces our leaf's encryption key (and every key on our path),
@@ -709,8 +795,8 @@ impl Member {
         Ok((key_package, identity))
     }
 
-    /// Builds a commit in `group` (always including the stored proposals),
-    /// merges it, and reports who must receive what.
+    /// Builds a commit in `group` (always including the stored proposals)
+    /// and leaves it pending; reports who must receive what.
     fn commit(
         &mut self,
         group: &str,
@@ -720,7 +806,12 @@ impl Member {
         ) -> openmls::prelude::CommitBuilder<'a, openmls::prelude::Initial>,
     ) -> Result<Commit, MlsError> {
         let before: BTreeSet<IdentityKey> = self.members(group)?.into_iter().collect();
+        let fence = self.fence(group)?;
         let mls_group = self.groups.get_mut(group).ok_or_else(|| no_group(group))?;
+        if mls_group.pending_commit().is_some() {
+            return Err(MlsError::CommitPending(group.to_owned()));
+        }
+        let epoch = mls_group.epoch().as_u64();
         let bundle = customise(mls_group.commit_builder().consume_proposal_store(true))
             .load_psks(self.provider.storage())
             .map_err(|e| group_error(action, group, e))?
@@ -729,29 +820,107 @@ impl Member {
             .stage_commit(&self.provider)
             .map_err(|e| group_error(action, group, e))?;
 
-        let serialised = bundle.commit().tls_serialize_detached().map_err(|e| group_error(action, group, e));
-        let welcome = bundle
-            .to_welcome_msg()
-            .map(|welcome| welcome.tls_serialize_detached())
-            .transpose()
-            .map_err(|e| group_error(action, group, e));
-        let (commit, welcome) = match (serialised, welcome) {
-            (Ok(commit), Ok(welcome)) => (commit, welcome),
-            (Err(e), _) | (_, Err(e)) => {
-                // Leave the group as it was rather than with a commit nobody got.
-                let _ = mls_group.clear_pending_commit(self.provider.storage());
-                return Err(e);
+        let outcome = (|| {
+            let message =
+                bundle.commit().tls_serialize_detached().map_err(|e| group_error(action, group, e))?;
+            let welcome = bundle
+                .to_welcome_msg()
+                .map(|welcome| welcome.tls_serialize_detached())
+                .transpose()
+                .map_err(|e| group_error(action, group, e))?;
+            let staged = mls_group.pending_commit().ok_or_else(|| MlsError::Group {
+                action,
+                group: group.to_owned(),
+                detail: "openmls kept no pending commit".into(),
+            })?;
+            let next_fence = staged
+                .export_secret(self.provider.crypto(), FENCE_LABEL, b"", 32)
+                .map_err(|e| group_error(action, group, e))?;
+            let mut removed = BTreeSet::new();
+            for remove in staged.remove_proposals() {
+                let leaf = remove.remove_proposal().removed();
+                let member = mls_group.member_at(leaf).ok_or_else(|| MlsError::Group {
+                    action,
+                    group: group.to_owned(),
+                    detail: format!("the commit removes leaf {leaf:?}, which is empty"),
+                })?;
+                removed.insert(bound_identity(&member.credential, &member.signature_key)?);
             }
-        };
-        mls_group.merge_pending_commit(&self.provider).map_err(|e| group_error(action, group, e))?;
+            let mut added = Vec::new();
+            for add in staged.add_proposals() {
+                added.push(leaf_identity(add.add_proposal().key_package().leaf_node())?);
+            }
+            let next_fence_hash: [u8; 32] = Sha256::digest(&next_fence).into();
+            Ok(Commit {
+                epoch,
+                fence,
+                next_fence_hash,
+                message,
+                remaining: before
+                    .iter()
+                    .filter(|id| **id != self.identity && !removed.contains(*id))
+                    .copied()
+                    .collect(),
+                removed: removed.into_iter().collect(),
+                added,
+                welcome,
+            })
+        })();
+        if outcome.is_err() {
+            // Leave the group as it was rather than with a commit nobody can send.
+            let _ = mls_group.clear_pending_commit(self.provider.storage());
+        }
+        outcome
+    }
 
-        let after: BTreeSet<IdentityKey> = self.members(group)?.into_iter().collect();
-        Ok(Commit {
-            commit,
-            remaining: before.intersection(&after).filter(|id| **id != self.identity).copied().collect(),
-            removed: before.difference(&after).copied().collect(),
-            added: after.difference(&before).copied().collect(),
-            welcome,
+    /// Applies our pending commit in `group` (the relay admitted it) and
+    /// returns the new epoch.
+    pub fn merge_pending(&mut self, group: &str) -> Result<u64, MlsError> {
+        let mls_group = self.groups.get_mut(group).ok_or_else(|| no_group(group))?;
+        if mls_group.pending_commit().is_none() {
+            return Err(MlsError::NoCommitPending(group.to_owned()));
+        }
+        mls_group
+            .merge_pending_commit(&self.provider)
+            .map_err(|e| group_error("applying our commit", group, e))?;
+        Ok(mls_group.epoch().as_u64())
+    }
+
+    /// Drops our pending commit in `group` (the relay refused it); the
+    /// proposals it would have committed stay stored.
+    pub fn clear_pending(&mut self, group: &str) -> Result<(), MlsError> {
+        let mls_group = self.groups.get_mut(group).ok_or_else(|| no_group(group))?;
+        mls_group
+            .clear_pending_commit(self.provider.storage())
+            .map_err(|e| group_error("dropping our commit", group, e))
+    }
+
+    /// Whether we have a commit in `group` that the relay has not admitted yet.
+    pub fn has_pending_commit(&self, group: &str) -> bool {
+        self.groups.get(group).is_some_and(|g| g.pending_commit().is_some())
+    }
+
+    /// The routing value the relay orders `group`'s commits by: SHA-256
+    /// over the MLS group id, which holds a random part, so that neither the
+    /// relay nor a stranger can tell or guess the group from it.
+    pub fn route(&self, group: &str) -> Result<[u8; 32], MlsError> {
+        let mls_group = self.groups.get(group).ok_or_else(|| no_group(group))?;
+        Ok(Sha256::new_with_prefix(b"qpc group route v1\0")
+            .chain_update(mls_group.group_id().as_slice())
+            .finalize()
+            .into())
+    }
+
+    /// The fence value of `group`'s current epoch (see the module docs).
+    pub fn fence(&self, group: &str) -> Result<[u8; 32], MlsError> {
+        let mls_group = self.groups.get(group).ok_or_else(|| no_group(group))?;
+        let secret = mls_group
+            .export_secret(self.provider.crypto(), FENCE_LABEL, b"", 32)
+            .map_err(|e| group_error("deriving the fence value", group, e))?;
+        secret.try_into().map_err(|_| MlsError::Group {
+            action: "deriving the fence value",
+            group: group.to_owned(),
+            detail: "the exporter gave a value that is not 32 bytes".into(),
         })
     }
 
@@ -823,6 +992,17 @@ fn credential_identity(credential: &Credential) -> Result<IdentityKey, MlsError>
             basic.identity().len()
         ))
     })
+}
+
+/// The capabilities of our leaves: the defaults plus the last-resort
+/// extension, which a last-resort KeyPackage must declare.
+fn capabilities() -> Capabilities {
+    Capabilities::new(None, Some(&[CIPHERSUITE]), Some(&[ExtensionType::LastResort]), None, None)
+}
+
+/// The name part of an MLS group id (see the module docs).
+fn name_of(group_id: &str) -> &str {
+    group_id.split(GROUP_ID_SEPARATOR).next().unwrap_or(group_id)
 }
 
 fn check_group_name(name: &str) -> Result<(), MlsError> {
@@ -1029,6 +1209,8 @@ mod tests {
         assert_eq!(alice.member.groups(), vec![GROUP.to_string()]);
 
         let added = alice.member.add_member(GROUP, &bob_kp, Some(bob.id())).expect("add bob");
+
+        alice.member.merge_pending(GROUP).unwrap();
         alice.restart();
         assert_eq!(added.new_member, bob.id());
         assert!(added.existing_members.is_empty(), "nobody else needs the commit");
@@ -1045,9 +1227,10 @@ mod tests {
         let mut carol = Client::new(3);
         let carol_kp = carol.key_package();
         let added = alice.member.add_member(GROUP, &carol_kp, Some(carol.id())).expect("add carol");
+        alice.member.merge_pending(GROUP).unwrap();
         alice.restart();
         assert_eq!(added.existing_members, vec![bob.id()]);
-        bob.expect_commit(&added.commit, 2);
+        bob.expect_commit(&added.commit.message, 2);
         assert_eq!(carol.join(&added.welcome), GROUP);
         (alice, bob, carol)
     }
@@ -1100,11 +1283,13 @@ mod tests {
         let kp = bob.key_package();
         alice.member.create_group(GROUP).unwrap();
         let added = alice.member.add_member(GROUP, &kp, None).unwrap();
+        alice.member.merge_pending(GROUP).unwrap();
         bob.join(&added.welcome);
 
         // A second invitation with the same (already used) KeyPackage.
         alice.member.create_group("other").unwrap();
         let again = alice.member.add_member("other", &kp, None).unwrap();
+        alice.member.merge_pending("other").unwrap();
         let err = bob.member.join(&again.welcome).unwrap_err();
         assert!(matches!(err, MlsError::WelcomeNotForUs), "{err}");
         // And a Welcome meant for someone else.
@@ -1163,6 +1348,7 @@ mod tests {
         let bare = bare.tls_serialize_detached().unwrap();
         alice.member.create_group(GROUP).unwrap();
         let added = alice.member.add_member(GROUP, &bare, Some(bob.id())).unwrap();
+        alice.member.merge_pending(GROUP).unwrap();
         assert_eq!(bob.join(&added.welcome), GROUP);
     }
 
@@ -1245,8 +1431,10 @@ mod tests {
         assert!(err.is_replay());
 
         let update = alice.member.self_update(GROUP).unwrap();
-        bob.expect_commit(&update.commit, 2);
-        let err = bob.member.process(&update.commit).unwrap_err();
+
+        alice.member.merge_pending(GROUP).unwrap();
+        bob.expect_commit(&update.message, 2);
+        let err = bob.member.process(&update.message).unwrap_err();
         assert!(matches!(err, MlsError::StaleEpoch { message_epoch: 1, group_epoch: 2, .. }), "{err}");
         assert!(err.is_replay());
     }
@@ -1255,18 +1443,20 @@ mod tests {
     fn messages_from_a_future_epoch_are_refused() {
         let (mut alice, mut bob) = alice_and_bob();
         let first = alice.member.self_update(GROUP).unwrap();
+        alice.member.merge_pending(GROUP).unwrap();
         let second = alice.member.self_update(GROUP).unwrap();
+        alice.member.merge_pending(GROUP).unwrap();
         let message = alice.send("at epoch 3");
 
         let err = bob.member.process(&message).unwrap_err();
         assert_eq!(err.to_string(), "message is for epoch 3 but the group demo-chat is at epoch 1");
-        let err = bob.member.process(&second.commit).unwrap_err();
+        let err = bob.member.process(&second.message).unwrap_err();
         assert!(matches!(err, MlsError::FutureEpoch { message_epoch: 2, group_epoch: 1, .. }), "{err}");
         assert!(!err.is_replay());
         assert_eq!(bob.epoch(), 1, "refusals change nothing");
 
-        bob.expect_commit(&first.commit, 2);
-        bob.expect_commit(&second.commit, 3);
+        bob.expect_commit(&first.message, 2);
+        bob.expect_commit(&second.message, 3);
         bob.expect_text(&message, alice.id(), "at epoch 3");
     }
 
@@ -1276,15 +1466,17 @@ mod tests {
         let carol_before = carol.member.to_bytes();
 
         let removal = alice.member.remove_member(GROUP, carol.id()).unwrap();
+
+        alice.member.merge_pending(GROUP).unwrap();
         alice.restart();
         assert_eq!(removal.remaining, vec![bob.id()]);
         assert_eq!(removal.removed, vec![carol.id()]);
         assert!(removal.added.is_empty() && removal.welcome.is_none());
         assert_eq!(removal.recipients(), vec![bob.id(), carol.id()]);
 
-        bob.expect_commit(&removal.commit, 3);
+        bob.expect_commit(&removal.message, 3);
         assert_eq!(
-            carol.process(&removal.commit),
+            carol.process(&removal.message),
             Incoming::Commit { group: GROUP.into(), epoch: 3, removed_self: true }
         );
         assert!(carol.member.groups().is_empty());
@@ -1314,14 +1506,15 @@ mod tests {
     fn self_update_moves_everyone_on() {
         let (mut alice, mut bob, mut carol) = three_members();
         let update = bob.member.self_update(GROUP).unwrap();
+        bob.member.merge_pending(GROUP).unwrap();
         bob.restart();
         assert_eq!(
             update.remaining.iter().copied().collect::<BTreeSet<_>>(),
             [alice.id(), carol.id()].into()
         );
         assert!(update.removed.is_empty() && update.added.is_empty() && update.welcome.is_none());
-        alice.expect_commit(&update.commit, 3);
-        carol.expect_commit(&update.commit, 3);
+        alice.expect_commit(&update.message, 3);
+        carol.expect_commit(&update.message, 3);
         all_read_all(&mut [&mut alice, &mut bob, &mut carol]);
     }
 
@@ -1332,10 +1525,11 @@ mod tests {
         for round in 0..10u64 {
             let committer = if round % 2 == 0 { &mut alice } else { &mut bob };
             let update = committer.member.self_update(GROUP).unwrap();
+            committer.member.merge_pending(GROUP).unwrap();
             committer.restart();
             let follower = if round % 2 == 0 { &mut bob } else { &mut alice };
-            follower.expect_commit(&update.commit, 3 + round);
-            queued.push(update.commit);
+            follower.expect_commit(&update.message, 3 + round);
+            queued.push(update.message);
         }
         assert_eq!(alice.epoch(), 12);
         assert_eq!(carol.epoch(), 2);
@@ -1354,8 +1548,9 @@ mod tests {
         let (mut alice, mut bob) = alice_and_bob();
         let late = bob.send("sent before the commit arrived");
         let update = alice.member.self_update(GROUP).unwrap();
+        alice.member.merge_pending(GROUP).unwrap();
         alice.expect_text(&late, bob.id(), "sent before the commit arrived");
-        bob.expect_commit(&update.commit, 2);
+        bob.expect_commit(&update.message, 2);
     }
 
     #[test]
@@ -1368,12 +1563,14 @@ mod tests {
         assert_eq!(alice.member.pending_proposals(GROUP).unwrap(), 1);
 
         let commit = alice.member.commit_pending_proposals(GROUP).unwrap();
+
+        alice.member.merge_pending(GROUP).unwrap();
         alice.restart();
         assert_eq!(commit.removed, vec![bob.id()]);
         assert_eq!(commit.remaining, vec![carol.id()]);
-        carol.expect_commit(&commit.commit, 3);
+        carol.expect_commit(&commit.message, 3);
         assert_eq!(
-            bob.process(&commit.commit),
+            bob.process(&commit.message),
             Incoming::Commit { group: GROUP.into(), epoch: 3, removed_self: true }
         );
         assert!(bob.member.groups().is_empty());
@@ -1406,12 +1603,14 @@ mod tests {
         }
 
         let commit = alice.member.commit_pending_proposals(GROUP).unwrap();
+
+        alice.member.merge_pending(GROUP).unwrap();
         alice.restart();
         assert_eq!(commit.added, vec![dave.id()]);
         assert_eq!(commit.removed, vec![carol.id()]);
         assert_eq!(commit.remaining, vec![bob.id()]);
-        bob.expect_commit(&commit.commit, 3);
-        assert!(matches!(carol.process(&commit.commit), Incoming::Commit { removed_self: true, .. }));
+        bob.expect_commit(&commit.message, 3);
+        assert!(matches!(carol.process(&commit.message), Incoming::Commit { removed_self: true, .. }));
         assert_eq!(dave.join(commit.welcome.as_ref().unwrap()), GROUP);
         let now: BTreeSet<_> = [alice.id(), bob.id(), dave.id()].into();
         assert_eq!(dave.members(), now);

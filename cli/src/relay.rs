@@ -373,14 +373,44 @@ impl Relay {
         &self,
         key_package: Vec<u8>,
     ) -> Result<pb::UploadKeyPackageResponse, RelayError> {
-        self.call(Method::UploadKeyPackage, &pb::UploadKeyPackageRequest { key_package }).await
+        self.upload_key_package_as(key_package, false).await
+    }
+
+    /// Uploads a pool KeyPackage, or (with `last_resort`) replaces the
+    /// identity's last-resort one.
+    pub async fn upload_key_package_as(
+        &self,
+        key_package: Vec<u8>,
+        last_resort: bool,
+    ) -> Result<pb::UploadKeyPackageResponse, RelayError> {
+        self.call(Method::UploadKeyPackage, &pb::UploadKeyPackageRequest { key_package, last_resort }).await
     }
 
     pub async fn fetch_key_package(&self, identity: &[u8; 32]) -> Result<Vec<u8>, RelayError> {
-        let r: pb::FetchKeyPackageResponse = self
-            .call(Method::FetchKeyPackage, &pb::FetchKeyPackageRequest { identity_key: identity.to_vec() })
-            .await?;
-        Ok(r.key_package)
+        Ok(self.fetch_key_package_of(identity).await?.key_package)
+    }
+
+    /// As [`Relay::fetch_key_package`], saying whether it was the last-resort one.
+    pub async fn fetch_key_package_of(
+        &self,
+        identity: &[u8; 32],
+    ) -> Result<pb::FetchKeyPackageResponse, RelayError> {
+        self.call(Method::FetchKeyPackage, &pb::FetchKeyPackageRequest { identity_key: identity.to_vec() })
+            .await
+    }
+
+    /// How many KeyPackages of ours the relay holds.
+    pub async fn key_package_status(&self) -> Result<pb::KeyPackageStatusResponse, RelayError> {
+        self.call(Method::KeyPackageStatus, &pb::KeyPackageStatusRequest {}).await
+    }
+
+    /// A fenced commit (method 600): admitted, or refused with `conflict`
+    /// when another commit took its epoch.
+    pub async fn group_commit(
+        &self,
+        req: pb::GroupCommitRequest,
+    ) -> Result<pb::GroupCommitResponse, RelayError> {
+        self.call(Method::GroupCommit, &req).await
     }
 
     pub async fn enqueue(

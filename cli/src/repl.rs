@@ -4,25 +4,25 @@
 //! messages appear while the user types and nothing busy-polls.
 //!
 //! Conversations: `#name` is the MLS group `name`; `@user` is a DM, the
-//! two-member MLS group `dm:<a>:<b>` (the two usernames sorted) on its own
-//! channel; `@<own name>` is a notepad that only ever lives in the local
-//! history. Every change is saved before anything leaves, and the queue is
-//! acknowledged only after the state is saved.
+//! MLS group `dm:<a>:<b>` (the two usernames sorted) of both people's
+//! devices; `@<own name>` is a notepad that only ever lives in the local
+//! history. What this file owns is the conversation on the terminal: every
+//! MLS step, save, send and ack goes through [`qpc::session`].
 
-use std::collections::HashMap;
+use std::collections::BTreeSet;
 use std::error::Error;
 use std::io::BufRead;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use qpc::account::{self, AccountError};
-use qpc::mls::{Incoming, MlsError};
 use qpc::relay::{Relay, RelayError};
-use qpc::state::{password_from, HistoryEntry, State};
+use qpc::session::{dm_group, Event, Session, SessionError, DM_PREFIX};
+use qpc::state::{password_from, HistoryEntry, State, StateLock};
 use qpc_proto::{pb, Status};
 use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 
-use crate::commands::{connect_anonymous, new_msg_id, publish_key_package, resolve_peer, short};
+use crate::commands::{connect_anonymous, resolve_peer};
 use crate::Common;
 
 type Outcome = Result<(), Box<dyn Error>>;
@@ -33,16 +33,15 @@ pub const MAX_TEXT: usize = 64 * 1024;
 /// How long one FetchWait waits before it is asked again (the relay may cap it).
 const WAIT_MS: u32 = 25_000;
 
-/// Prefix of the MLS group names of DMs; `#` groups may not use it.
-const DM_PREFIX: &str = "dm:";
-
 const HELP: &[(&str, &str)] = &[
     ("/dm <user>", "open (or start) a DM with a user; /dm <yourself> is a local notepad"),
     ("/create-group <name>", "create a group and make it active"),
     ("/invite <user>", "add a user to the active group"),
     ("/remove <user>", "remove a member from the active group"),
     ("/leave", "leave the active group or DM"),
-    ("/join", "accept pending invitations now (they are also accepted as they arrive)"),
+    ("/join [#group|@user]", "accept an invitation (the only one when none is named)"),
+    ("/decline #group|@user", "decline an invitation"),
+    ("/invites", "list the pending invitations"),
     ("/switch @user|#group", "change the active conversation"),
     ("/list, /ls", "list conversations"),
     ("/members", "members of the active conversation"),
@@ -67,12 +66,6 @@ fn now() -> u64 {
 
 fn clock(t: u64) -> String {
     format!("{:02}:{:02}", (t / 3600) % 24, (t / 60) % 60)
-}
-
-/// The MLS group of the DM between `a` and `b`.
-pub fn dm_group(a: &str, b: &str) -> String {
-    let (x, y) = if a <= b { (a, b) } else { (b, a) };
-    format!("{DM_PREFIX}{x}:{y}")
 }
 
 /// Lines of standard input, read on their own thread (a pipe works as well as
@@ -112,6 +105,9 @@ async fn sign_in(c: &Common, password: &str) -> Result<(Relay, State, String), B
     let relay = connect_anonymous(c).await?;
     let state = if State::exists(&c.state) {
         let state = State::load_with_password(&c.state, &password)?;
+        for warning in &state.warnings {
+            println!("! {warning}");
+        }
         account::login(&relay, &username, &password, &state.signing_key).await?;
         println!("signed in as {username}");
         state
@@ -133,185 +129,125 @@ async fn sign_in(c: &Common, password: &str) -> Result<(Relay, State, String), B
             Err(e) => return Err(e.into()),
         }
         state.relay = Some(c.server.clone());
-        publish_key_package(&relay, &mut state).await?;
+        state.save()?;
         state
     };
     Ok((relay, state, username))
 }
 
-/// One signed-in session.
-struct Session<'c> {
+/// One signed-in conversation on the terminal.
+struct Repl<'c> {
     common: &'c Common,
-    state: State,
+    session: Session,
     me: String,
-    names: HashMap<[u8; 32], String>,
     /// `@user` or `#group`.
     active: Option<String>,
-    /// Highest queue position processed (and acknowledged).
-    done_seq: u64,
     /// `qpc chat`: every line is text for the active conversation.
     chat_mode: bool,
 }
 
-impl Session<'_> {
+/// Outcome of a step: errors that end the REPL are told apart by `fatal`.
+type Step<T> = Result<T, Box<dyn Error>>;
+
+impl Repl<'_> {
     fn notepad(&self) -> String {
         format!("@{}", self.me)
     }
 
-    /// The conversation label of an MLS group.
     fn label_of(&self, group: &str) -> String {
-        match group.strip_prefix(DM_PREFIX).and_then(|pair| pair.split_once(':')) {
-            Some((a, b)) => format!("@{}", if a == self.me { b } else { a }),
-            None => format!("#{group}"),
-        }
+        self.session.label_of(group)
     }
 
-    /// The MLS group of a conversation label, if it is one we hold.
-    fn group_of(&self, label: &str) -> Option<String> {
-        let group = if let Some(user) = label.strip_prefix('@') {
-            dm_group(&self.me, user)
+    /// The MLS group a conversation label names, whether or not we hold it.
+    fn group_named(&self, label: &str) -> Option<String> {
+        if let Some(user) = label.strip_prefix('@') {
+            Some(dm_group(&self.me, user))
         } else {
-            label.strip_prefix('#')?.to_string()
-        };
-        self.state.member.groups().contains(&group).then_some(group)
-    }
-
-    fn save(&self) -> Outcome {
-        Ok(self.state.save()?)
-    }
-
-    async fn name(&mut self, relay: &Relay, key: &[u8; 32]) -> String {
-        if *key == self.state.identity_key() {
-            return self.me.clone();
-        }
-        if let Some(name) = self.names.get(key) {
-            return name.clone();
-        }
-        match relay.resolve_identity(key).await {
-            Ok(Some(name)) => {
-                self.names.insert(*key, name.clone());
-                name
-            }
-            _ => short(key),
+            Some(label.strip_prefix('#').unwrap_or(label).to_string())
         }
     }
 
-    fn record(&mut self, conversation: &str, sender: &str, text: &str) {
-        self.state.record(HistoryEntry {
-            conversation: conversation.into(),
-            sender: sender.into(),
-            time: now(),
-            text: text.into(),
-        });
-    }
-
-    /// Processes queued messages (skipping any already done), saves, acks.
-    /// Returns how many groups were joined.
-    async fn receive(
-        &mut self,
-        relay: &Relay,
-        envelopes: Vec<pb::Envelope>,
-    ) -> Result<usize, Box<dyn Error>> {
-        let fresh: Vec<pb::Envelope> = envelopes.into_iter().filter(|e| e.seq > self.done_seq).collect();
-        let Some(last) = fresh.last().map(|e| e.seq) else { return Ok(0) };
-        let mut joined = 0;
-        for env in &fresh {
-            match self.process(relay, env).await {
-                Ok(n) => joined += n,
-                Err(e) if fatal(e.as_ref()) => return Err(e),
-                Err(e) => println!("! while reading message {}: {e}", env.seq),
-            }
+    /// The MLS group of a conversation label, if it is one we hold and accepted.
+    fn group_of(&self, label: &str) -> Option<String> {
+        if !label.starts_with(['@', '#']) {
+            return None;
         }
-        self.save()?;
-        relay.ack(last).await?;
-        self.done_seq = last;
-        Ok(joined)
+        let group = self.group_named(label)?;
+        self.session.groups().contains(&group).then_some(group)
     }
 
-    async fn process(&mut self, relay: &Relay, env: &pb::Envelope) -> Result<usize, Box<dyn Error>> {
-        let from: [u8; 32] = env.sender_key.as_slice().try_into().unwrap_or([0; 32]);
-        match self.state.member.process(&env.payload) {
-            Ok(Incoming::Application { group, sender, plaintext }) => {
-                let label = self.label_of(&group);
-                let name = self.name(relay, &sender).await;
-                let text = String::from_utf8_lossy(&plaintext).into_owned();
-                self.record(&label, &name, &text);
-                if self.active.as_deref() == Some(label.as_str()) {
-                    println!("[{name}] {text}");
-                } else {
-                    println!("({label}) [{name}] {text}");
-                }
-            }
-            Ok(Incoming::Welcome(welcome)) => {
-                let name = self.name(relay, &from).await;
-                match self.state.member.join(&welcome) {
-                    Ok(group) => {
-                        let label = self.label_of(&group);
-                        if label.starts_with('@') {
-                            println!("* {name} opened a DM with you: {label}");
-                        } else {
-                            println!("* {name} added you to {label}");
-                        }
-                        if self.active.is_none() {
-                            self.active = Some(label.clone());
-                            println!("* now talking in {label}");
-                        }
-                        // The Welcome used up a KeyPackage: publish another.
-                        publish_key_package(relay, &mut self.state).await?;
-                        return Ok(1);
+    fn save(&self) -> Step<()> {
+        Ok(self.session.state.save()?)
+    }
+
+    /// Prints what the session reports, then the messages not shown yet.
+    fn show(&mut self, events: &[Event]) -> Step<()> {
+        for event in events {
+            match event {
+                Event::Invited { group, inviter } => {
+                    let label = self.label_of(group);
+                    let name = if label.starts_with('@') { label.clone() } else { group.clone() };
+                    if label.starts_with('@') {
+                        println!("* {inviter} invites you to a DM {label}: /join {name} or /decline {name}");
+                    } else {
+                        println!("* {inviter} invites you to {label}: /join {name} or /decline {name}");
                     }
-                    Err(e) => println!("! cannot join from the invitation of {name}: {e}"),
                 }
-            }
-            Ok(Incoming::Commit { group, epoch, removed_self }) => {
-                let label = self.label_of(&group);
-                if removed_self {
+                Event::Joined { group, .. } => {
+                    let label = self.label_of(group);
+                    println!("* joined {label} (added by your other device)");
+                    self.activate_if_idle(&label);
+                }
+                Event::EpochAdvanced { group, epoch } => {
+                    println!("* {} is now at epoch {epoch}", self.label_of(group))
+                }
+                Event::Removed { group } => {
+                    let label = self.label_of(group);
                     println!("* you were removed from {label}");
                     if self.active.as_deref() == Some(label.as_str()) {
                         self.active = None;
                     }
-                } else {
-                    println!("* {label} is now at epoch {epoch}");
                 }
-            }
-            Ok(Incoming::Proposal { group }) => {
-                let label = self.label_of(&group);
-                let name = self.name(relay, &from).await;
-                println!("* {label}: proposal from {name}");
-                // One member commits proposals: the lowest identity key among
-                // the members other than the proposer.
-                let members = self.state.member.members(&group)?;
-                let committer = members.iter().filter(|m| **m != from).min().copied();
-                if committer == Some(self.state.identity_key()) {
-                    let commit = self.state.member.commit_pending_proposals(&group)?;
-                    self.save()?;
-                    let recipients = commit.recipients();
-                    if !recipients.is_empty() {
-                        relay
-                            .batch_enqueue(&recipients, group.as_bytes(), commit.commit, new_msg_id())
-                            .await?;
-                    }
-                    if let Some(welcome) = commit.welcome {
-                        relay.batch_enqueue(&commit.added, group.as_bytes(), welcome, new_msg_id()).await?;
-                    }
-                    println!(
-                        "* {label}: committed the proposal (epoch {})",
-                        self.state.member.epoch(&group)?
-                    );
+                Event::Proposal { group, from } => {
+                    println!("* {}: proposal from {from}", self.label_of(group))
                 }
-            }
-            Err(e) if e.is_replay() => {}
-            Err(MlsError::NoSuchGroup(_)) => {}
-            Err(e) => {
-                let name = self.name(relay, &from).await;
-                println!("! a message from {name} cannot be decrypted: {e}");
+                Event::Committed { group, epoch, what } => {
+                    println!("* {}: {what} (epoch {epoch})", self.label_of(group))
+                }
+                Event::Undecryptable { from, reason, .. } => {
+                    println!("! a message from {from} cannot be decrypted: {reason}")
+                }
             }
         }
-        Ok(0)
+        for entry in self.session.take_unshown()? {
+            self.print_line(&entry);
+        }
+        Ok(())
     }
 
-    /// Encrypts `text` for the active conversation and sends it.
-    async fn send_text(&mut self, relay: &Relay, text: &str) -> Outcome {
+    fn print_line(&self, entry: &HistoryEntry) {
+        if self.active.as_deref() == Some(entry.conversation.as_str()) {
+            println!("[{}] {}", entry.sender, entry.text);
+        } else {
+            println!("({}) [{}] {}", entry.conversation, entry.sender, entry.text);
+        }
+    }
+
+    fn activate_if_idle(&mut self, label: &str) {
+        if self.active.is_none() {
+            self.active = Some(label.to_string());
+            println!("* now talking in {label}");
+        }
+    }
+
+    /// Processes queued messages and shows what they brought.
+    async fn receive(&mut self, relay: &Relay, envelopes: Vec<pb::Envelope>) -> Step<()> {
+        let events = self.session.receive(relay, envelopes).await?;
+        self.show(&events)
+    }
+
+    /// Sends `text` to the active conversation.
+    async fn send_text(&mut self, relay: &Relay, text: &str) -> Step<()> {
         if text.trim().is_empty() {
             println!("(empty line: nothing sent)");
             return Ok(());
@@ -326,7 +262,13 @@ impl Session<'_> {
         };
         if label == self.notepad() {
             let me = self.me.clone();
-            self.record(&label, &me, text);
+            self.session.state.record(HistoryEntry {
+                conversation: label,
+                sender: me,
+                time: now(),
+                text: text.into(),
+                ..HistoryEntry::default()
+            });
             return self.save();
         }
         let Some(group) = self.group_of(&label) else {
@@ -334,23 +276,17 @@ impl Session<'_> {
             self.active = None;
             return Ok(());
         };
-        let me = self.state.identity_key();
-        let recipients: Vec<[u8; 32]> =
-            self.state.member.members(&group)?.into_iter().filter(|m| *m != me).collect();
-        if recipients.is_empty() {
-            println!("! nobody else is in {label} yet: /invite <user>");
-            return Ok(());
+        match self.session.send_text(relay, &group, text).await {
+            Err(SessionError::NotPossible(why)) if why.contains("no other members") => {
+                println!("! nobody else is in {label} yet: /invite <user>");
+                Ok(())
+            }
+            other => Ok(other?),
         }
-        let ciphertext = self.state.member.encrypt(&group, text.as_bytes())?;
-        let name = self.me.clone();
-        self.record(&label, &name, text);
-        self.save()?;
-        relay.batch_enqueue(&recipients, group.as_bytes(), ciphertext, new_msg_id()).await?;
-        Ok(())
     }
 
     /// The keys of `user`, or a message saying there is no such user.
-    async fn user_keys(&self, relay: &Relay, user: &str) -> Result<Option<Vec<[u8; 32]>>, Box<dyn Error>> {
+    async fn user_keys(&self, relay: &Relay, user: &str) -> Step<Option<Vec<[u8; 32]>>> {
         match resolve_peer(relay, user).await {
             Ok(keys) if !keys.is_empty() => Ok(Some(keys)),
             Ok(_) => {
@@ -367,39 +303,17 @@ impl Session<'_> {
         }
     }
 
-    /// Adds every device of `keys` to `group`: commit to the members, Welcome
-    /// to the newcomer. Returns how many were added.
-    async fn add(
-        &mut self,
-        relay: &Relay,
-        group: &str,
-        user: &str,
-        keys: &[[u8; 32]],
-    ) -> Result<usize, Box<dyn Error>> {
-        let mut added_count = 0;
-        for key in keys {
-            if self.state.member.members(group)?.contains(key) {
-                continue;
+    /// Adds every device of `user` to `group`; `false` (after saying why)
+    /// when nothing was added.
+    async fn add(&mut self, relay: &Relay, group: &str, user: &str, keys: &[[u8; 32]]) -> Step<bool> {
+        match self.session.add(relay, group, user, keys).await {
+            Ok(_) => Ok(true),
+            Err(SessionError::NotPossible(why)) => {
+                println!("! {why}");
+                Ok(false)
             }
-            let key_package = match relay.fetch_key_package(key).await {
-                Ok(kp) => kp,
-                Err(e) if e.status() == Some(Status::NotFound) => {
-                    println!("! {user} has no KeyPackage left on the relay (a device of theirs must sign in first)");
-                    continue;
-                }
-                Err(e) => return Err(e.into()),
-            };
-            let added = self.state.member.add_member(group, &key_package, Some(*key))?;
-            self.save()?;
-            if !added.existing_members.is_empty() {
-                relay
-                    .batch_enqueue(&added.existing_members, group.as_bytes(), added.commit, new_msg_id())
-                    .await?;
-            }
-            relay.enqueue(key, group.as_bytes(), added.welcome, new_msg_id()).await?;
-            added_count += 1;
+            Err(e) => Err(e.into()),
         }
-        Ok(added_count)
     }
 
     /// The active MLS group, or a message why there is none.
@@ -413,7 +327,7 @@ impl Session<'_> {
             return None;
         }
         if label.starts_with('@') && !dm_ok {
-            println!("! {command}: {label} is a DM with two members; /create-group <name> for more");
+            println!("! {command}: {label} is a DM; /create-group <name> for more people");
             return None;
         }
         let Some(group) = self.group_of(&label) else {
@@ -423,16 +337,42 @@ impl Session<'_> {
         Some((label, group))
     }
 
-    async fn send_commit(&self, relay: &Relay, group: &str, commit: qpc::mls::Commit) -> Outcome {
-        let recipients = commit.recipients();
-        if !recipients.is_empty() {
-            relay.batch_enqueue(&recipients, group.as_bytes(), commit.commit, new_msg_id()).await?;
+    /// Accepts the invitation to the conversation `target` names (or the
+    /// only one pending) and makes it active.
+    fn accept(&mut self, target: Option<&str>) -> Step<()> {
+        let pending: Vec<String> = self.session.state.invitations.iter().map(|i| i.group.clone()).collect();
+        let group = match target {
+            Some(t) => self.group_named(t).unwrap_or_default(),
+            None => match pending.as_slice() {
+                [only] => only.clone(),
+                [] => {
+                    println!("* no pending invitation");
+                    return Ok(());
+                }
+                several => {
+                    let labels: Vec<String> = several.iter().map(|g| self.label_of(g)).collect();
+                    println!("! several invitations: /join one of {}", labels.join(", "));
+                    return Ok(());
+                }
+            },
+        };
+        if !pending.contains(&group) {
+            println!("! no pending invitation to {}", self.label_of(&group));
+            return Ok(());
+        }
+        self.session.accept(&group)?;
+        let label = self.label_of(&group);
+        println!("* joined {label}");
+        self.active = Some(label.clone());
+        println!("* now talking in {label}");
+        for entry in self.session.take_unshown()? {
+            self.print_line(&entry);
         }
         Ok(())
     }
 
     /// Runs one slash command; `Ok(false)` ends the session.
-    async fn command(&mut self, relay: &Relay, line: &str) -> Result<bool, Box<dyn Error>> {
+    async fn command(&mut self, relay: &Relay, line: &str) -> Step<bool> {
         let mut words = line.split_whitespace();
         let command = words.next().unwrap_or("/");
         let args: Vec<&str> = words.collect();
@@ -453,7 +393,7 @@ impl Session<'_> {
                 Some(name) if name.starts_with(DM_PREFIX) || name.starts_with(['#', '@']) => {
                     println!("! a group name may not start with {DM_PREFIX:?}, '#' or '@'");
                 }
-                Some(name) => match self.state.member.create_group(&name) {
+                Some(name) => match self.session.state.member.create_group(&name) {
                     Ok(()) => {
                         self.save()?;
                         self.active = Some(format!("#{name}"));
@@ -467,12 +407,16 @@ impl Session<'_> {
                 Some(user) => {
                     let Some((label, group)) = self.active_group("/invite", false) else { return Ok(true) };
                     let Some(keys) = self.user_keys(relay, &user).await? else { return Ok(true) };
-                    if keys.iter().all(|k| self.state.member.members(&group).is_ok_and(|m| m.contains(k))) {
+                    let members = self.session.state.member.members(&group)?;
+                    if keys.iter().all(|k| members.contains(k)) {
                         println!("! {user} is already a member of {label}");
                         return Ok(true);
                     }
-                    if self.add(relay, &group, &user, &keys).await? > 0 {
-                        println!("* invited {user} to {label} (epoch {})", self.state.member.epoch(&group)?);
+                    if self.add(relay, &group, &user, &keys).await? {
+                        println!(
+                            "* invited {user} to {label} (epoch {})",
+                            self.session.state.member.epoch(&group)?
+                        );
                     }
                 }
                 None => println!("{}", usage("/invite")),
@@ -485,46 +429,55 @@ impl Session<'_> {
                         return Ok(true);
                     }
                     let Some(keys) = self.user_keys(relay, &user).await? else { return Ok(true) };
-                    let members = self.state.member.members(&group)?;
+                    let members = self.session.state.member.members(&group)?;
                     let targets: Vec<_> = keys.into_iter().filter(|k| members.contains(k)).collect();
                     if targets.is_empty() {
                         println!("! {user} is not a member of {label}");
                         return Ok(true);
                     }
-                    for key in targets {
-                        let commit = self.state.member.remove_member(&group, key)?;
-                        self.save()?;
-                        self.send_commit(relay, &group, commit).await?;
+                    match self.session.remove(relay, &group, &user, &targets).await {
+                        Ok(epoch) => println!("* removed {user} from {label} (epoch {epoch})"),
+                        Err(SessionError::NotPossible(why)) => println!("! {why}"),
+                        Err(e) => return Err(e.into()),
                     }
-                    println!("* removed {user} from {label} (epoch {})", self.state.member.epoch(&group)?);
                 }
                 None => println!("{}", usage("/remove")),
             },
             "/update" if args.is_empty() => {
                 let Some((label, group)) = self.active_group("/update", true) else { return Ok(true) };
-                let commit = self.state.member.self_update(&group)?;
-                self.save()?;
-                self.send_commit(relay, &group, commit).await?;
-                println!("* your key in {label} is rotated (epoch {})", self.state.member.epoch(&group)?);
+                let epoch = self.session.update(relay, &group).await?;
+                println!("* your key in {label} is rotated (epoch {epoch})");
             }
             "/leave" if args.is_empty() => {
                 let Some((label, group)) = self.active_group("/leave", true) else { return Ok(true) };
-                let me = self.state.identity_key();
-                let others: Vec<_> =
-                    self.state.member.members(&group)?.into_iter().filter(|m| *m != me).collect();
-                let proposal = self.state.member.leave(&group)?;
-                self.state.member.forget(&group)?;
-                self.save()?;
-                if !others.is_empty() {
-                    relay.batch_enqueue(&others, group.as_bytes(), proposal, new_msg_id()).await?;
-                }
+                self.session.leave(relay, &group).await?;
                 self.active = None;
                 println!("* you left {label}");
             }
-            "/join" if args.is_empty() => {
-                let envelopes = relay.peek(0).await?;
-                if self.receive(relay, envelopes).await? == 0 {
-                    println!("* no pending invitation (invitations are accepted as they arrive)");
+            "/join" if args.len() <= 1 => {
+                if self.session.state.invitations.is_empty() {
+                    let envelopes = relay.peek(0).await?;
+                    self.receive(relay, envelopes).await?;
+                }
+                self.accept(args.first().copied())?;
+            }
+            "/decline" => match one(&args) {
+                Some(target) => {
+                    let group = self.group_named(&target).unwrap_or_default();
+                    match self.session.decline(relay, &group).await {
+                        Ok(()) => println!("* declined the invitation to {}", self.label_of(&group)),
+                        Err(SessionError::NotPossible(why)) => println!("! {why}"),
+                        Err(e) => return Err(e.into()),
+                    }
+                }
+                None => println!("{}", usage("/decline")),
+            },
+            "/invites" if args.is_empty() => {
+                if self.session.state.invitations.is_empty() {
+                    println!("* no pending invitations");
+                }
+                for invitation in self.session.state.invitations.clone() {
+                    println!("  {} from {}", self.label_of(&invitation.group), invitation.inviter);
                 }
             }
             "/switch" => match one(&args) {
@@ -544,13 +497,13 @@ impl Session<'_> {
                 let mark = |l: &str| if self.active.as_deref() == Some(l) { "*" } else { " " };
                 let notepad = self.notepad();
                 println!("{} {notepad} (notepad, local only)", mark(&notepad));
-                for group in self.state.member.groups() {
+                for group in self.session.groups() {
                     let label = self.label_of(&group);
                     println!(
                         "{} {label} ({} members, epoch {})",
                         mark(&label),
-                        self.state.member.members(&group)?.len(),
-                        self.state.member.epoch(&group)?
+                        self.session.state.member.members(&group)?.len(),
+                        self.session.state.member.epoch(&group)?
                     );
                 }
             }
@@ -564,12 +517,11 @@ impl Session<'_> {
                     return Ok(true);
                 }
                 let Some((_, group)) = self.active_group("/members", true) else { return Ok(true) };
-                let mut names = Vec::new();
-                for key in self.state.member.members(&group)? {
-                    names.push(self.name(relay, &key).await);
+                let mut names = BTreeSet::new();
+                for key in self.session.state.member.members(&group)? {
+                    names.insert(self.session.name(relay, &key).await);
                 }
-                names.sort();
-                println!("members of {label}: {}", names.join(", "));
+                println!("members of {label}: {}", names.into_iter().collect::<Vec<_>>().join(", "));
             }
             "/history" if args.len() <= 1 => {
                 let n = match args.first().map(|a| a.parse::<usize>()) {
@@ -584,14 +536,14 @@ impl Session<'_> {
                     println!("! /history: no active conversation");
                     return Ok(true);
                 };
-                let lines = self.state.history_of(&label, n);
+                let lines = self.session.state.history_of(&label, n);
                 println!("history of {label} ({} lines):", lines.len());
                 for e in lines {
                     println!("  {} [{}] {}", clock(e.time), e.sender, e.text);
                 }
             }
             "/whoami" if args.is_empty() => {
-                let key = self.state.identity_key();
+                let key = self.session.me();
                 println!("username : {}", self.me);
                 println!("identity_key : {}", hex::encode(key));
                 println!("fingerprint : {}", hex::encode(Sha256::digest(key)));
@@ -599,15 +551,15 @@ impl Session<'_> {
                 match self.active.clone() {
                     Some(label) => match self.group_of(&label) {
                         Some(group) => {
-                            println!("active : {label} (epoch {})", self.state.member.epoch(&group)?)
+                            println!("active : {label} (epoch {})", self.session.state.member.epoch(&group)?)
                         }
                         None => println!("active : {label}"),
                     },
                     None => println!("active : none"),
                 }
             }
-            "/quit" | "/exit" | "/help" | "/update" | "/leave" | "/join" | "/list" | "/ls" | "/members"
-            | "/history" | "/whoami" => {
+            "/quit" | "/exit" | "/help" | "/update" | "/leave" | "/join" | "/invites" | "/list" | "/ls"
+            | "/members" | "/history" | "/whoami" => {
                 println!("{}", usage(command));
             }
             other => {
@@ -620,7 +572,7 @@ impl Session<'_> {
         Ok(true)
     }
 
-    async fn dm(&mut self, relay: &Relay, user: &str) -> Outcome {
+    async fn dm(&mut self, relay: &Relay, user: &str) -> Step<()> {
         let label = format!("@{user}");
         if user == self.me {
             self.active = Some(label.clone());
@@ -631,23 +583,26 @@ impl Session<'_> {
             println!("{}", usage("/dm"));
             return Ok(());
         }
-        if let Some(group) = self.group_of(&label) {
+        let group = dm_group(&self.me, user);
+        if self.session.is_pending(&group) {
+            return self.accept(Some(&label));
+        }
+        if self.group_of(&label).is_some() {
             self.active = Some(label.clone());
             println!("* now talking in {label}");
-            if self.state.member.members(&group)?.len() < 2 {
+            if self.session.state.member.members(&group)?.len() < 2 {
                 // The peer left this DM: invite them back.
                 let Some(keys) = self.user_keys(relay, user).await? else { return Ok(()) };
-                if self.add(relay, &group, user, &keys).await? > 0 {
+                if self.add(relay, &group, user, &keys).await? {
                     println!("* invited {user} back to {label}");
                 }
             }
             return Ok(());
         }
         let Some(keys) = self.user_keys(relay, user).await? else { return Ok(()) };
-        let group = dm_group(&self.me, user);
-        self.state.member.create_group(&group)?;
-        if self.add(relay, &group, user, &keys).await? == 0 {
-            self.state.member.forget(&group)?;
+        self.session.state.member.create_group(&group)?;
+        if !self.add(relay, &group, user, &keys).await? {
+            self.session.state.member.forget(&group)?;
             self.save()?;
             return Ok(());
         }
@@ -657,7 +612,7 @@ impl Session<'_> {
     }
 
     /// One line typed by the user; `Ok(false)` ends the session.
-    async fn line(&mut self, relay: &Relay, line: &str) -> Result<bool, Box<dyn Error>> {
+    async fn line(&mut self, relay: &Relay, line: &str) -> Step<bool> {
         if !self.chat_mode && line.starts_with('/') {
             return self.command(relay, line).await;
         }
@@ -668,12 +623,15 @@ impl Session<'_> {
 
 /// Errors that end the session: the relay connection or the state file.
 fn fatal(e: &(dyn Error + 'static)) -> bool {
-    lost(e) || e.downcast_ref::<qpc::state::StateError>().is_some()
+    lost(e)
+        || e.downcast_ref::<qpc::state::StateError>().is_some()
+        || matches!(e.downcast_ref::<SessionError>(), Some(SessionError::State(_)))
 }
 
 /// A lost (or unreachable) relay: worth reconnecting to.
 fn lost(e: &(dyn Error + 'static)) -> bool {
     matches!(e.downcast_ref::<RelayError>(), Some(RelayError::Lost(_) | RelayError::Unreachable { .. }))
+        || e.downcast_ref::<SessionError>().is_some_and(SessionError::is_lost)
 }
 
 type Lines = mpsc::UnboundedReceiver<Option<String>>;
@@ -684,7 +642,7 @@ enum Ended {
     Lost(Box<dyn Error>),
 }
 
-impl Session<'_> {
+impl Repl<'_> {
     /// Reads typed lines and the queue until the user quits or the relay is
     /// lost; any other error is reported and the session goes on, except a
     /// state file that cannot be saved.
@@ -726,7 +684,7 @@ impl Session<'_> {
         loop {
             let attempt = async {
                 let relay = connect_anonymous(self.common).await?;
-                account::login(&relay, &self.me, password, &self.state.signing_key).await?;
+                account::login(&relay, &self.me, password, &self.session.state.signing_key).await?;
                 Ok::<Relay, Box<dyn Error>>(relay)
             };
             tokio::select! {
@@ -763,32 +721,31 @@ impl Session<'_> {
 /// `qpc repl` (no target) and `qpc chat --to TARGET`.
 pub async fn run(c: &Common, target: Option<&str>) -> Outcome {
     c.username.as_deref().ok_or("--username is required")?;
+    let _lock = StateLock::take(&c.state)?;
     let password = password_from(c.password.clone())?;
     let (relay, state, me) = sign_in(c, &password).await?;
-    let mut session = Session {
-        common: c,
-        state,
-        me,
-        names: HashMap::new(),
-        active: None,
-        done_seq: 0,
-        chat_mode: target.is_some(),
-    };
+    let mut repl =
+        Repl { common: c, session: Session::new(state), me, active: None, chat_mode: target.is_some() };
+    // What is still to be sent, and KeyPackages for peers to invite us with.
+    let events = repl.session.start(&relay).await?;
     if target.is_none() {
         println!("type /help for the commands");
     }
-    // What arrived while we were away, in queue order.
+    // Then what arrived while we were away.
+    repl.show(&events)?;
     let queued = relay.peek(0).await?;
-    session.receive(&relay, queued).await?;
+    repl.receive(&relay, queued).await?;
     if let Some(target) = target {
         if let Some(user) = target.strip_prefix('@').or((!target.starts_with('#')).then_some(target)) {
-            session.dm(&relay, user).await?;
-        } else if session.group_of(target).is_some() {
-            session.active = Some(target.to_string());
+            repl.dm(&relay, user).await?;
+        } else if repl.session.is_pending(target.trim_start_matches('#')) {
+            repl.accept(Some(target))?;
+        } else if repl.group_of(target).is_some() {
+            repl.active = Some(target.to_string());
         } else {
             return Err(format!("no conversation {target}").into());
         }
-        if session.active.is_none() {
+        if repl.active.is_none() {
             return Err(format!("cannot open a conversation with {target}").into());
         }
     }
@@ -796,21 +753,26 @@ pub async fn run(c: &Common, target: Option<&str>) -> Outcome {
     let mut lines = stdin_lines();
     let mut relay = relay;
     loop {
-        match session.serve(&relay, &mut lines).await? {
+        match repl.serve(&relay, &mut lines).await? {
             Ended::Quit => break,
             Ended::Lost(e) => {
                 println!("! {e}; reconnecting");
-                match session.reconnect(&password, &mut lines).await {
-                    Some(fresh) => relay = fresh,
+                match repl.reconnect(&password, &mut lines).await {
+                    Some(fresh) => {
+                        relay = fresh;
+                        // What did not go out before the connection broke.
+                        let events = repl.session.flush_outbox(&relay).await?;
+                        repl.show(&events)?;
+                    }
                     None => {
-                        session.save()?;
+                        repl.save()?;
                         return Ok(());
                     }
                 }
             }
         }
     }
-    session.save()?;
+    repl.save()?;
     relay.close().await;
     Ok(())
 }

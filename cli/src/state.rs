@@ -93,6 +93,8 @@ pub enum StateError {
     NoPassword { why: String },
     #[error("Argon2id parameters refused: {why}")]
     KdfParams { why: String },
+    #[error("{} is in use by another qpc process", path.display())]
+    InUse { path: PathBuf },
 }
 
 /// Argon2id cost parameters, stored in every encrypted file so that they can
@@ -144,6 +146,67 @@ struct StateBody {
     relay: Option<String>,
     #[prost(message, repeated, tag = "5")]
     history: Vec<HistoryEntry>,
+    /// Each an encoded [`OutboxEntry`], decoded one by one so that a damaged
+    /// entry costs only itself.
+    #[prost(bytes = "vec", repeated, tag = "6")]
+    outbox: Vec<Vec<u8>>,
+    #[prost(message, repeated, tag = "7")]
+    invitations: Vec<Invitation>,
+}
+
+/// Something on its way to the relay: saved before it is sent, removed
+/// once the relay has answered, so a crash in between sends it again (the
+/// relay recognises the retry by its client message id).
+#[derive(Clone, PartialEq, Message)]
+pub struct OutboxEntry {
+    #[prost(bytes = "vec", tag = "1")]
+    pub client_msg_id: Vec<u8>,
+    /// The method id: Enqueue, BatchEnqueue or GroupCommit.
+    #[prost(uint32, tag = "2")]
+    pub method: u32,
+    /// The encoded request.
+    #[prost(bytes = "vec", tag = "3")]
+    pub request: Vec<u8>,
+    /// For a GroupCommit: the group whose pending commit this is.
+    #[prost(string, tag = "4")]
+    pub group: String,
+    /// For a GroupCommit: what the commit does, to make it again when
+    /// another member's commit was admitted first.
+    #[prost(message, optional, tag = "5")]
+    pub intent: Option<Intent>,
+}
+
+/// What a commit is for, independent of the epoch it was made in.
+#[derive(Clone, PartialEq, Message)]
+pub struct Intent {
+    /// One of the `INTENT_*` constants.
+    #[prost(uint32, tag = "1")]
+    pub kind: u32,
+    /// Add: the devices' identity keys; Remove: the members to remove.
+    #[prost(bytes = "vec", repeated, tag = "2")]
+    pub keys: Vec<Vec<u8>>,
+    /// Add: the KeyPackages fetched for `keys`, in the same order.
+    #[prost(bytes = "vec", repeated, tag = "3")]
+    pub key_packages: Vec<Vec<u8>>,
+    /// Who it is about, as the person named them (for messages).
+    #[prost(string, tag = "4")]
+    pub who: String,
+}
+
+pub const INTENT_ADD: u32 = 1;
+pub const INTENT_REMOVE: u32 = 2;
+pub const INTENT_UPDATE: u32 = 3;
+pub const INTENT_PROPOSALS: u32 = 4;
+
+/// A Welcome that was processed (its group is in the MLS state, kept up to
+/// date) but not yet accepted by the person.
+#[derive(Clone, PartialEq, Message)]
+pub struct Invitation {
+    #[prost(string, tag = "1")]
+    pub group: String,
+    /// The inviter's username, or their short identity key.
+    #[prost(string, tag = "2")]
+    pub inviter: String,
 }
 
 /// Longest history kept per conversation; older lines are dropped.
@@ -163,6 +226,12 @@ pub struct HistoryEntry {
     pub time: u64,
     #[prost(string, tag = "4")]
     pub text: String,
+    /// Received but not yet shown by `recv` or the REPL.
+    #[prost(bool, tag = "5")]
+    pub unshown: bool,
+    /// The MLS group it belongs to.
+    #[prost(string, tag = "6")]
+    pub group: String,
 }
 
 /// What an encrypted state needs to save again without the password.
@@ -287,6 +356,13 @@ pub struct State {
     pub relay: Option<String>,
     /// Chat history, oldest first (see [`State::record`]).
     pub history: Vec<HistoryEntry>,
+    /// What is still to be sent, oldest first.
+    pub outbox: Vec<OutboxEntry>,
+    /// Welcomes waiting for the person to accept or decline them.
+    pub invitations: Vec<Invitation>,
+    /// What was wrong with the file but could be set aside (damaged outbox
+    /// entries): for the person to read.
+    pub warnings: Vec<String>,
     /// `Some` when the file is (to be) saved encrypted.
     sealing: Option<Sealing>,
 }
@@ -303,6 +379,9 @@ impl State {
             username: None,
             relay: None,
             history: Vec::new(),
+            outbox: Vec::new(),
+            invitations: Vec::new(),
+            warnings: Vec::new(),
             sealing: None,
         }
     }
@@ -404,6 +483,25 @@ impl State {
         );
         let member = Member::from_bytes(*seed, &body.member)
             .map_err(|source| StateError::Mls { path: path.into(), source })?;
+        let mut warnings = Vec::new();
+        let total = body.outbox.len();
+        let outbox = body
+            .outbox
+            .iter()
+            .enumerate()
+            .filter_map(|(n, bytes)| match OutboxEntry::decode(bytes.as_slice()) {
+                Ok(entry) => Some(entry),
+                Err(e) => {
+                    warnings.push(format!(
+                        "state file {}: outbox entry {} of {total} is damaged ({e}); it was dropped, \
+                         the rest of the state is kept",
+                        path.display(),
+                        n + 1
+                    ));
+                    None
+                }
+            })
+            .collect();
         Ok(State {
             path: path.into(),
             signing_key: SigningKey::from_bytes(&seed),
@@ -411,6 +509,9 @@ impl State {
             username: body.username.clone(),
             relay: body.relay.clone(),
             history: body.history,
+            outbox,
+            invitations: body.invitations,
+            warnings,
             sealing,
         })
     }
@@ -454,6 +555,8 @@ impl State {
             username: self.username.clone(),
             relay: self.relay.clone(),
             history: self.history.clone(),
+            outbox: self.outbox.iter().map(Message::encode_to_vec).collect(),
+            invitations: self.invitations.clone(),
         };
         let encoded = Zeroizing::new(body.encode_to_vec());
         zeroize::Zeroize::zeroize(&mut body.identity_seed);
@@ -469,6 +572,34 @@ impl State {
         };
         write_atomically(&self.path, &bytes)
             .map_err(|source| StateError::Io { path: self.path.clone(), source })
+    }
+}
+
+/// Holds the exclusive lock of a state file while it lives: one qpc
+/// process per state file, so two cannot overwrite each other's changes.
+#[derive(Debug)]
+pub struct StateLock {
+    _file: std::fs::File,
+}
+
+impl StateLock {
+    /// Takes the lock of the state file at `path` (on `<path>.lock`, since
+    /// the state file itself is replaced by every save), or says who has it.
+    pub fn take(path: &Path) -> Result<StateLock, StateError> {
+        let mut name = path.as_os_str().to_owned();
+        name.push(".lock");
+        let lock_path = PathBuf::from(name);
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(|source| StateError::Io { path: lock_path.clone(), source })?;
+        match file.try_lock() {
+            Ok(()) => Ok(StateLock { _file: file }),
+            Err(std::fs::TryLockError::WouldBlock) => Err(StateError::InUse { path: path.into() }),
+            Err(std::fs::TryLockError::Error(source)) => Err(StateError::Io { path: lock_path, source }),
+        }
     }
 }
 
@@ -579,6 +710,7 @@ mod tests {
             sender: "ann".into(),
             time: n as u64,
             text: format!("line {n}"),
+            ..HistoryEntry::default()
         };
         state.record(line("#other", 0));
         for n in 0..HISTORY_PER_CONVERSATION + 5 {
@@ -631,6 +763,8 @@ mod tests {
             username: None,
             relay: None,
             history: Vec::new(),
+            outbox: Vec::new(),
+            invitations: Vec::new(),
         };
         let mut bytes = b"QPCSTATE\x01".to_vec();
         bytes.extend_from_slice(&old.encode_to_vec());
@@ -815,5 +949,53 @@ mod tests {
             Sealing::new(PASSWORD, KdfParams::default()).unwrap();
         }
         println!("Argon2id m=19456 KiB t=2 p=1: {:?} per derivation", start.elapsed() / runs);
+    }
+
+    #[test]
+    fn the_outbox_and_invitations_survive_a_save_and_a_damaged_entry_costs_only_itself() {
+        let path = temp_path("outbox");
+        let mut state = State::generate(&path);
+        for n in 0..3u8 {
+            state.outbox.push(OutboxEntry {
+                client_msg_id: vec![n; 16],
+                method: 205,
+                request: vec![n; 40],
+                group: String::new(),
+                intent: (n == 1).then(|| Intent {
+                    kind: INTENT_ADD,
+                    keys: vec![vec![9; 32]],
+                    ..Intent::default()
+                }),
+            });
+        }
+        state.invitations.push(Invitation { group: "team".into(), inviter: "alice".into() });
+        state.save().unwrap();
+        let loaded = State::load(&path).unwrap();
+        assert_eq!(loaded.outbox, state.outbox);
+        assert_eq!(loaded.invitations, state.invitations);
+        assert!(loaded.warnings.is_empty());
+
+        // Cut the middle entry short inside an otherwise sound body.
+        let bytes = std::fs::read(&path).unwrap();
+        let mut body = StateBody::decode(&bytes[9..]).unwrap();
+        body.outbox[1].truncate(5);
+        let mut damaged = b"QPCSTATE\x01".to_vec();
+        damaged.extend_from_slice(&body.encode_to_vec());
+        std::fs::write(&path, &damaged).unwrap();
+        let loaded = State::load(&path).unwrap();
+        assert_eq!(loaded.outbox, vec![state.outbox[0].clone(), state.outbox[2].clone()]);
+        assert_eq!(loaded.warnings.len(), 1);
+        assert!(loaded.warnings[0].contains("outbox entry 2 of 3 is damaged"), "{}", loaded.warnings[0]);
+        assert_eq!(loaded.signing_key.to_bytes(), state.signing_key.to_bytes());
+    }
+
+    #[test]
+    fn a_state_file_has_one_process_at_a_time() {
+        let path = temp_path("lock");
+        let first = StateLock::take(&path).unwrap();
+        let err = StateLock::take(&path).unwrap_err();
+        assert_eq!(err.to_string(), format!("{} is in use by another qpc process", path.display()));
+        drop(first);
+        StateLock::take(&path).unwrap();
     }
 }

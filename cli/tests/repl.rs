@@ -135,8 +135,10 @@ fn two_people_dm_and_keep_history_across_restarts() {
     alice.send("/dm bob");
     alice.expect("DM with bob started");
     alice.send("hello bob");
-    // Bob types nothing: the invitation and the message just appear.
-    bob.expect("alice opened a DM with you: @alice");
+    // The invitation is an offer; once Bob accepts, the message is there.
+    bob.expect("alice invites you to a DM @alice: /join @alice or /decline @alice");
+    bob.send("/join @alice");
+    bob.expect("joined @alice");
     bob.expect("[alice] hello bob");
     bob.send("hi alice");
     alice.expect("[bob] hi alice");
@@ -184,7 +186,8 @@ fn two_people_dm_and_keep_history_across_restarts() {
     alice.expect("committed the proposal (epoch 2)");
     alice.send("/dm bob");
     alice.expect("invited bob back to @bob");
-    bob.expect("alice opened a DM with you: @alice");
+    bob.expect("alice invites you to a DM @alice");
+    bob.send("/join");
     alice.send("welcome back");
     bob.expect("[alice] welcome back");
     alice.quit();
@@ -203,10 +206,16 @@ fn a_group_removes_updates_and_leaves() {
     alice.expect("created #team");
     alice.send("/invite bob");
     alice.expect("invited bob to #team (epoch 1)");
-    bob.expect("alice added you to #team");
+    bob.expect("alice invites you to #team: /join team or /decline team");
+    bob.send("/invites");
+    bob.expect("#team from alice");
+    bob.send("/join team");
+    bob.expect("joined #team");
     alice.send("/invite carol");
     alice.expect("invited carol to #team (epoch 2)");
-    carol.expect("alice added you to #team");
+    carol.expect("alice invites you to #team");
+    carol.send("/join");
+    carol.expect("joined #team");
     bob.expect("#team is now at epoch 2");
 
     alice.send("hello team");
@@ -259,7 +268,9 @@ fn an_offline_member_catches_up_ten_epochs() {
     let mut dana = Repl::start(&server, &dir, "dana");
     alice.send("/create-group club");
     alice.send("/invite dana");
-    dana.expect("alice added you to #club");
+    dana.expect("alice invites you to #club");
+    dana.send("/join #club");
+    dana.expect("joined #club");
     dana.quit();
 
     for epoch in 2..=11 {
@@ -352,7 +363,9 @@ fn chat_reads_stdin_and_prints_incoming() {
     let mut bob = Repl::start(&server, &dir, "bob");
     bob.send("/create-group ops");
     bob.send("/invite alice");
-    alice.expect("bob added you to #ops");
+    alice.expect("bob invites you to #ops");
+    alice.send("/join ops");
+    alice.expect("joined #ops");
     alice.quit();
 
     let mut chat = Repl::spawn(&server, &dir, "alice", &["chat", "--to", "#ops"]);
@@ -383,7 +396,9 @@ fn sessions_reconnect_when_the_relay_restarts() {
     let mut alice = Repl::start(&server, &dir, "alice");
     let mut bob = Repl::start(&server, &dir, "bob");
     alice.send("/dm bob");
-    bob.expect("alice opened a DM with you");
+    bob.expect("alice invites you to a DM");
+    bob.send("/join");
+    bob.expect("joined @alice");
     server.restart();
     alice.expect("reconnected to the relay");
     bob.expect("reconnected to the relay");
@@ -396,10 +411,8 @@ fn sessions_reconnect_when_the_relay_restarts() {
 /// Two sessions at real terminals (tmux panes), typed into with send-keys.
 #[test]
 fn two_terminals_under_tmux() {
-    if Command::new("tmux").arg("-V").output().map(|o| !o.status.success()).unwrap_or(true) {
-        eprintln!("tmux not installed: skipped");
-        return;
-    }
+    let tmux_ok = Command::new("tmux").arg("-V").output().map(|o| o.status.success()).unwrap_or(false);
+    assert!(tmux_ok, "tmux is needed for this test: `make test` installs it (apt-get install tmux)");
     let dir = TempDir::new("repl-tmux");
     let server = relay(&dir);
     let socket = format!("qpc-test-{}", std::process::id());
@@ -440,6 +453,8 @@ fn two_terminals_under_tmux() {
     type_line("alice", "/dm bob");
     wait_for("alice", "DM with bob started");
     type_line("alice", "hello from a terminal");
+    wait_for("bob", "invites you to a DM @alice");
+    type_line("bob", "/join");
     wait_for("bob", "[alice] hello from a terminal");
     type_line("bob", "typed back");
     wait_for("alice", "[bob] typed back");

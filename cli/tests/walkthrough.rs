@@ -102,14 +102,33 @@ fn queued_messages_survive_a_restart_and_arrive_once() {
 }
 
 #[test]
-fn key_packages_are_single_use() {
+fn key_packages_are_single_use_and_the_last_resort_one_is_kept() {
     let dir = TempDir::new("kp");
     let server = Server::start(&dir.join("data"), &[]);
     let (alice, bob) = (dir.join("alice.bin"), dir.join("bob.bin"));
     ok(server.qpc(&alice, &["register-state"]));
     let bob_key = identity_key(&ok(server.qpc(&bob, &["register-state"])));
-    let first = ok(server.qpc(&alice, &["fetch-key", "--peer-key", &bob_key]));
-    assert!(first.contains(&format!("KeyPackage of {bob_key}")), "{first}");
-    let second = fails(server.qpc(&alice, &["fetch-key", "--peer-key", &bob_key]));
-    assert!(second.contains("not_found") && second.contains("no KeyPackage available"), "{second}");
+    let fetch = || ok(server.qpc(&alice, &["fetch-key", "--peer-key", &bob_key]));
+    let hash = |line: &str| line.split("sha256 ").nth(1).unwrap().split(' ').next().unwrap().to_string();
+    // The pool: each fetch removes exactly one, never the same twice.
+    let mut seen = std::collections::BTreeSet::new();
+    for _ in 0..10 {
+        let out = fetch();
+        assert!(out.contains(&format!("KeyPackage of {bob_key}")) && !out.contains("last resort"), "{out}");
+        assert!(seen.insert(hash(&out)), "a pool KeyPackage was handed out twice: {out}");
+    }
+    // Then the last-resort one, again and again, so Bob can still be invited.
+    let last = fetch();
+    assert!(last.trim_end().ends_with("(last resort)"), "{last}");
+    assert!(!seen.contains(&hash(&last)));
+    assert_eq!(hash(&fetch()), hash(&last));
+    // Bob's next run tops the pool up and replaces the used last-resort one.
+    ok(server.qpc(&bob, &["recv"]));
+    let fresh = fetch();
+    assert!(!fresh.contains("last resort"), "{fresh}");
+    for _ in 0..9 {
+        fetch();
+    }
+    let replaced = fetch();
+    assert!(replaced.contains("(last resort)") && hash(&replaced) != hash(&last), "{replaced}");
 }

@@ -458,7 +458,10 @@ async fn sweep_loop(relay: Rc<Relay>) {
             store::now_ms().saturating_sub(i64::try_from(ttl.saturating_mul(1000)).unwrap_or(i64::MAX));
         match relay
             .store
-            .write(move |tx| store::queues::expire_before(tx, cutoff).map_err(StoreError::from))
+            .write(move |tx| {
+                store::fences::expire_before(tx, cutoff)?;
+                store::queues::expire_before(tx, cutoff).map_err(StoreError::from)
+            })
             .await
         {
             Ok(0) => {}

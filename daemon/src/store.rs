@@ -14,11 +14,12 @@
 //!
 //! Every SQL statement of the daemon lives below this module, behind typed
 //! operations: `queues`, `key_packages`, `accounts`, `directory`,
-//! `identities`, `hybrid_keys`, `meta`. A command composes them in one
+//! `identities`, `hybrid_keys`, `fences`, `meta`. A command composes them in one
 //! write closure when it needs several steps to be all-or-nothing.
 
 pub mod accounts;
 pub mod directory;
+pub mod fences;
 pub mod hybrid_keys;
 pub mod identities;
 pub mod key_packages;
@@ -187,6 +188,12 @@ impl Store {
             let _ = thread.join();
         }
     }
+}
+
+/// A database in memory with the whole schema, for the store's unit tests.
+#[cfg(test)]
+pub(crate) fn memory_db() -> Connection {
+    schema::memory().0
 }
 
 /// The storage thread's side of [`Store::write_staged`]: runs `op` in a

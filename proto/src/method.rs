@@ -43,10 +43,12 @@ ids! {
         UploadHybridKey = 302,
         FetchHybridKey = 303,
         FetchHybridKeys = 304,
+        KeyPackageStatus = 305,
         AuthChallenge = 400,
         AuthProve = 401,
         ResolveUser = 500,
         ResolveIdentity = 501,
+        GroupCommit = 600,
     }
 }
 
@@ -82,7 +84,7 @@ mod tests {
         for m in Method::ALL {
             assert_eq!(Method::from_u16(m.id()), Some(*m));
         }
-        for unknown in [0u16, 99, 104, 199, 206, 299, 305, 402, 502, u16::MAX] {
+        for unknown in [0u16, 99, 104, 199, 206, 299, 306, 402, 502, 599, 601, u16::MAX] {
             assert_eq!(Method::from_u16(unknown), None, "{unknown}");
         }
         assert_eq!(Event::from_u16(1), Some(Event::NewMessage));

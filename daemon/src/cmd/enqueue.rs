@@ -11,15 +11,15 @@ use super::auth::Proven;
 use crate::hub::{Accepted, IdentityKey};
 use crate::refusal::{identity_key, Refusal};
 use crate::server::Relay;
-use crate::store::now_ms;
 use crate::store::queues::{self, AppendError, Appended, NewMessage, Quota};
+use crate::store::{now_ms, Staged, Tx};
 
 /// Bound on recipients of one BatchEnqueue.
-const MAX_RECIPIENTS: usize = 1000;
+pub(crate) const MAX_RECIPIENTS: usize = 1000;
 const MAX_CHANNEL_ID: usize = 255;
 const MAX_CLIENT_MSG_ID: usize = 64;
 
-fn parse(
+pub(crate) fn parse(
     payload: Vec<u8>,
     channel_id: Vec<u8>,
     client_msg_id: Vec<u8>,
@@ -38,7 +38,7 @@ fn parse(
     Ok(NewMessage { sender: me.key(), channel_id, client_msg_id, payload })
 }
 
-fn quota(relay: &Relay) -> Quota {
+pub(crate) fn quota(relay: &Relay) -> Quota {
     let l = &relay.limits;
     Quota {
         queue_messages: l.max_queue_messages,
@@ -68,6 +68,50 @@ fn refusal(recipient: &IdentityKey, e: AppendError) -> Refusal {
     }
 }
 
+/// Appends `m` to every recipient's queue inside the caller's write: what
+/// each got, and the message as accepted (for readers online now).
+pub(crate) fn append_all(
+    tx: &Tx,
+    quota: &Quota,
+    recipients: &[IdentityKey],
+    m: NewMessage,
+    now: i64,
+) -> Result<(Vec<Appended>, Accepted), Refusal> {
+    let mut stored = Vec::with_capacity(recipients.len());
+    for r in recipients {
+        stored.push(queues::append(tx, quota, r, &m, now).map_err(|e| refusal(r, e))?);
+    }
+    let to = recipients.iter().zip(&stored).filter(|(_, a)| !a.duplicate).map(|(r, a)| (*r, a.seq)).collect();
+    let accepted = Accepted {
+        sender: m.sender,
+        channel_id: m.channel_id,
+        payload: m.payload,
+        enqueued_at_ms: now.max(0) as u64,
+        to,
+    };
+    Ok((stored, accepted))
+}
+
+/// Shows what a write accepted to the readers waiting for it, waits for
+/// the write to be durable, then counts it and pushes the events.
+pub(crate) async fn announce<T>(
+    relay: &Relay,
+    mut staged: Staged<T, Vec<Accepted>, Refusal>,
+) -> Result<T, Refusal> {
+    let accepted = staged.accepted().await.unwrap_or_default();
+    for a in &accepted {
+        relay.hub.message_accepted(a);
+    }
+    let result = staged.durable().await?;
+    for a in &accepted {
+        relay.stats_enqueued(a.to.len());
+        for (recipient, seq) in &a.to {
+            relay.hub.message_stored(*recipient, *seq, &a.channel_id);
+        }
+    }
+    Ok(result)
+}
+
 /// Stores `m` for every recipient, all or none (one savepoint), shows it to
 /// waiting readers once accepted, and returns once durable.
 async fn store(
@@ -76,35 +120,11 @@ async fn store(
     m: NewMessage,
 ) -> Result<Vec<Appended>, Refusal> {
     let quota = quota(relay);
-    let mut staged = relay.store.write_staged(move |tx| {
-        let now = now_ms();
-        let mut stored = Vec::with_capacity(recipients.len());
-        for r in &recipients {
-            stored.push(queues::append(tx, &quota, r, &m, now).map_err(|e| refusal(r, e))?);
-        }
-        let to =
-            recipients.iter().zip(&stored).filter(|(_, a)| !a.duplicate).map(|(r, a)| (*r, a.seq)).collect();
-        let accepted = Accepted {
-            sender: m.sender,
-            channel_id: m.channel_id,
-            payload: m.payload,
-            enqueued_at_ms: now.max(0) as u64,
-            to,
-        };
-        Ok::<_, Refusal>((stored, accepted))
+    let staged = relay.store.write_staged(move |tx| {
+        let (stored, accepted) = append_all(tx, &quota, &recipients, m, now_ms())?;
+        Ok::<_, Refusal>((stored, vec![accepted]))
     });
-    let accepted = staged.accepted().await;
-    if let Some(accepted) = &accepted {
-        relay.hub.message_accepted(accepted);
-    }
-    let stored = staged.durable().await?;
-    if let Some(accepted) = accepted {
-        relay.stats_enqueued(accepted.to.len());
-        for (recipient, seq) in &accepted.to {
-            relay.hub.message_stored(*recipient, *seq, &accepted.channel_id);
-        }
-    }
-    Ok(stored)
+    announce(relay, staged).await
 }
 
 pub async fn enqueue(

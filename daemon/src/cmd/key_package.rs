@@ -1,5 +1,8 @@
-//! UploadKeyPackage (300) and FetchKeyPackage (301): single-use MLS
-//! KeyPackages. A fetch removes exactly one, atomically, oldest first.
+//! UploadKeyPackage (300), FetchKeyPackage (301) and KeyPackageStatus (305):
+//! a pool of single-use MLS KeyPackages per identity, each fetch removing
+//! exactly one, atomically, oldest first; and one last-resort KeyPackage
+//! handed out (and kept) only when the pool is empty, so an offline device
+//! can always be invited.
 
 use std::rc::Rc;
 
@@ -24,15 +27,18 @@ pub async fn upload(
     let available = relay
         .store
         .write(move |tx| {
-            let held = key_packages::count(tx, &me.key())?;
-            if held >= max {
-                return Err(Refusal::new(
-                    Status::QuotaExceeded,
-                    format!("this identity already holds {held} KeyPackages, the relay's limit; upload more once peers have used some"),
-                ));
+            if req.last_resort {
+                return Ok(key_packages::set_last_resort(tx, &me.key(), &req.key_package)?);
             }
-            key_packages::insert(tx, &me.key(), &req.key_package)?;
-            Ok(held + 1)
+            key_packages::add_to_pool(tx, &me.key(), &req.key_package, max)?.ok_or_else(|| {
+                Refusal::new(
+                    Status::QuotaExceeded,
+                    format!(
+                        "this identity already holds {max} KeyPackages, the relay's limit; \
+                         upload more once peers have used some"
+                    ),
+                )
+            })
         })
         .await?;
     Ok(pb::UploadKeyPackageResponse { fingerprint, available })
@@ -43,9 +49,8 @@ pub async fn fetch(
     req: pb::FetchKeyPackageRequest,
 ) -> Result<pb::FetchKeyPackageResponse, Refusal> {
     let peer = identity_key("identity_key", &req.identity_key)?;
-    let package =
-        relay.store.write(move |tx| key_packages::take_oldest(tx, &peer).map_err(Refusal::from)).await?;
-    let key_package = package.ok_or_else(|| {
+    let taken = relay.store.write(move |tx| key_packages::take(tx, &peer).map_err(Refusal::from)).await?;
+    let (key_package, last_resort) = taken.ok_or_else(|| {
         Refusal::new(
             Status::NotFound,
             format!(
@@ -54,5 +59,14 @@ pub async fn fetch(
             ),
         )
     })?;
-    Ok(pb::FetchKeyPackageResponse { key_package })
+    Ok(pb::FetchKeyPackageResponse { key_package, last_resort })
+}
+
+pub async fn status(relay: &Relay, me: Proven) -> Result<pb::KeyPackageStatusResponse, Refusal> {
+    let held = relay.store.read(move |c| key_packages::held(c, &me.key())).await?;
+    Ok(pb::KeyPackageStatusResponse {
+        available: held.available,
+        last_resort: held.last_resort,
+        last_resort_used: held.last_resort_used,
+    })
 }

@@ -9,13 +9,14 @@ pub mod auth;
 pub mod directory;
 pub mod enqueue;
 pub mod fetch;
+pub mod group;
 pub mod hybrid_key;
 pub mod key_package;
 
 use std::rc::Rc;
 
 use prost::Message;
-use qpc_proto::{Method, Status};
+use qpc_proto::{pb, Method, Status};
 
 use crate::refusal::{decode, Refusal};
 use crate::server::{Relay, Session};
@@ -63,6 +64,11 @@ pub async fn dispatch(
         Method::Ack => ok(ack::ack(relay, me, decode(payload)?).await?),
         Method::UploadKeyPackage => ok(key_package::upload(relay, me, decode(payload)?).await?),
         Method::FetchKeyPackage => ok(key_package::fetch(relay, decode(payload)?).await?),
+        Method::KeyPackageStatus => {
+            let _: pb::KeyPackageStatusRequest = decode(payload)?;
+            ok(key_package::status(relay, me).await?)
+        }
+        Method::GroupCommit => ok(group::commit(relay, me, decode(payload)?).await?),
         Method::UploadHybridKey => ok(hybrid_key::upload(relay, me, decode(payload)?).await?),
         Method::FetchHybridKey => ok(hybrid_key::fetch(relay, decode(payload)?).await?),
         Method::FetchHybridKeys => ok(hybrid_key::fetch_many(relay, decode(payload)?).await?),

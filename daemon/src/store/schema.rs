@@ -64,6 +64,22 @@ const MIGRATIONS: &[&str] = &[
      CREATE UNIQUE INDEX messages_client_id ON messages (recipient, client_msg_id)
         WHERE client_msg_id IS NOT NULL;
      CREATE INDEX messages_by_age ON messages (enqueued_at_ms);",
+    // 2: commit fences per group route; last-resort KeyPackages.
+    "CREATE TABLE group_fences (
+        route BLOB PRIMARY KEY,
+        epoch INTEGER NOT NULL,
+        fence_hash BLOB NOT NULL,
+        updated_at_ms INTEGER NOT NULL
+     ) WITHOUT ROWID;
+     CREATE TABLE group_commits (
+        route BLOB NOT NULL,
+        epoch INTEGER NOT NULL,
+        client_msg_id BLOB NOT NULL,
+        at_ms INTEGER NOT NULL,
+        PRIMARY KEY (route, epoch)
+     ) WITHOUT ROWID;
+     ALTER TABLE key_packages ADD COLUMN last_resort INTEGER NOT NULL DEFAULT 0;
+     ALTER TABLE key_packages ADD COLUMN handed_out INTEGER NOT NULL DEFAULT 0;",
 ];
 
 /// Opens `path` for the storage thread (see [`prepare`]) and loads what the

@@ -153,6 +153,8 @@ pub fn check_request(method: Method, payload: &[u8]) {
         Method::AuthProve => round_trip::<pb::AuthProveRequest>(payload),
         Method::ResolveUser => round_trip::<pb::ResolveUserRequest>(payload),
         Method::ResolveIdentity => round_trip::<pb::ResolveIdentityRequest>(payload),
+        Method::KeyPackageStatus => round_trip::<pb::KeyPackageStatusRequest>(payload),
+        Method::GroupCommit => round_trip::<pb::GroupCommitRequest>(payload),
     }
 }
 
@@ -178,6 +180,8 @@ pub fn check_response(method: Method, payload: &[u8]) {
         Method::AuthProve => round_trip::<pb::AuthProveResponse>(payload),
         Method::ResolveUser => round_trip::<pb::ResolveUserResponse>(payload),
         Method::ResolveIdentity => round_trip::<pb::ResolveIdentityResponse>(payload),
+        Method::KeyPackageStatus => round_trip::<pb::KeyPackageStatusResponse>(payload),
+        Method::GroupCommit => round_trip::<pb::GroupCommitResponse>(payload),
     }
 }
 
@@ -252,7 +256,7 @@ pub fn sample_request(method: Method) -> Vec<u8> {
         }
         .encode_to_vec(),
         Method::UploadKeyPackage => {
-            pb::UploadKeyPackageRequest { key_package: vec![0x4b; 200] }.encode_to_vec()
+            pb::UploadKeyPackageRequest { key_package: vec![0x4b; 200], last_resort: true }.encode_to_vec()
         }
         Method::FetchKeyPackage => pb::FetchKeyPackageRequest { identity_key: key(10) }.encode_to_vec(),
         Method::UploadHybridKey => pb::UploadHybridKeyRequest { public_key: vec![0x48; 120] }.encode_to_vec(),
@@ -266,6 +270,21 @@ pub fn sample_request(method: Method) -> Vec<u8> {
         }
         Method::ResolveUser => pb::ResolveUserRequest { username: "bob".into() }.encode_to_vec(),
         Method::ResolveIdentity => pb::ResolveIdentityRequest { identity_key: key(16) }.encode_to_vec(),
+        Method::KeyPackageStatus => pb::KeyPackageStatusRequest {}.encode_to_vec(),
+        Method::GroupCommit => pb::GroupCommitRequest {
+            group_route: vec![0x52; 32],
+            epoch: 7,
+            fence: vec![0x46; 32],
+            next_fence_hash: vec![0x4e; 32],
+            commit_recipient_keys: vec![key(17), key(18)],
+            commit: b"commit ciphertext".to_vec(),
+            welcome_recipient_keys: vec![key(19)],
+            welcome: b"welcome".to_vec(),
+            channel_id: vec![3; 16],
+            client_msg_id: vec![4; 16],
+            open: true,
+        }
+        .encode_to_vec(),
     }
 }
 
@@ -302,7 +321,7 @@ pub fn sample_response(method: Method) -> Vec<u8> {
             pb::UploadKeyPackageResponse { fingerprint: vec![0xf0; 32], available: 3 }.encode_to_vec()
         }
         Method::FetchKeyPackage => {
-            pb::FetchKeyPackageResponse { key_package: vec![0x4b; 200] }.encode_to_vec()
+            pb::FetchKeyPackageResponse { key_package: vec![0x4b; 200], last_resort: true }.encode_to_vec()
         }
         Method::UploadHybridKey => pb::UploadHybridKeyResponse {}.encode_to_vec(),
         Method::FetchHybridKey => pb::FetchHybridKeyResponse { public_key: vec![0x48; 120] }.encode_to_vec(),
@@ -316,6 +335,10 @@ pub fn sample_response(method: Method) -> Vec<u8> {
             pb::ResolveUserResponse { identity_keys: vec![key(20), key(21)] }.encode_to_vec()
         }
         Method::ResolveIdentity => pb::ResolveIdentityResponse { username: "alice".into() }.encode_to_vec(),
+        Method::KeyPackageStatus => {
+            pb::KeyPackageStatusResponse { available: 4, last_resort: true, last_resort_used: true }.encode_to_vec()
+        }
+        Method::GroupCommit => pb::GroupCommitResponse { epoch: 8, duplicate: true }.encode_to_vec(),
     }
 }
 

@@ -107,13 +107,19 @@ pub struct ResolveIdentityResponse {
 pub struct UploadKeyPackageRequest {
     #[prost(bytes = "vec", tag = "1")]
     pub key_package: ::prost::alloc::vec::Vec<u8>,
+    /// A last-resort KeyPackage (RFC 9420 section 16.8): handed out only when
+    /// the pool is empty, and then kept, not deleted. It replaces the
+    /// identity's previous last-resort package and is not counted in the cap.
+    #[prost(bool, tag = "2")]
+    pub last_resort: bool,
 }
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct UploadKeyPackageResponse {
     /// SHA-256 of the KeyPackage bytes as stored.
     #[prost(bytes = "vec", tag = "1")]
     pub fingerprint: ::prost::alloc::vec::Vec<u8>,
-    /// KeyPackages now held for this identity, this one included.
+    /// Pool KeyPackages now held for this identity (the last-resort one is
+    /// not counted).
     #[prost(uint32, tag = "2")]
     pub available: u32,
 }
@@ -127,6 +133,25 @@ pub struct FetchKeyPackageRequest {
 pub struct FetchKeyPackageResponse {
     #[prost(bytes = "vec", tag = "1")]
     pub key_package: ::prost::alloc::vec::Vec<u8>,
+    /// True when the pool was empty and this is the last-resort package.
+    #[prost(bool, tag = "2")]
+    pub last_resort: bool,
+}
+/// The state of the caller's own KeyPackages (method 305), so a device can
+/// top its pool up.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct KeyPackageStatusRequest {}
+#[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct KeyPackageStatusResponse {
+    /// Pool KeyPackages held.
+    #[prost(uint32, tag = "1")]
+    pub available: u32,
+    /// Whether a last-resort KeyPackage is held.
+    #[prost(bool, tag = "2")]
+    pub last_resort: bool,
+    /// Whether it has been handed out since it was uploaded (replace it).
+    #[prost(bool, tag = "3")]
+    pub last_resort_used: bool,
 }
 /// Publishes (replaces) the hybrid public key of the proven identity.
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
@@ -282,4 +307,53 @@ pub struct NewMessageEvent {
     pub seq: u64,
     #[prost(bytes = "vec", tag = "2")]
     pub channel_id: ::prost::alloc::vec::Vec<u8>,
+}
+/// One commit and the Welcome it produced, fanned out atomically: stored in
+/// every recipient's queue and the fence moved on, or nothing at all.
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct GroupCommitRequest {
+    /// 32 bytes: SHA-256 over the MLS group id (see the client's session layer).
+    #[prost(bytes = "vec", tag = "1")]
+    pub group_route: ::prost::alloc::vec::Vec<u8>,
+    /// The epoch the commit was made in.
+    #[prost(uint64, tag = "2")]
+    pub epoch: u64,
+    /// 32 bytes: the fence value of `epoch`; its SHA-256 must be what the
+    /// relay holds. Ignored when the relay holds no fence and `open` is set.
+    #[prost(bytes = "vec", tag = "3")]
+    pub fence: ::prost::alloc::vec::Vec<u8>,
+    /// 32 bytes: SHA-256 of the fence value of epoch + 1, held from now on.
+    #[prost(bytes = "vec", tag = "4")]
+    pub next_fence_hash: ::prost::alloc::vec::Vec<u8>,
+    /// The members who get `commit` (the group before the commit, minus the
+    /// committer, plus those it removes).
+    #[prost(bytes = "vec", repeated, tag = "5")]
+    pub commit_recipient_keys: ::prost::alloc::vec::Vec<::prost::alloc::vec::Vec<u8>>,
+    #[prost(bytes = "vec", tag = "6")]
+    pub commit: ::prost::alloc::vec::Vec<u8>,
+    /// The members the commit adds; they get `welcome`.
+    #[prost(bytes = "vec", repeated, tag = "7")]
+    pub welcome_recipient_keys: ::prost::alloc::vec::Vec<::prost::alloc::vec::Vec<u8>>,
+    #[prost(bytes = "vec", tag = "8")]
+    pub welcome: ::prost::alloc::vec::Vec<u8>,
+    #[prost(bytes = "vec", tag = "9")]
+    pub channel_id: ::prost::alloc::vec::Vec<u8>,
+    /// Required: a retry of a commit that was already admitted is answered
+    /// again with `duplicate` and stores nothing new.
+    #[prost(bytes = "vec", tag = "10")]
+    pub client_msg_id: ::prost::alloc::vec::Vec<u8>,
+    /// The group is new to the relay: when it holds no fence for
+    /// `group_route`, admit this commit at `epoch` and start the fence there.
+    /// Without it an unknown route is refused with `not_found`.
+    #[prost(bool, tag = "11")]
+    pub open: bool,
+}
+#[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct GroupCommitResponse {
+    /// The epoch the group is in now (the commit's epoch + 1).
+    #[prost(uint64, tag = "1")]
+    pub epoch: u64,
+    /// True when this commit had already been admitted (a retry).
+    #[prost(bool, tag = "2")]
+    pub duplicate: bool,
 }

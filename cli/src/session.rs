@@ -1,0 +1,765 @@
+//! The client session layer: the one place where an MLS step, the state
+//! file, the outbox and the relay meet. Every user interface (the one-shot
+//! subcommands, the REPL, `qpc chat`, `demo-group`) goes through it, so
+//! each of these stories is written once:
+//!
+//! - **Sending** (application messages, proposals, commits): do the MLS
+//!   step, save it together with an outbox entry, send, then remove the
+//!   entry and save. A crash at any point leaves the entry in the outbox and
+//!   the next run sends it first; the relay recognises the retry by its
+//!   client message id, and readers drop an MLS replay silently.
+//! - **Committing**: a commit stays pending until the relay admits it
+//!   through the group's fence (method 600); only then is it merged. When
+//!   another member's commit for the same epoch was admitted first, the
+//!   relay says `conflict`: the pending commit is dropped, the queue is read
+//!   up to (and past) the winning commit, and the operation is made again on
+//!   the new epoch, or given up with a clear reason when it no longer
+//!   applies (the peer was added by someone else meanwhile).
+//! - **Receiving**: process each queued envelope (Welcome, commit, proposal,
+//!   application message), save, and only then ack. Then the upkeep: top up
+//!   the KeyPackage pool after a join, commit received proposals when it is
+//!   our turn, and add this person's new devices to their groups.
+//!
+//! Invitations are offers: a Welcome is processed at once (so its group
+//! stays current) but the group is held as a pending invitation, its
+//! messages unshown, until the person accepts it; a Welcome from another
+//! device of one's own account is accepted without asking.
+
+use std::collections::{BTreeSet, HashMap};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use prost::Message as _;
+use qpc_proto::{pb, Method, Status};
+use rand::RngCore;
+
+use crate::mls::{Commit, IdentityKey, Incoming, MlsError};
+use crate::relay::{Relay, RelayError};
+use crate::state::{
+    HistoryEntry, Intent, Invitation, OutboxEntry, State, StateError, INTENT_ADD, INTENT_PROPOSALS,
+    INTENT_REMOVE, INTENT_UPDATE,
+};
+
+/// KeyPackages a device keeps on the relay; topped up below half of it.
+pub const KEY_PACKAGE_POOL: u32 = 10;
+
+/// How often a commit is made again after losing the race for its epoch.
+const COMMIT_TRIES: usize = 8;
+
+/// Prefix of the MLS group names of DMs; `#` groups may not use it.
+pub const DM_PREFIX: &str = "dm:";
+
+/// The MLS group of the DM between `a` and `b`.
+pub fn dm_group(a: &str, b: &str) -> String {
+    let (x, y) = if a <= b { (a, b) } else { (b, a) };
+    format!("{DM_PREFIX}{x}:{y}")
+}
+
+pub fn short(key: &[u8; 32]) -> String {
+    hex::encode(&key[..8])
+}
+
+fn now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+fn new_msg_id() -> Vec<u8> {
+    let mut id = vec![0u8; 16];
+    rand::rngs::OsRng.fill_bytes(&mut id);
+    id
+}
+
+/// Test-only: `QPC_TEST_CRASH_AT=POINT` stops the process at POINT as a
+/// kill -9 would (nothing flushed, nothing saved).
+fn crash_point(point: &str) {
+    if std::env::var("QPC_TEST_CRASH_AT").is_ok_and(|p| p == point) {
+        eprintln!("QPC_TEST_CRASH_AT: stopping at {point}");
+        std::process::abort();
+    }
+}
+
+/// Test-only: `QPC_TEST_HOLD_COMMIT=GATE` holds a staged commit until the
+/// file GATE exists, after announcing it with `GATE.<pid>.ready`, so that a
+/// test can make two members commit in the same epoch.
+fn hold_commit() {
+    let Ok(gate) = std::env::var("QPC_TEST_HOLD_COMMIT") else { return };
+    let _ = std::fs::write(format!("{gate}.{}.ready", std::process::id()), b"");
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !std::path::Path::new(&gate).exists() && std::time::Instant::now() < until {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    #[error(transparent)]
+    Relay(#[from] RelayError),
+    #[error(transparent)]
+    State(#[from] StateError),
+    #[error(transparent)]
+    Mls(#[from] MlsError),
+    #[error("{0}")]
+    NotPossible(String),
+}
+
+impl SessionError {
+    /// A lost (or unreachable) relay: what is in the outbox goes next time.
+    pub fn is_lost(&self) -> bool {
+        matches!(self, SessionError::Relay(RelayError::Lost(_) | RelayError::Unreachable { .. }))
+    }
+}
+
+type Result<T> = std::result::Result<T, SessionError>;
+
+/// What happened while reading the queue (application messages go to the
+/// history instead: see [`Session::take_unshown`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// A Welcome is waiting for the person's answer.
+    Invited { group: String, inviter: String },
+    /// We are in `group` now; `own_device` when another device of ours
+    /// added us (accepted without asking).
+    Joined { group: String, own_device: bool },
+    /// Someone's commit moved `group` to `epoch`.
+    EpochAdvanced { group: String, epoch: u64 },
+    /// A commit removed us from `group`.
+    Removed { group: String },
+    /// A proposal arrived in `group` from `from`.
+    Proposal { group: String, from: String },
+    /// We committed something ourselves while receiving (a proposal, our
+    /// new device).
+    Committed { group: String, epoch: u64, what: String },
+    /// A message that cannot be read (it is acknowledged all the same).
+    Undecryptable { seq: u64, from: String, reason: String },
+}
+
+/// How a sent outbox entry ended.
+enum Sent {
+    Done,
+    /// Our commit lost its epoch; it was dropped and must be made again.
+    Lost,
+}
+
+/// One device's signed-in session: its state and what it has learnt from
+/// the relay this run.
+pub struct Session {
+    pub state: State,
+    names: HashMap<IdentityKey, String>,
+    /// The devices of our own account, once looked up this run.
+    own_devices: Option<Vec<IdentityKey>>,
+    /// Highest queue position processed and acknowledged this run.
+    done_seq: u64,
+}
+
+impl Session {
+    pub fn new(state: State) -> Session {
+        Session { state, names: HashMap::new(), own_devices: None, done_seq: 0 }
+    }
+
+    pub fn me(&self) -> IdentityKey {
+        self.state.identity_key()
+    }
+
+    fn save(&self) -> Result<()> {
+        Ok(self.state.save()?)
+    }
+
+    /// What every run does first, once connected: send what the outbox
+    /// still holds, top the KeyPackages up, and add this person's devices
+    /// that are missing from their groups.
+    pub async fn start(&mut self, relay: &Relay) -> Result<Vec<Event>> {
+        let mut events = self.flush_outbox(relay).await?;
+        self.top_up_key_packages(relay).await?;
+        events.extend(self.add_own_devices(relay).await?);
+        Ok(events)
+    }
+
+    // ----- names and labels -------------------------------------------------
+
+    /// The username of `key`, else its short hex form.
+    pub async fn name(&mut self, relay: &Relay, key: &IdentityKey) -> String {
+        if *key == self.me() {
+            if let Some(me) = &self.state.username {
+                return me.clone();
+            }
+        }
+        if let Some(name) = self.names.get(key) {
+            return name.clone();
+        }
+        match relay.resolve_identity(key).await {
+            Ok(Some(name)) => {
+                self.names.insert(*key, name.clone());
+                name
+            }
+            _ => short(key),
+        }
+    }
+
+    /// The conversation label of an MLS group: `@user` for a DM, `#name`.
+    pub fn label_of(&self, group: &str) -> String {
+        let me = self.state.username.as_deref().unwrap_or_default();
+        match group.strip_prefix(DM_PREFIX).and_then(|pair| pair.split_once(':')) {
+            Some((a, b)) => format!("@{}", if a == me { b } else { a }),
+            None => format!("#{group}"),
+        }
+    }
+
+    // ----- invitations -------------------------------------------------------
+
+    pub fn is_pending(&self, group: &str) -> bool {
+        self.state.invitations.iter().any(|i| i.group == group)
+    }
+
+    /// Groups we are in and have accepted.
+    pub fn groups(&self) -> Vec<String> {
+        self.state.member.groups().into_iter().filter(|g| !self.is_pending(g)).collect()
+    }
+
+    /// Accepts the pending invitation to `group`; its held messages become
+    /// unshown history.
+    pub fn accept(&mut self, group: &str) -> Result<()> {
+        if !self.is_pending(group) {
+            return Err(SessionError::NotPossible(format!("no pending invitation to group {group}")));
+        }
+        self.state.invitations.retain(|i| i.group != group);
+        self.save()
+    }
+
+    /// Declines the pending invitation to `group`: asks the group to remove
+    /// us (someone commits it), then forgets it, so nothing is left behind
+    /// and a later invitation to the same group works.
+    pub async fn decline(&mut self, relay: &Relay, group: &str) -> Result<()> {
+        if !self.is_pending(group) {
+            return Err(SessionError::NotPossible(format!("no pending invitation to group {group}")));
+        }
+        self.state.invitations.retain(|i| i.group != group);
+        self.leave(relay, group).await
+    }
+
+    // ----- sending -----------------------------------------------------------
+
+    /// Encrypts `text` for every other member of `group` (our other devices
+    /// included) and sends it through the outbox.
+    pub async fn send_text(&mut self, relay: &Relay, group: &str, text: &str) -> Result<()> {
+        if self.is_pending(group) {
+            return Err(SessionError::NotPossible(format!(
+                "accept the invitation to group {group} first (qpc join --group-id {group})"
+            )));
+        }
+        if self.state.member.pending_proposals(group)? > 0 {
+            // openmls sends nothing while proposals wait: commit them first.
+            self.commit(relay, group, Intent { kind: INTENT_PROPOSALS, ..Intent::default() }).await?;
+        }
+        let me = self.me();
+        let recipients: Vec<IdentityKey> =
+            self.state.member.members(group)?.into_iter().filter(|m| *m != me).collect();
+        if recipients.is_empty() {
+            return Err(SessionError::NotPossible(format!("group {group} has no other members yet")));
+        }
+        let ciphertext = self.state.member.encrypt(group, text.as_bytes())?;
+        let sender = self.state.username.clone().unwrap_or_else(|| short(&me));
+        self.state.record(HistoryEntry {
+            conversation: self.label_of(group),
+            sender,
+            time: now(),
+            text: text.into(),
+            unshown: false,
+            group: group.into(),
+        });
+        self.send_batch(relay, &recipients, group, ciphertext).await
+    }
+
+    /// Puts one payload for `recipients` in the outbox and sends it.
+    async fn send_batch(
+        &mut self,
+        relay: &Relay,
+        recipients: &[IdentityKey],
+        group: &str,
+        payload: Vec<u8>,
+    ) -> Result<()> {
+        let client_msg_id = new_msg_id();
+        let request = pb::BatchEnqueueRequest {
+            recipient_keys: recipients.iter().map(|r| r.to_vec()).collect(),
+            payload,
+            channel_id: group.as_bytes().to_vec(),
+            client_msg_id: client_msg_id.clone(),
+        };
+        self.state.outbox.push(OutboxEntry {
+            client_msg_id,
+            method: u32::from(Method::BatchEnqueue.id()),
+            request: request.encode_to_vec(),
+            ..OutboxEntry::default()
+        });
+        self.save()?;
+        crash_point("message-saved");
+        self.send_entry(relay, self.state.outbox.len() - 1).await.map(drop)
+    }
+
+    /// Sends every outbox entry, oldest first. A commit that lost its epoch
+    /// while we were away is made again.
+    pub async fn flush_outbox(&mut self, relay: &Relay) -> Result<Vec<Event>> {
+        let mut events = Vec::new();
+        while !self.state.outbox.is_empty() {
+            let entry = self.state.outbox[0].clone();
+            match self.send_entry(relay, 0).await? {
+                Sent::Done => {}
+                Sent::Lost => {
+                    let intent = entry.intent.unwrap_or_default();
+                    events.extend(self.catch_up(relay).await?);
+                    match self.commit(relay, &entry.group, intent).await {
+                        Ok(epoch) => events.push(Event::Committed {
+                            group: entry.group.clone(),
+                            epoch,
+                            what: "made again after another member's commit".into(),
+                        }),
+                        Err(SessionError::NotPossible(_))
+                        | Err(SessionError::Mls(MlsError::NoSuchGroup(_))) => {}
+                        Err(e) => return Err(e),
+                    }
+                }
+            }
+        }
+        Ok(events)
+    }
+
+    /// Sends outbox entry `index`; on an answer, removes it (merging our
+    /// commit when it was admitted) and saves. A refusal other than a lost
+    /// epoch drops the entry and is returned; a lost connection keeps it.
+    async fn send_entry(&mut self, relay: &Relay, index: usize) -> Result<Sent> {
+        let entry = self.state.outbox[index].clone();
+        let method = u16::try_from(entry.method).ok().and_then(Method::from_u16);
+        let outcome: std::result::Result<(), RelayError> = match method {
+            Some(Method::BatchEnqueue) => match pb::BatchEnqueueRequest::decode(entry.request.as_slice()) {
+                Ok(req) => {
+                    relay.call::<_, pb::BatchEnqueueResponse>(Method::BatchEnqueue, &req).await.map(drop)
+                }
+                Err(e) => Err(RelayError::Protocol(format!("unreadable outbox entry: {e}"))),
+            },
+            Some(Method::Enqueue) => match pb::EnqueueRequest::decode(entry.request.as_slice()) {
+                Ok(req) => relay.call::<_, pb::EnqueueResponse>(Method::Enqueue, &req).await.map(drop),
+                Err(e) => Err(RelayError::Protocol(format!("unreadable outbox entry: {e}"))),
+            },
+            Some(Method::GroupCommit) => match pb::GroupCommitRequest::decode(entry.request.as_slice()) {
+                Ok(mut req) => {
+                    hold_commit();
+                    let mut answer = relay.group_commit(req.clone()).await;
+                    if matches!(&answer, Err(e) if e.status() == Some(Status::NotFound)) && !req.open {
+                        // The relay forgot the group (its fence expired): start it again.
+                        req.open = true;
+                        answer = relay.group_commit(req).await;
+                    }
+                    answer.map(drop)
+                }
+                Err(e) => Err(RelayError::Protocol(format!("unreadable outbox entry: {e}"))),
+            },
+            _ => Err(RelayError::Protocol(format!("outbox entry for unknown method {}", entry.method))),
+        };
+        match outcome {
+            Err(e @ (RelayError::Lost(_) | RelayError::Unreachable { .. })) => Err(e.into()),
+            Err(e) if e.status() == Some(Status::Unavailable) => Err(e.into()),
+            Ok(()) => {
+                if method == Some(Method::GroupCommit) {
+                    crash_point("commit-sent");
+                    if self.state.member.has_pending_commit(&entry.group) {
+                        self.state.member.merge_pending(&entry.group)?;
+                    }
+                } else {
+                    crash_point("message-sent");
+                }
+                self.state.outbox.remove(index);
+                self.save()?;
+                Ok(Sent::Done)
+            }
+            Err(e) => {
+                self.state.outbox.remove(index);
+                if method == Some(Method::GroupCommit) && self.state.member.has_pending_commit(&entry.group) {
+                    self.state.member.clear_pending(&entry.group)?;
+                }
+                self.save()?;
+                if e.status() == Some(Status::Conflict) && method == Some(Method::GroupCommit) {
+                    return Ok(Sent::Lost);
+                }
+                Err(e.into())
+            }
+        }
+    }
+
+    // ----- committing --------------------------------------------------------
+
+    /// Makes the commit `intent` describes in `group`, has the relay admit
+    /// it, and merges it; made again (after reading the queue) as long as
+    /// another member wins the epoch. Returns the new epoch.
+    pub async fn commit(&mut self, relay: &Relay, group: &str, intent: Intent) -> Result<u64> {
+        for _ in 0..COMMIT_TRIES {
+            let commit = self.build(group, &intent)?;
+            let client_msg_id = new_msg_id();
+            let request = self.commit_request(group, &commit, client_msg_id.clone())?;
+            self.state.outbox.push(OutboxEntry {
+                client_msg_id,
+                method: u32::from(Method::GroupCommit.id()),
+                request: request.encode_to_vec(),
+                group: group.to_owned(),
+                intent: Some(intent.clone()),
+            });
+            self.save()?;
+            crash_point("commit-saved");
+            match self.send_entry(relay, self.state.outbox.len() - 1).await? {
+                Sent::Done => return Ok(self.state.member.epoch(group)?),
+                Sent::Lost => {
+                    self.catch_up(relay).await?;
+                }
+            }
+        }
+        Err(SessionError::NotPossible(format!(
+            "group {group}: other members kept committing first ({COMMIT_TRIES} tries); try again"
+        )))
+    }
+
+    /// The fenced request for a pending commit.
+    fn commit_request(
+        &self,
+        group: &str,
+        commit: &Commit,
+        client_msg_id: Vec<u8>,
+    ) -> Result<pb::GroupCommitRequest> {
+        Ok(pb::GroupCommitRequest {
+            group_route: self.state.member.route(group)?.to_vec(),
+            epoch: commit.epoch,
+            fence: commit.fence.to_vec(),
+            next_fence_hash: commit.next_fence_hash.to_vec(),
+            commit_recipient_keys: commit.recipients().iter().map(|k| k.to_vec()).collect(),
+            commit: commit.message.clone(),
+            welcome_recipient_keys: commit.added.iter().map(|k| k.to_vec()).collect(),
+            welcome: commit.welcome.clone().unwrap_or_default(),
+            channel_id: group.as_bytes().to_vec(),
+            client_msg_id,
+            // A group the relay has never seen starts its fence here.
+            open: commit.epoch == 0,
+        })
+    }
+
+    /// The pending commit for `intent` on the group as it is now, or why
+    /// it no longer applies.
+    fn build(&mut self, group: &str, intent: &Intent) -> Result<Commit> {
+        let members: BTreeSet<IdentityKey> = self.state.member.members(group)?.into_iter().collect();
+        let keys: Vec<IdentityKey> =
+            intent.keys.iter().filter_map(|k| k.as_slice().try_into().ok()).collect();
+        let who = if intent.who.is_empty() { "they".to_string() } else { intent.who.clone() };
+        match intent.kind {
+            INTENT_ADD => {
+                let wanted: Vec<(Vec<u8>, Option<IdentityKey>)> = keys
+                    .iter()
+                    .zip(&intent.key_packages)
+                    .filter(|(k, _)| !members.contains(*k))
+                    .map(|(k, kp)| (kp.clone(), Some(*k)))
+                    .collect();
+                if wanted.is_empty() {
+                    return Err(SessionError::NotPossible(format!(
+                        "{who} is already a member of group {group}"
+                    )));
+                }
+                Ok(self.state.member.add_members(group, &wanted)?)
+            }
+            INTENT_REMOVE => {
+                let present: Vec<IdentityKey> = keys.into_iter().filter(|k| members.contains(k)).collect();
+                if present.is_empty() {
+                    return Err(SessionError::NotPossible(format!("{who} is not a member of group {group}")));
+                }
+                Ok(self.state.member.remove_members(group, &present)?)
+            }
+            INTENT_UPDATE => Ok(self.state.member.self_update(group)?),
+            INTENT_PROPOSALS => match self.state.member.commit_pending_proposals(group) {
+                Err(MlsError::NothingToCommit(g)) => {
+                    Err(SessionError::NotPossible(format!("group {g} has no pending proposals to commit")))
+                }
+                other => Ok(other?),
+            },
+            other => Err(SessionError::NotPossible(format!("unknown kind of commit {other} in the outbox"))),
+        }
+    }
+
+    /// Adds every device in `keys` (those not in `group` yet, with a
+    /// KeyPackage on the relay) in one commit. Returns the new epoch.
+    pub async fn add(&mut self, relay: &Relay, group: &str, who: &str, keys: &[IdentityKey]) -> Result<u64> {
+        let members = self.state.member.members(group)?;
+        let mut intent = Intent { kind: INTENT_ADD, who: who.into(), ..Intent::default() };
+        let mut missing_key_package = false;
+        for key in keys.iter().filter(|k| !members.contains(k)) {
+            match relay.fetch_key_package(key).await {
+                Ok(kp) => {
+                    intent.keys.push(key.to_vec());
+                    intent.key_packages.push(kp);
+                }
+                Err(e) if e.status() == Some(Status::NotFound) => missing_key_package = true,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        if intent.keys.is_empty() {
+            return Err(SessionError::NotPossible(if missing_key_package {
+                format!("{who} has no KeyPackage on the relay (a device of theirs must sign in first)")
+            } else {
+                format!("{who} is already a member of group {group}")
+            }));
+        }
+        self.commit(relay, group, intent).await
+    }
+
+    /// Removes the members `keys` (every device of a person) from `group`.
+    pub async fn remove(
+        &mut self,
+        relay: &Relay,
+        group: &str,
+        who: &str,
+        keys: &[IdentityKey],
+    ) -> Result<u64> {
+        if keys.contains(&self.me()) {
+            return Err(SessionError::NotPossible(format!("to leave group {group} yourself, leave it")));
+        }
+        let intent = Intent {
+            kind: INTENT_REMOVE,
+            keys: keys.iter().map(|k| k.to_vec()).collect(),
+            who: who.into(),
+            ..Intent::default()
+        };
+        self.commit(relay, group, intent).await
+    }
+
+    /// Rotates our leaf key in `group`.
+    pub async fn update(&mut self, relay: &Relay, group: &str) -> Result<u64> {
+        self.commit(relay, group, Intent { kind: INTENT_UPDATE, ..Intent::default() }).await
+    }
+
+    /// Asks the other members to remove us (a proposal one of them
+    /// commits), then forgets the group.
+    pub async fn leave(&mut self, relay: &Relay, group: &str) -> Result<()> {
+        let me = self.me();
+        let others: Vec<IdentityKey> =
+            self.state.member.members(group)?.into_iter().filter(|m| *m != me).collect();
+        let proposal = self.state.member.leave(group)?;
+        self.state.member.forget(group)?;
+        self.state.invitations.retain(|i| i.group != group);
+        if others.is_empty() {
+            return self.save();
+        }
+        self.send_batch(relay, &others, group, proposal).await
+    }
+
+    // ----- receiving ---------------------------------------------------------
+
+    /// Reads the queue (waiting up to `wait_ms` when it is empty, if given)
+    /// and processes it: see [`Session::receive`].
+    pub async fn drain(&mut self, relay: &Relay, wait_ms: Option<u32>) -> Result<Vec<Event>> {
+        let envelopes = match wait_ms {
+            Some(ms) => relay.fetch_wait(0, ms).await?,
+            None => relay.peek(0).await?,
+        };
+        self.receive(relay, envelopes).await
+    }
+
+    /// Reads the queue until it is empty, e.g. after losing a commit's
+    /// epoch: the winning commit is in it.
+    async fn catch_up(&mut self, relay: &Relay) -> Result<Vec<Event>> {
+        let mut events = Vec::new();
+        loop {
+            let envelopes = relay.peek(0).await?;
+            if envelopes.iter().all(|e| e.seq <= self.done_seq) {
+                return Ok(events);
+            }
+            events.extend(self.receive_only(relay, envelopes).await?);
+        }
+    }
+
+    /// Processes `envelopes` in queue order (those already processed this
+    /// run are skipped), saves, acks, then does the upkeep: KeyPackages
+    /// after a join, proposals when it is our turn to commit them, and our
+    /// own new devices.
+    pub async fn receive(&mut self, relay: &Relay, envelopes: Vec<pb::Envelope>) -> Result<Vec<Event>> {
+        let mut events = self.receive_only(relay, envelopes).await?;
+        if events.iter().any(|e| matches!(e, Event::Joined { .. } | Event::Invited { .. })) {
+            self.top_up_key_packages(relay).await?;
+        }
+        events.extend(self.commit_proposals_if_ours(relay).await?);
+        events.extend(self.add_own_devices(relay).await?);
+        Ok(events)
+    }
+
+    async fn receive_only(&mut self, relay: &Relay, envelopes: Vec<pb::Envelope>) -> Result<Vec<Event>> {
+        let fresh: Vec<pb::Envelope> = envelopes.into_iter().filter(|e| e.seq > self.done_seq).collect();
+        let Some(last) = fresh.last().map(|e| e.seq) else { return Ok(Vec::new()) };
+        let mut events = Vec::new();
+        for env in &fresh {
+            if let Some(event) = self.process(relay, env).await? {
+                events.push(event);
+            }
+        }
+        crash_point("inbox-processed");
+        self.save()?;
+        crash_point("inbox-saved");
+        relay.ack(last).await?;
+        self.done_seq = last;
+        Ok(events)
+    }
+
+    async fn process(&mut self, relay: &Relay, env: &pb::Envelope) -> Result<Option<Event>> {
+        let from: IdentityKey = env.sender_key.as_slice().try_into().unwrap_or([0; 32]);
+        match self.state.member.process(&env.payload) {
+            Ok(Incoming::Application { group, sender, plaintext }) => {
+                let name = self.name(relay, &sender).await;
+                self.state.record(HistoryEntry {
+                    conversation: self.label_of(&group),
+                    sender: name,
+                    time: now(),
+                    text: String::from_utf8_lossy(&plaintext).into_owned(),
+                    unshown: true,
+                    group,
+                });
+                Ok(None)
+            }
+            Ok(Incoming::Welcome(welcome)) => {
+                let inviter = self.name(relay, &from).await;
+                match self.state.member.join(&welcome) {
+                    Ok(group) => {
+                        let own_device = self.state.username.as_deref() == Some(inviter.as_str());
+                        if own_device {
+                            Ok(Some(Event::Joined { group, own_device: true }))
+                        } else {
+                            self.state.invitations.retain(|i| i.group != group);
+                            self.state
+                                .invitations
+                                .push(Invitation { group: group.clone(), inviter: inviter.clone() });
+                            Ok(Some(Event::Invited { group, inviter }))
+                        }
+                    }
+                    // A Welcome read again after a crash before its ack.
+                    Err(MlsError::GroupExists(_)) => Ok(None),
+                    Err(e) => Ok(Some(Event::Undecryptable {
+                        seq: env.seq,
+                        from: inviter,
+                        reason: format!("cannot join from this Welcome: {e}"),
+                    })),
+                }
+            }
+            Ok(Incoming::Commit { group, epoch, removed_self }) => {
+                if removed_self {
+                    self.state.invitations.retain(|i| i.group != group);
+                    Ok(Some(Event::Removed { group }))
+                } else {
+                    Ok(Some(Event::EpochAdvanced { group, epoch }))
+                }
+            }
+            Ok(Incoming::Proposal { group }) => {
+                let from = self.name(relay, &from).await;
+                Ok(Some(Event::Proposal { group, from }))
+            }
+            // A second copy (a retry after a crash) or an echo: nothing new.
+            Err(e) if e.is_replay() => Ok(None),
+            // For a group we left or never joined.
+            Err(MlsError::NoSuchGroup(_)) => Ok(None),
+            Err(e) => {
+                let from = self.name(relay, &from).await;
+                Ok(Some(Event::Undecryptable { seq: env.seq, from, reason: e.to_string() }))
+            }
+        }
+    }
+
+    /// Received application messages not shown yet (groups whose invitation
+    /// is pending keep theirs), marked shown and saved.
+    pub fn take_unshown(&mut self) -> Result<Vec<HistoryEntry>> {
+        let pending: BTreeSet<String> = self.state.invitations.iter().map(|i| i.group.clone()).collect();
+        let mut shown = Vec::new();
+        for entry in self.state.history.iter_mut().filter(|e| e.unshown && !pending.contains(&e.group)) {
+            entry.unshown = false;
+            shown.push(entry.clone());
+        }
+        if !shown.is_empty() {
+            self.save()?;
+        }
+        Ok(shown)
+    }
+
+    /// Commits the proposals waiting in our groups when we are the member
+    /// whose turn it is: the lowest identity key among those the proposals
+    /// do not remove (so one member commits, and the fence settles a race).
+    async fn commit_proposals_if_ours(&mut self, relay: &Relay) -> Result<Vec<Event>> {
+        let mut events = Vec::new();
+        for group in self.state.member.groups() {
+            if self.state.member.pending_proposals(&group)? == 0 {
+                continue;
+            }
+            let leaving = self.state.member.pending_removals(&group)?;
+            let committer =
+                self.state.member.members(&group)?.into_iter().filter(|m| !leaving.contains(m)).min();
+            if committer != Some(self.me()) {
+                continue;
+            }
+            match self.commit(relay, &group, Intent { kind: INTENT_PROPOSALS, ..Intent::default() }).await {
+                Ok(epoch) => {
+                    events.push(Event::Committed { group, epoch, what: "committed the proposal".into() })
+                }
+                Err(SessionError::NotPossible(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(events)
+    }
+
+    /// Adds the devices of our own account that are missing from our
+    /// groups (a device that logged in since), once per run.
+    async fn add_own_devices(&mut self, relay: &Relay) -> Result<Vec<Event>> {
+        let Some(username) = self.state.username.clone() else { return Ok(Vec::new()) };
+        if self.own_devices.is_none() {
+            let devices = match relay.resolve_user(&username).await {
+                Ok(devices) => devices,
+                Err(e) if e.status() == Some(Status::NotFound) => Vec::new(),
+                Err(e) => return Err(e.into()),
+            };
+            self.own_devices = Some(devices);
+        }
+        let devices = self.own_devices.clone().unwrap_or_default();
+        let mut events = Vec::new();
+        for group in self.groups() {
+            let members = self.state.member.members(&group)?;
+            let missing: Vec<IdentityKey> =
+                devices.iter().filter(|d| !members.contains(d)).copied().collect();
+            if missing.is_empty() {
+                continue;
+            }
+            match self.add(relay, &group, "your new device", &missing).await {
+                Ok(epoch) => {
+                    events.push(Event::Committed { group, epoch, what: "added your new device".into() })
+                }
+                // No KeyPackage yet, or another of our devices was quicker.
+                Err(SessionError::NotPossible(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(events)
+    }
+
+    // ----- KeyPackages -------------------------------------------------------
+
+    /// Keeps [`KEY_PACKAGE_POOL`] KeyPackages on the relay (topping up when
+    /// fewer than half remain) and a last-resort one that has not been used.
+    /// The private halves are saved before the public ones are published.
+    pub async fn top_up_key_packages(&mut self, relay: &Relay) -> Result<Option<Vec<u8>>> {
+        let held = relay.key_package_status().await?;
+        let mut packages = Vec::new();
+        if held.available < KEY_PACKAGE_POOL / 2 {
+            for _ in held.available..KEY_PACKAGE_POOL {
+                packages.push((self.state.member.new_key_package()?, false));
+            }
+        }
+        if !held.last_resort || held.last_resort_used {
+            packages.push((self.state.member.new_last_resort_key_package()?, true));
+        }
+        if packages.is_empty() {
+            return Ok(None);
+        }
+        self.save()?;
+        let mut first = None;
+        for (key_package, last_resort) in packages {
+            let uploaded = relay.upload_key_package_as(key_package, last_resort).await?;
+            first.get_or_insert(uploaded.fingerprint);
+        }
+        Ok(first)
+    }
+}
