@@ -11,7 +11,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use crate::logger::{self, LastError};
 use crate::server::Relay;
-use crate::store::StoreError;
+use crate::store::{meta, StoreError};
 
 /// What the relay knows about itself that the store does not hold.
 pub struct Facts {
@@ -53,16 +53,9 @@ pub fn store_bytes(data_dir: &Path) -> u64 {
 }
 
 impl Figures {
-    pub fn gather(relay: &Relay, facts: &Facts) -> Result<Figures, StoreError> {
-        let (accounts, identities, queued_messages, queued_bytes) = relay.store.read(|c| {
-            c.query_row(
-                "SELECT (SELECT count(*) FROM accounts), (SELECT count(*) FROM identities),
-                        (SELECT coalesce(sum(msgs), 0) FROM queue_heads),
-                        (SELECT coalesce(sum(bytes), 0) FROM queue_heads)",
-                [],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
-            )
-        })?;
+    pub async fn gather(relay: &Relay, facts: &Facts) -> Result<Figures, StoreError> {
+        let meta::Totals { accounts, identities, queued_messages, queued_bytes } =
+            relay.store.read(meta::totals).await?;
         let stats = &relay.stats;
         Ok(Figures {
             version: env!("CARGO_PKG_VERSION"),
