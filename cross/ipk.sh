@@ -133,13 +133,15 @@ umask 022
 # qpc: the relay.
 d="$work/qpc/data"
 mkdir -p "$d/usr/sbin" "$d/etc/init.d" "$d/etc/config" "$d/etc/uci-defaults" \
-	"$d/etc/sysctl.d" "$work/qpc/CONTROL"
+	"$d/etc/sysctl.d" "$d/lib/upgrade/keep.d" "$work/qpc/CONTROL"
 install -m 0755 "$bin_dir/qpc-server" "$d/usr/sbin/qpc-server"
 install -m 0755 "$root/init.d/qpc" "$d/etc/init.d/qpc"
 # 0600 like the feed's INSTALL_CONF: it holds the store's key.
 install -m 0600 "$root/uci/qpc" "$d/etc/config/qpc"
 install -m 0755 "$root/openwrt/files/qpc.defaults" "$d/etc/uci-defaults/90-qpc"
 install -m 0644 "$root/openwrt/files/qpc.sysctl" "$d/etc/sysctl.d/50-qpc.conf"
+# What sysupgrade keeps (the init script rewrites it for another data_dir).
+install -m 0644 "$root/openwrt/files/qpc.keep" "$d/lib/upgrade/keep.d/qpc"
 feed_define Package/qpc/conffiles > "$work/qpc/CONTROL/conffiles"
 chmod 0644 "$work/qpc/CONTROL/conffiles"
 build_ipk qpc "$work/qpc" Package/qpc/description "$userid"

@@ -5,6 +5,7 @@ mod admin;
 mod cmd;
 mod config;
 mod ctl;
+mod data_dir;
 mod hub;
 mod limits;
 mod logger;

@@ -104,6 +104,7 @@ for ipk in "$ipk_dir"/*.ipk; do
 		check_eq "$base: config mode (holds the key)" "-rw-------" "$(mode_of "$d/data.list" ./etc/config/qpc)"
 		check_eq "$base: uci-defaults mode" "-rwxr-xr-x" "$(mode_of "$d/data.list" ./etc/uci-defaults/90-qpc)"
 		check_eq "$base: sysctl mode" "-rw-r--r--" "$(mode_of "$d/data.list" ./etc/sysctl.d/50-qpc.conf)"
+		check_eq "$base: sysupgrade keeps the store" "/etc/qpc/" "$(cat "$d/data/lib/upgrade/keep.d/qpc" 2>/dev/null)"
 		check "$base: init script is init.d/qpc" cmp -s "$QPC_ROOT/init.d/qpc" "$d/data/etc/init.d/qpc"
 		check "$base: config is uci/qpc" cmp -s "$QPC_ROOT/uci/qpc" "$d/data/etc/config/qpc"
 		check "$base: init script uses procd" grep -q '^USE_PROCD=1$' "$d/data/etc/init.d/qpc"
