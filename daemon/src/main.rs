@@ -10,6 +10,7 @@ mod hub;
 mod limits;
 mod logger;
 mod refusal;
+mod restore;
 mod server;
 mod status;
 mod store;
@@ -20,7 +21,7 @@ use std::process::ExitCode;
 fn main() -> ExitCode {
     let mut flags: config::Flags = argh::from_env();
     if let Some(command) = flags.command.take() {
-        return ctl::run(command, flags.data_dir.take(), flags.socket.take());
+        return ctl::run(command, flags.data_dir.take(), flags.socket.take(), flags.db_key.take());
     }
     let config = match config::Config::from_flags(flags) {
         Ok(c) => c,

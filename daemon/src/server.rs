@@ -189,6 +189,7 @@ pub async fn run(config: Config) -> Result<(), ServeError> {
         listen: listening,
         fingerprint: identity.fingerprint.clone(),
         data_dir: dir.clone(),
+        db_key: config.db_key.clone(),
     });
     let _admin = admin_socket.start(Rc::clone(&relay), Rc::clone(&facts));
     if let Some(path) = &config.metrics_file {

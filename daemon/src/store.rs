@@ -6,6 +6,8 @@
 //! the others, and each caller is answered only after the commit is on disk.
 //! The SQL of each command lives with the command in `cmd/`.
 
+pub mod backup;
+
 use std::cell::{Cell, RefCell};
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
