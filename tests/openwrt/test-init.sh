@@ -232,16 +232,41 @@ refuse() {
 	check "$1: says it on stderr too" grep -q -F -e "$2" "$root/stderr"
 }
 
-# Every malformed listen entry is refused before start, naming it.
-for entry in garbage "[::1" "foo bar" "1.2.3.256" "1.2.3" "::1::2" "fe80::1%" "[fd00::1]7000" \
-	"192.168.1.0/24" "router.lan" "12345::abcde" "1:2:3:4:5:6:7:8:9"; do
+# The cases the LuCI form is held to as well (tests/openwrt/rules.txt):
+# every malformed listen entry and every data_dir the relay must not own is
+# refused before start, naming it; the good ones start.
+rules="$QPC_ROOT/tests/openwrt/rules.txt"
+grep -v '^#' "$rules" | while read -r kind verdict value; do
+	config "rule"
+	case "$kind" in
+	listen) set_listen "::1" "$value" ;;
+	data_dir) set_option data_dir "$value" ;;
+	esac
+	run start
+	if [ "$verdict" = ok ]; then
+		check_eq "$kind '$value': starts" 0 "$rc"
+	else
+		check "$kind '$value': refused" test "$rc" -ne 0
+		check "$kind '$value': no instance" not_logged "instance"
+		check "$kind '$value': logs why, naming it" sh -c "grep -F 'logger -t qpc -p daemon.err' '$log' | grep -q -F -e \"'\$1'\"" - "$value"
+		if [ "$kind" = data_dir ] && [ -e "$root/${value#/}" ]; then
+			check_eq "data_dir '$value': its owner is unchanged" "0:0" "$(owner "/${value#/}")"
+		fi
+	fi
+	rm -rf "$root"
+done > "$work/rules.out"
+cat "$work/rules.out"
+passed=$((passed + $(grep -c '^ok - ' "$work/rules.out")))
+failed=$((failed + $(grep -c '^FAIL - ' "$work/rules.out")))
+# Each kind of refusal says its own words.
+for entry in garbage "[::1" "foo bar"; do
 	config "listen-bad"
 	set_listen "::" "$entry"
 	run start
 	refuse "listen '$entry'" "listen entry '$entry' is not an IP address"
 	rm -rf "$root"
 done
-for entry in "1.2.3.4:80" "[::1]:" "[::1]:99999" "[::]:0" "0.0.0.0:7x"; do
+for entry in "1.2.3.4:80" "[::]:0"; do
 	config "listen-bad-port"
 	set_listen "$entry"
 	run start
@@ -320,19 +345,10 @@ set_option data_dir qpc-data
 run start
 refuse "relative data_dir" "not an absolute path"
 
-for dir in / /etc /etc/ /usr /usr/lib /mnt /lib /overlay /www /root; do
-	config "system-dir"
-	set_option data_dir "$dir"
-	run start
-	refuse "data_dir '$dir'" "is a system directory"
-	check_eq "data_dir '$dir': its owner is unchanged" "0:0" "$(owner "$dir")"
-	rm -rf "$root"
-done
-
-config dotdot
-set_option data_dir /etc/qpc/../shadow
+config system-dir
+set_option data_dir /etc
 run start
-refuse "data_dir with '..'" "is not a plain path"
+refuse "data_dir '/etc'" "is a system directory"
 
 # A directory that holds files the relay did not make is not its own.
 config foreign
