@@ -32,8 +32,8 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
-    #[error("data directory {path}: {source}")]
-    DataDir { path: String, source: std::io::Error },
+    #[error(transparent)]
+    DataDir(#[from] crate::data_dir::DataDirError),
     #[error(transparent)]
     Tls(#[from] TlsError),
     #[error(transparent)]
@@ -141,8 +141,7 @@ fn bind(addr: SocketAddr, server_config: quinn::ServerConfig) -> Result<quinn::E
 pub async fn run(config: Config) -> Result<(), ServeError> {
     let up_since = Instant::now();
     let dir = &config.data_dir;
-    std::fs::create_dir_all(dir)
-        .map_err(|source| ServeError::DataDir { path: dir.display().to_string(), source })?;
+    crate::data_dir::prepare(dir)?;
     // First, so that a second relay on this data directory stops here.
     let admin_socket = AdminSocket::bind(dir, config.socket.as_deref())?;
     let identity = tls::load_or_create(dir, &config.hostnames)?;
@@ -150,7 +149,11 @@ pub async fn run(config: Config) -> Result<(), ServeError> {
     if config.db_key.is_empty() {
         log::warn!("no database key set (--db-key / QPC_DB_KEY): the database is stored unencrypted");
     }
-    let store = Rc::new(Store::open(&dir.join("qpc.db"), &config.db_key, store::Options::from_env())?);
+    let store = Rc::new(Store::open(
+        &dir.join(crate::data_dir::STORE_FILE),
+        &config.db_key,
+        store::Options::from_env(),
+    )?);
     let opaque = opaque_setup(&store).await?;
     let server_config = tls::server_config(&identity, &config.limits)?;
     log::info!("registration {}", config.registration.name());
@@ -189,6 +192,7 @@ pub async fn run(config: Config) -> Result<(), ServeError> {
         listen: listening,
         fingerprint: identity.fingerprint.clone(),
         data_dir: dir.clone(),
+        db_key: config.db_key.clone(),
     });
     let _admin = admin_socket.start(Rc::clone(&relay), Rc::clone(&facts));
     if let Some(path) = &config.metrics_file {
