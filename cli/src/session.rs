@@ -171,7 +171,12 @@ pub struct Session {
 
 impl Session {
     pub fn new(state: State) -> Session {
-        Session { state, names: HashMap::new(), own_devices: None, done_seq: 0, unreceipted: Vec::new() }
+        let names = state
+            .names
+            .iter()
+            .filter_map(|n| Some((<[u8; 32]>::try_from(n.key.as_slice()).ok()?, n.name.clone())))
+            .collect();
+        Session { state, names, own_devices: None, done_seq: 0, unreceipted: Vec::new() }
     }
 
     pub fn me(&self) -> IdentityKey {
@@ -207,6 +212,8 @@ impl Session {
         match relay.resolve_identity(key).await {
             Ok(Some(name)) => {
                 self.names.insert(*key, name.clone());
+                // Saved with the next change of the state.
+                self.state.names.push(crate::state::KnownName { key: key.to_vec(), name: name.clone() });
                 name
             }
             _ => short(key),
@@ -668,6 +675,16 @@ impl Session {
         let members = self.state.member.members(group)?;
         let mut intent = Intent { kind: INTENT_ADD, who: who.into(), ..Intent::default() };
         let mut missing_key_package = false;
+        // Our own other devices come along in the same commit (a new group
+        // holds every device of ours before its first message).
+        let own: Vec<IdentityKey> =
+            self.own_devices(relay).await?.into_iter().filter(|k| !keys.contains(k)).collect();
+        let mut own_added = Vec::new();
+        for key in own.iter().filter(|k| !members.contains(k)) {
+            if let Ok(kp) = relay.fetch_key_package(key).await {
+                own_added.push((key.to_vec(), kp));
+            }
+        }
         for key in keys.iter().filter(|k| !members.contains(k)) {
             match relay.fetch_key_package(key).await {
                 Ok(kp) => {
@@ -676,6 +693,12 @@ impl Session {
                 }
                 Err(e) if e.status() == Some(Status::NotFound) => missing_key_package = true,
                 Err(e) => return Err(e.into()),
+            }
+        }
+        if !intent.keys.is_empty() {
+            for (key, kp) in own_added {
+                intent.keys.push(key);
+                intent.key_packages.push(kp);
             }
         }
         if intent.keys.is_empty() {
@@ -882,9 +905,9 @@ impl Session {
         Ok(events)
     }
 
-    /// Adds the devices of our own account that are missing from our
-    /// groups (a device that logged in since), once per run.
-    async fn add_own_devices(&mut self, relay: &Relay) -> Result<Vec<Event>> {
+    /// The devices of our own account (ourselves included), looked up once
+    /// per run; none without an account.
+    async fn own_devices(&mut self, relay: &Relay) -> Result<Vec<IdentityKey>> {
         let Some(username) = self.state.username.clone() else { return Ok(Vec::new()) };
         if self.own_devices.is_none() {
             let devices = match relay.resolve_user(&username).await {
@@ -894,7 +917,13 @@ impl Session {
             };
             self.own_devices = Some(devices);
         }
-        let devices = self.own_devices.clone().unwrap_or_default();
+        Ok(self.own_devices.clone().unwrap_or_default())
+    }
+
+    /// Adds the devices of our own account that are missing from our
+    /// groups (a device that logged in since), once per run.
+    async fn add_own_devices(&mut self, relay: &Relay) -> Result<Vec<Event>> {
+        let devices = self.own_devices(relay).await?;
         let mut events = Vec::new();
         for group in self.groups() {
             let members = self.state.member.members(&group)?;

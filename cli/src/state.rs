@@ -156,6 +156,18 @@ struct StateBody {
     next_number: u64,
     #[prost(bool, tag = "9")]
     presence: bool,
+    #[prost(message, repeated, tag = "10")]
+    names: Vec<KnownName>,
+}
+
+/// A device's username, as the directory said (so marks and labels read
+/// right after a restart, before the relay is asked again).
+#[derive(Clone, PartialEq, Message)]
+pub struct KnownName {
+    #[prost(bytes = "vec", tag = "1")]
+    pub key: Vec<u8>,
+    #[prost(string, tag = "2")]
+    pub name: String,
 }
 
 /// Something on its way to the relay: saved before it is sent, removed
@@ -416,6 +428,8 @@ pub struct State {
     pub next_number: u64,
     /// Whether this person shares (and so sees) online / last seen.
     pub presence: bool,
+    /// Usernames of the devices seen so far.
+    pub names: Vec<KnownName>,
     /// `Some` when the file is (to be) saved encrypted.
     sealing: Option<Sealing>,
 }
@@ -437,6 +451,7 @@ impl State {
             warnings: Vec::new(),
             next_number: 0,
             presence: false,
+            names: Vec::new(),
             sealing: None,
         }
     }
@@ -569,6 +584,7 @@ impl State {
             warnings,
             next_number: body.next_number,
             presence: body.presence,
+            names: body.names,
             sealing,
         })
     }
@@ -628,6 +644,7 @@ impl State {
             invitations: self.invitations.clone(),
             next_number: self.next_number,
             presence: self.presence,
+            names: self.names.clone(),
         };
         let encoded = Zeroizing::new(body.encode_to_vec());
         zeroize::Zeroize::zeroize(&mut body.identity_seed);
@@ -838,6 +855,7 @@ mod tests {
             invitations: Vec::new(),
             next_number: 0,
             presence: false,
+            names: Vec::new(),
         };
         let mut bytes = b"QPCSTATE\x01".to_vec();
         bytes.extend_from_slice(&old.encode_to_vec());
