@@ -21,10 +21,6 @@ fn relay(dir: &TempDir) -> Server {
     Server::start(&dir.join("data"), &["--registration", "open"])
 }
 
-fn block_on<F: std::future::Future>(f: F) -> F::Output {
-    tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(f)
-}
-
 /// A history line as every device shows it: without the clock (`HH:MM `)
 /// and without the receipt marks, which only the sender has.
 fn agreed(line: &str) -> String {

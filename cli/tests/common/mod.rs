@@ -524,3 +524,16 @@ impl Drop for Tmux {
         self.run(&["kill-server"]);
     }
 }
+
+/// Runs `f` on a fresh current-thread runtime, as the client does.
+pub fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(f)
+}
+
+/// A library connection to `server` that has proven `key`'s identity.
+pub async fn signed_in(server: &Server, key: &ed25519_dalek::SigningKey) -> qpc::relay::Relay {
+    let fp = qpc::relay::cert_fingerprint(&std::fs::read(server.cert()).unwrap());
+    let relay = qpc::relay::Relay::connect(&server.addr, &fp).await.unwrap();
+    relay.authenticate(key).await.unwrap();
+    relay
+}
