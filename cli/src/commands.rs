@@ -250,6 +250,7 @@ pub async fn join(c: &Common, group: Option<&str>) -> Outcome {
         }
     };
     session.accept(&chosen)?;
+    session.share_delivery_token(&relay).await?;
     let others: Vec<Event> = events
         .into_iter()
         .filter(|e| !matches!(e, Event::Invited { group, .. } if *group == chosen))
@@ -320,6 +321,16 @@ pub async fn recv(c: &Common, stream: bool, json: bool) -> Outcome {
         }
     }
     relay.close().await;
+    Ok(())
+}
+
+/// Sealed sender: a new delivery token for this device's queue, handed to
+/// its groups; the old one is refused by the relay from now on.
+pub async fn rotate_token(c: &Common) -> Outcome {
+    let (_lock, mut session, relay, _) = online(c).await?;
+    session.rotate_delivery_token(&relay).await?;
+    relay.close().await;
+    println!("delivery token replaced: the old one is revoked");
     Ok(())
 }
 

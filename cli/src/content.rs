@@ -28,7 +28,7 @@ pub fn new_id() -> MessageId {
 pub struct Content {
     #[prost(bytes = "vec", tag = "1")]
     pub id: Vec<u8>,
-    #[prost(oneof = "Body", tags = "2, 3, 4, 5, 6, 7, 8, 9")]
+    #[prost(oneof = "Body", tags = "2, 3, 4, 5, 6, 7, 8, 9, 10")]
     pub body: Option<Body>,
     /// Zeros that bring the encoded message up to a size bucket.
     #[prost(bytes = "vec", tag = "63")]
@@ -69,6 +69,17 @@ pub enum Body {
     Typing(Typing),
     #[prost(message, tag = "9")]
     Presence(Presence),
+    #[prost(message, tag = "10")]
+    DeliveryToken(DeliveryToken),
+}
+
+/// Sealed sender: the token that lets the group's members enqueue to the
+/// sending device's queue without telling the relay who they are; an empty
+/// token takes the device's earlier one back.
+#[derive(Clone, PartialEq, Message)]
+pub struct DeliveryToken {
+    #[prost(bytes = "vec", tag = "1")]
+    pub token: Vec<u8>,
 }
 
 #[derive(Clone, PartialEq, Message)]

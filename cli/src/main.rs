@@ -31,6 +31,7 @@ enum Command {
     Join(Join),
     Decline(Decline),
     Invitations(Invitations),
+    RotateToken(RotateToken),
     Send(Send),
     Recv(Recv),
     FetchKey(FetchKey),
@@ -176,6 +177,11 @@ subcommand! {
 }
 
 subcommand! {
+    /// replace this device's sealed-sender delivery token (the old one is revoked)
+    RotateToken = "rotate-token" {}
+}
+
+subcommand! {
     /// encrypt a message for a group and queue it for a member (or all)
     Send = "send" {
         /// the recipient's identity key (64 hex digits)
@@ -294,6 +300,7 @@ fn main() -> ExitCode {
             Command::Join(c) => commands::join(&c.common(), c.group_id.as_deref()).await,
             Command::Decline(c) => commands::decline(&c.common(), &c.group).await,
             Command::Invitations(c) => commands::invitations(&c.common()).await,
+            Command::RotateToken(c) => commands::rotate_token(&c.common()).await,
             Command::Send(c) => {
                 commands::send(
                     &c.common(),

@@ -137,6 +137,9 @@ pub struct Relay {
     /// not wait for it to go idle.
     shared: bool,
     next_request: Cell<u32>,
+    /// Where it leads, for [`Relay::connect_again`].
+    server: String,
+    fingerprint: String,
 }
 
 fn resolve(server: &str) -> Result<SocketAddr, RelayError> {
@@ -230,6 +233,13 @@ impl Relay {
         Self::handshake(server, addr, endpoint, config, verifier, false).await
     }
 
+    /// A second, separate connection to the same relay (its own endpoint
+    /// and port), not proven: what a sealed delivery goes over, so the
+    /// relay cannot tie it to this connection's identity.
+    pub async fn connect_again(&self) -> Result<Relay, RelayError> {
+        Relay::connect(&self.server, &self.fingerprint).await
+    }
+
     /// Like `connect`, over `shared`'s endpoint and configuration.
     pub async fn connect_shared(
         shared: &SharedEndpoint,
@@ -275,7 +285,14 @@ impl Relay {
             }
             Ok(Ok(conn)) => conn,
         };
-        Ok(Relay { conn, endpoint, shared, next_request: Cell::new(1) })
+        Ok(Relay {
+            conn,
+            endpoint,
+            shared,
+            next_request: Cell::new(1),
+            server: server.to_string(),
+            fingerprint: verifier.fingerprint.clone(),
+        })
     }
 
     /// The QUIC connection, for tests that misbehave on purpose.
@@ -411,6 +428,21 @@ impl Relay {
             pb::SignalRequest { recipient_keys: recipients.iter().map(|r| r.to_vec()).collect(), payload };
         let r: pb::SignalResponse = self.call(Method::Signal, &req).await?;
         Ok(r.delivered)
+    }
+
+    /// Registers the SHA-256 of a delivery token for our own queue.
+    pub async fn register_delivery_token(&self, token_hash: [u8; 32]) -> Result<u32, RelayError> {
+        let req = pb::RegisterDeliveryTokenRequest { token_hash: token_hash.to_vec() };
+        let r: pb::RegisterDeliveryTokenResponse = self.call(Method::RegisterDeliveryToken, &req).await?;
+        Ok(r.tokens)
+    }
+
+    /// Revokes one delivery token of our queue (or all, with `None`).
+    pub async fn revoke_delivery_token(&self, token_hash: Option<[u8; 32]>) -> Result<u32, RelayError> {
+        let req =
+            pb::RevokeDeliveryTokenRequest { token_hash: token_hash.map(|h| h.to_vec()).unwrap_or_default() };
+        let r: pb::RevokeDeliveryTokenResponse = self.call(Method::RevokeDeliveryToken, &req).await?;
+        Ok(r.revoked)
     }
 
     /// A fenced commit (method 600): admitted, or refused with `conflict`

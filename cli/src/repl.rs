@@ -553,7 +553,7 @@ impl Repl<'_> {
 
     /// Accepts the invitation to the conversation `target` names (or the
     /// only one pending) and makes it active.
-    fn accept(&mut self, target: Option<&str>) -> Step<()> {
+    async fn accept(&mut self, relay: &Relay, target: Option<&str>) -> Step<()> {
         let pending: Vec<String> = self.session.state.invitations.iter().map(|i| i.group.clone()).collect();
         let group = match target {
             Some(t) => self.group_named(t).unwrap_or_default(),
@@ -575,6 +575,7 @@ impl Repl<'_> {
             return Ok(());
         }
         self.session.accept(&group)?;
+        self.session.share_delivery_token(relay).await?;
         let label = self.label_of(&group);
         say!("* joined {label}");
         self.active = Some(label.clone());
@@ -673,7 +674,7 @@ impl Repl<'_> {
                     let envelopes = relay.peek(0).await?;
                     self.receive(relay, envelopes).await?;
                 }
-                self.accept(args.first().copied())?;
+                self.accept(relay, args.first().copied()).await?;
             }
             "/decline" => match one(&args) {
                 Some(target) => {
@@ -829,7 +830,7 @@ impl Repl<'_> {
         }
         let group = dm_group(&self.me, user);
         if self.session.is_pending(&group) {
-            return self.accept(Some(&label));
+            return self.accept(relay, Some(&label)).await;
         }
         if self.group_of(&label).is_some() {
             self.active = Some(label.clone());
@@ -1060,7 +1061,7 @@ pub async fn run(c: &Common, target: Option<&str>, json: bool) -> Outcome {
         if let Some(user) = target.strip_prefix('@').or((!target.starts_with('#')).then_some(target)) {
             repl.dm(&relay, user).await?;
         } else if repl.session.is_pending(target.trim_start_matches('#')) {
-            repl.accept(Some(target))?;
+            repl.accept(&relay, Some(target)).await?;
         } else if repl.group_of(target).is_some() {
             repl.active = Some(target.to_string());
         } else {

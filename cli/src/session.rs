@@ -167,6 +167,8 @@ pub struct Session {
     done_seq: u64,
     /// Messages received this run that no receipt has answered yet.
     unreceipted: Vec<(String, Vec<u8>)>,
+    /// The unproven connection sealed deliveries go over, once opened.
+    anonymous: Option<Relay>,
 }
 
 impl Session {
@@ -176,7 +178,7 @@ impl Session {
             .iter()
             .filter_map(|n| Some((<[u8; 32]>::try_from(n.key.as_slice()).ok()?, n.name.clone())))
             .collect();
-        Session { state, names, own_devices: None, done_seq: 0, unreceipted: Vec::new() }
+        Session { state, names, own_devices: None, done_seq: 0, unreceipted: Vec::new(), anonymous: None }
     }
 
     pub fn me(&self) -> IdentityKey {
@@ -194,6 +196,7 @@ impl Session {
         let mut events = self.flush_outbox(relay).await?;
         self.top_up_key_packages(relay).await?;
         events.extend(self.add_own_devices(relay).await?);
+        self.share_delivery_token(relay).await?;
         Ok(events)
     }
 
@@ -350,6 +353,15 @@ impl Session {
             Some(Body::File(f)) => Some(entry(f.name.clone(), f.reply_to.clone(), Some(f), false)),
             None => Some(entry("(unsupported message)".into(), Vec::new(), None, true)),
             Some(Body::Typing(_) | Body::Presence(_)) => return None,
+            Some(Body::DeliveryToken(t)) => {
+                let me = self.me();
+                let tokens = &mut self.state.sealed.tokens;
+                tokens.retain(|k| k.device != sender);
+                if t.token.len() == 32 && sender != me {
+                    tokens.push(crate::state::KnownToken { device: sender.to_vec(), token: t.token });
+                }
+                return None;
+            }
             Some(Body::Reaction(r)) => {
                 let target = self.state.message_mut(&r.target)?;
                 let mark = ReactionMark { emoji: r.emoji.clone(), by: name.clone() };
@@ -460,7 +472,9 @@ impl Session {
         Ok(())
     }
 
-    /// Puts one payload for `recipients` in the outbox and sends it.
+    /// Puts one payload for `recipients` in the outbox and sends it: sealed
+    /// (no sender told to the relay) to each device that gave us a delivery
+    /// token, in one batch to the others.
     async fn send_batch(
         &mut self,
         relay: &Relay,
@@ -469,21 +483,45 @@ impl Session {
         payload: Vec<u8>,
     ) -> Result<()> {
         let client_msg_id = new_msg_id();
-        let request = pb::BatchEnqueueRequest {
-            recipient_keys: recipients.iter().map(|r| r.to_vec()).collect(),
-            payload,
-            channel_id: group.as_bytes().to_vec(),
-            client_msg_id: client_msg_id.clone(),
-        };
-        self.state.outbox.push(OutboxEntry {
-            client_msg_id,
-            method: u32::from(Method::BatchEnqueue.id()),
-            request: request.encode_to_vec(),
-            ..OutboxEntry::default()
-        });
+        let mut open = Vec::new();
+        for recipient in recipients {
+            let token =
+                self.state.sealed.tokens.iter().find(|t| t.device == recipient).map(|t| t.token.clone());
+            let Some(token) = token else {
+                open.push(*recipient);
+                continue;
+            };
+            let request = pb::SealedEnqueueRequest {
+                recipient_key: recipient.to_vec(),
+                token,
+                payload: payload.clone(),
+                channel_id: group.as_bytes().to_vec(),
+                client_msg_id: client_msg_id.clone(),
+            };
+            self.state.outbox.push(OutboxEntry {
+                client_msg_id: client_msg_id.clone(),
+                method: u32::from(Method::SealedEnqueue.id()),
+                request: request.encode_to_vec(),
+                ..OutboxEntry::default()
+            });
+        }
+        if !open.is_empty() {
+            let request = pb::BatchEnqueueRequest {
+                recipient_keys: open.iter().map(|r| r.to_vec()).collect(),
+                payload,
+                channel_id: group.as_bytes().to_vec(),
+                client_msg_id: client_msg_id.clone(),
+            };
+            self.state.outbox.push(OutboxEntry {
+                client_msg_id,
+                method: u32::from(Method::BatchEnqueue.id()),
+                request: request.encode_to_vec(),
+                ..OutboxEntry::default()
+            });
+        }
         self.save()?;
         crash_point("message-saved");
-        self.send_entry(relay, self.state.outbox.len() - 1).await.map(drop)
+        self.flush_outbox(relay).await.map(drop)
     }
 
     /// Sends every outbox entry, oldest first. A commit that lost its epoch
@@ -530,6 +568,10 @@ impl Session {
                 Ok(req) => relay.call::<_, pb::EnqueueResponse>(Method::Enqueue, &req).await.map(drop),
                 Err(e) => Err(RelayError::Protocol(format!("unreadable outbox entry: {e}"))),
             },
+            Some(Method::SealedEnqueue) => match pb::SealedEnqueueRequest::decode(entry.request.as_slice()) {
+                Ok(req) => self.send_sealed(relay, req).await,
+                Err(e) => Err(RelayError::Protocol(format!("unreadable outbox entry: {e}"))),
+            },
             Some(Method::GroupCommit) => match pb::GroupCommitRequest::decode(entry.request.as_slice()) {
                 Ok(mut req) => {
                     hold_commit();
@@ -573,6 +615,81 @@ impl Session {
                 Err(e.into())
             }
         }
+    }
+
+    /// A sealed enqueue over the separate unproven connection (where the
+    /// relay takes them; over ours otherwise, which the relay does not
+    /// record with the message). A refused token (revoked) is forgotten and
+    /// the message goes the ordinary way.
+    async fn send_sealed(
+        &mut self,
+        relay: &Relay,
+        req: pb::SealedEnqueueRequest,
+    ) -> std::result::Result<(), RelayError> {
+        if self.anonymous.is_none() {
+            self.anonymous = relay.connect_again().await.ok();
+        }
+        let mut answer = match &self.anonymous {
+            Some(anon) => anon.call::<_, pb::SealedEnqueueResponse>(Method::SealedEnqueue, &req).await,
+            None => relay.call::<_, pb::SealedEnqueueResponse>(Method::SealedEnqueue, &req).await,
+        };
+        if matches!(&answer, Err(e) if e.status() == Some(Status::Unauthenticated)) {
+            answer = relay.call::<_, pb::SealedEnqueueResponse>(Method::SealedEnqueue, &req).await;
+        }
+        match answer {
+            Err(e) if e.status() == Some(Status::Forbidden) => {
+                self.state.sealed.tokens.retain(|t| t.device != req.recipient_key);
+                let open = pb::EnqueueRequest {
+                    recipient_key: req.recipient_key,
+                    payload: req.payload,
+                    channel_id: req.channel_id,
+                    client_msg_id: req.client_msg_id,
+                };
+                relay.call::<_, pb::EnqueueResponse>(Method::Enqueue, &open).await.map(drop)
+            }
+            other => other.map(drop),
+        }
+    }
+
+    /// Sealed sender: issues this device's delivery token (registering only
+    /// its hash) when it has none, and hands it to every accepted group that
+    /// does not have it yet, inside MLS.
+    pub async fn share_delivery_token(&mut self, relay: &Relay) -> Result<()> {
+        if self.state.sealed.own_token.len() != 32 {
+            let token = content::new_id().iter().chain(&content::new_id()).copied().collect::<Vec<u8>>();
+            relay.register_delivery_token(Sha256::digest(&token).into()).await?;
+            self.state.sealed.own_token = token;
+            self.state.sealed.announced_to.clear();
+            self.save()?;
+        }
+        for group in self.groups() {
+            if self.state.sealed.announced_to.contains(&group) {
+                continue;
+            }
+            let token = self.state.sealed.own_token.clone();
+            match self
+                .send_content(
+                    relay,
+                    &group,
+                    Content::new(Body::DeliveryToken(content::DeliveryToken { token })),
+                )
+                .await
+            {
+                Ok(_) => self.state.sealed.announced_to.push(group),
+                Err(SessionError::NotPossible(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        self.save()
+    }
+
+    /// Replaces this device's delivery token: the old one is revoked at the
+    /// relay (sealed deliveries with it are refused from now on) and the
+    /// new one handed to the groups.
+    pub async fn rotate_delivery_token(&mut self, relay: &Relay) -> Result<()> {
+        relay.revoke_delivery_token(None).await?;
+        self.state.sealed.own_token.clear();
+        self.share_delivery_token(relay).await
     }
 
     // ----- committing --------------------------------------------------------
@@ -708,7 +825,9 @@ impl Session {
                 format!("{who} is already a member of group {group}")
             }));
         }
-        self.commit(relay, group, intent).await
+        let epoch = self.commit(relay, group, intent).await?;
+        self.share_delivery_token(relay).await?;
+        Ok(epoch)
     }
 
     /// Removes the members `keys` (every device of a person) from `group`.
@@ -787,6 +906,7 @@ impl Session {
         }
         events.extend(self.commit_proposals_if_ours(relay).await?);
         events.extend(self.add_own_devices(relay).await?);
+        self.share_delivery_token(relay).await?;
         Ok(events)
     }
 

@@ -158,6 +158,31 @@ struct StateBody {
     presence: bool,
     #[prost(message, repeated, tag = "10")]
     names: Vec<KnownName>,
+    #[prost(message, optional, tag = "11")]
+    sealed: Option<Sealed>,
+}
+
+/// Sealed sender: the delivery token this device handed its groups, and the
+/// tokens other devices handed us.
+#[derive(Clone, PartialEq, Message)]
+pub struct Sealed {
+    /// Ours (32 bytes), empty until issued.
+    #[prost(bytes = "vec", tag = "1")]
+    pub own_token: Vec<u8>,
+    /// The groups that have it.
+    #[prost(string, repeated, tag = "2")]
+    pub announced_to: Vec<String>,
+    /// Other devices' tokens.
+    #[prost(message, repeated, tag = "3")]
+    pub tokens: Vec<KnownToken>,
+}
+
+#[derive(Clone, PartialEq, Message)]
+pub struct KnownToken {
+    #[prost(bytes = "vec", tag = "1")]
+    pub device: Vec<u8>,
+    #[prost(bytes = "vec", tag = "2")]
+    pub token: Vec<u8>,
 }
 
 /// A device's username, as the directory said (so marks and labels read
@@ -430,6 +455,7 @@ pub struct State {
     pub presence: bool,
     /// Usernames of the devices seen so far.
     pub names: Vec<KnownName>,
+    pub sealed: Sealed,
     /// `Some` when the file is (to be) saved encrypted.
     sealing: Option<Sealing>,
 }
@@ -452,6 +478,7 @@ impl State {
             next_number: 0,
             presence: false,
             names: Vec::new(),
+            sealed: Sealed::default(),
             sealing: None,
         }
     }
@@ -585,6 +612,7 @@ impl State {
             next_number: body.next_number,
             presence: body.presence,
             names: body.names,
+            sealed: body.sealed.unwrap_or_default(),
             sealing,
         })
     }
@@ -645,6 +673,7 @@ impl State {
             next_number: self.next_number,
             presence: self.presence,
             names: self.names.clone(),
+            sealed: Some(self.sealed.clone()),
         };
         let encoded = Zeroizing::new(body.encode_to_vec());
         zeroize::Zeroize::zeroize(&mut body.identity_seed);
@@ -856,6 +885,7 @@ mod tests {
             next_number: 0,
             presence: false,
             names: Vec::new(),
+            sealed: None,
         };
         let mut bytes = b"QPCSTATE\x01".to_vec();
         bytes.extend_from_slice(&old.encode_to_vec());

@@ -89,7 +89,11 @@ impl Waiter {
                 if s.early.len() < s.limit {
                     s.early.push(pb::Envelope {
                         seq,
-                        sender_key: m.sender.to_vec(),
+                        sender_key: if m.sender == crate::store::queues::SEALED {
+                            Vec::new()
+                        } else {
+                            m.sender.to_vec()
+                        },
                         channel_id: m.channel_id.clone(),
                         payload: m.payload.clone(),
                         enqueued_at_ms: m.enqueued_at_ms,

@@ -390,7 +390,13 @@ async fn read_request(
 /// here, once, with the reason (never contents or secrets); rate limits are
 /// logged where they are decided, once per burst; the rest at debug.
 fn log_refusal(session: &Session, method: u16, refusal: &Refusal) {
-    let who = session.proven().map(|p| hex::encode(&p.key()[..8])).unwrap_or_else(|| "anonymous".into());
+    // A sealed delivery's sender is not recorded, even where the connection
+    // is signed in.
+    let who = if method == qpc_proto::Method::SealedEnqueue.id() {
+        "a sealed sender".into()
+    } else {
+        session.proven().map(|p| hex::encode(&p.key()[..8])).unwrap_or_else(|| "anonymous".into())
+    };
     let remote = session.conn.remote_address();
     let name = qpc_proto::Method::from_u16(method).map_or_else(|| method.to_string(), |m| format!("{m:?}"));
     match refusal.status {

@@ -18,6 +18,7 @@
 //! write closure when it needs several steps to be all-or-nothing.
 
 pub mod accounts;
+pub mod delivery_tokens;
 pub mod directory;
 pub mod fences;
 pub mod hybrid_keys;

@@ -38,6 +38,9 @@ ids! {
         Peek = 203,
         Ack = 204,
         BatchEnqueue = 205,
+        RegisterDeliveryToken = 206,
+        RevokeDeliveryToken = 207,
+        SealedEnqueue = 208,
         UploadKeyPackage = 300,
         FetchKeyPackage = 301,
         UploadHybridKey = 302,
@@ -74,6 +77,8 @@ impl Method {
                 | Method::OpaqueRegisterFinish
                 | Method::OpaqueLoginStart
                 | Method::OpaqueLoginFinish
+                // Where registration is open; the relay decides.
+                | Method::SealedEnqueue
         )
     }
 }
@@ -87,7 +92,7 @@ mod tests {
         for m in Method::ALL {
             assert_eq!(Method::from_u16(m.id()), Some(*m));
         }
-        for unknown in [0u16, 99, 104, 199, 206, 299, 306, 402, 502, 599, 601, u16::MAX] {
+        for unknown in [0u16, 99, 104, 199, 209, 299, 306, 402, 502, 599, 601, u16::MAX] {
             assert_eq!(Method::from_u16(unknown), None, "{unknown}");
         }
         assert_eq!(Event::from_u16(1), Some(Event::NewMessage));

@@ -25,6 +25,16 @@ pub(crate) fn parse(
     client_msg_id: Vec<u8>,
     me: Proven,
 ) -> Result<NewMessage, Refusal> {
+    parse_from(payload, channel_id, client_msg_id, me.key())
+}
+
+/// As [`parse`], from `sender` ([`queues::SEALED`] for a sealed enqueue).
+pub(crate) fn parse_from(
+    payload: Vec<u8>,
+    channel_id: Vec<u8>,
+    client_msg_id: Vec<u8>,
+    sender: [u8; 32],
+) -> Result<NewMessage, Refusal> {
     if payload.is_empty() {
         return Err(Refusal::bad_request("payload is empty"));
     }
@@ -35,7 +45,7 @@ pub(crate) fn parse(
         return Err(Refusal::bad_request(format!("client_msg_id is longer than {MAX_CLIENT_MSG_ID} bytes")));
     }
     let client_msg_id = (!client_msg_id.is_empty()).then_some(client_msg_id);
-    Ok(NewMessage { sender: me.key(), channel_id, client_msg_id, payload })
+    Ok(NewMessage { sender, channel_id, client_msg_id, payload })
 }
 
 pub(crate) fn quota(relay: &Relay) -> Quota {
@@ -47,7 +57,7 @@ pub(crate) fn quota(relay: &Relay) -> Quota {
     }
 }
 
-fn refusal(recipient: &IdentityKey, e: AppendError) -> Refusal {
+pub(crate) fn refusal(recipient: &IdentityKey, e: AppendError) -> Refusal {
     let who = hex::encode(&recipient[..8]);
     let full = |what: String| Refusal::new(Status::QuotaExceeded, what);
     match e {

@@ -12,6 +12,7 @@ pub mod fetch;
 pub mod group;
 pub mod hybrid_key;
 pub mod key_package;
+pub mod sealed;
 pub mod signal;
 
 use std::rc::Rc;
@@ -48,6 +49,7 @@ pub async fn dispatch(
         Method::OpaqueLoginFinish => {
             return ok(accounts::login_finish(relay, session, decode(payload)?).await?)
         }
+        Method::SealedEnqueue => return ok(sealed::enqueue(relay, session, decode(payload)?).await?),
         _ => {}
     }
     let me = session.proven().ok_or_else(|| {
@@ -71,6 +73,8 @@ pub async fn dispatch(
         }
         Method::GroupCommit => ok(group::commit(relay, me, decode(payload)?).await?),
         Method::Signal => ok(signal::signal(relay, me, decode(payload)?)?),
+        Method::RegisterDeliveryToken => ok(sealed::register(relay, me, decode(payload)?).await?),
+        Method::RevokeDeliveryToken => ok(sealed::revoke(relay, me, decode(payload)?).await?),
         Method::UploadHybridKey => ok(hybrid_key::upload(relay, me, decode(payload)?).await?),
         Method::FetchHybridKey => ok(hybrid_key::fetch(relay, decode(payload)?).await?),
         Method::FetchHybridKeys => ok(hybrid_key::fetch_many(relay, decode(payload)?).await?),
@@ -81,6 +85,7 @@ pub async fn dispatch(
         | Method::OpaqueRegisterStart
         | Method::OpaqueRegisterFinish
         | Method::OpaqueLoginStart
-        | Method::OpaqueLoginFinish => unreachable!("handled above"),
+        | Method::OpaqueLoginFinish
+        | Method::SealedEnqueue => unreachable!("handled above"),
     }
 }

@@ -22,6 +22,10 @@ pub struct Quota {
     pub store_bytes: u64,
 }
 
+/// The sender of a sealed enqueue: stored as no sender at all (an empty
+/// blob), and handed to readers as an empty `sender_key`.
+pub const SEALED: [u8; 32] = [0; 32];
+
 /// One message as the sender gave it.
 #[derive(Clone, Debug)]
 pub struct NewMessage {
@@ -105,7 +109,7 @@ pub fn append(
     .execute((
         &recipient[..],
         seq,
-        &m.sender[..],
+        if m.sender == SEALED { &[][..] } else { &m.sender[..] },
         &m.channel_id,
         &m.client_msg_id,
         &m.payload,

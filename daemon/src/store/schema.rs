@@ -80,6 +80,13 @@ const MIGRATIONS: &[&str] = &[
      ) WITHOUT ROWID;
      ALTER TABLE key_packages ADD COLUMN last_resort INTEGER NOT NULL DEFAULT 0;
      ALTER TABLE key_packages ADD COLUMN handed_out INTEGER NOT NULL DEFAULT 0;",
+    // 3: sealed-sender delivery tokens (their SHA-256) per queue.
+    "CREATE TABLE delivery_tokens (
+        token_hash BLOB PRIMARY KEY,
+        recipient BLOB NOT NULL,
+        created_at_ms INTEGER NOT NULL
+     ) WITHOUT ROWID;
+     CREATE INDEX delivery_tokens_by_recipient ON delivery_tokens (recipient);",
 ];
 
 /// Opens `path` for the storage thread (see [`prepare`]) and loads what the

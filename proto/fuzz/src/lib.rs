@@ -156,6 +156,9 @@ pub fn check_request(method: Method, payload: &[u8]) {
         Method::KeyPackageStatus => round_trip::<pb::KeyPackageStatusRequest>(payload),
         Method::GroupCommit => round_trip::<pb::GroupCommitRequest>(payload),
         Method::Signal => round_trip::<pb::SignalRequest>(payload),
+        Method::RegisterDeliveryToken => round_trip::<pb::RegisterDeliveryTokenRequest>(payload),
+        Method::RevokeDeliveryToken => round_trip::<pb::RevokeDeliveryTokenRequest>(payload),
+        Method::SealedEnqueue => round_trip::<pb::SealedEnqueueRequest>(payload),
     }
 }
 
@@ -184,6 +187,9 @@ pub fn check_response(method: Method, payload: &[u8]) {
         Method::KeyPackageStatus => round_trip::<pb::KeyPackageStatusResponse>(payload),
         Method::GroupCommit => round_trip::<pb::GroupCommitResponse>(payload),
         Method::Signal => round_trip::<pb::SignalResponse>(payload),
+        Method::RegisterDeliveryToken => round_trip::<pb::RegisterDeliveryTokenResponse>(payload),
+        Method::RevokeDeliveryToken => round_trip::<pb::RevokeDeliveryTokenResponse>(payload),
+        Method::SealedEnqueue => round_trip::<pb::SealedEnqueueResponse>(payload),
     }
 }
 
@@ -291,6 +297,18 @@ pub fn sample_request(method: Method) -> Vec<u8> {
         Method::Signal => {
             pb::SignalRequest { recipient_keys: vec![key(20), key(21)], payload: vec![0x53; 120] }.encode_to_vec()
         }
+        Method::RegisterDeliveryToken => {
+            pb::RegisterDeliveryTokenRequest { token_hash: vec![0x54; 32] }.encode_to_vec()
+        }
+        Method::RevokeDeliveryToken => pb::RevokeDeliveryTokenRequest { token_hash: vec![] }.encode_to_vec(),
+        Method::SealedEnqueue => pb::SealedEnqueueRequest {
+            recipient_key: key(23),
+            token: vec![0x54; 32],
+            payload: b"sealed ciphertext".to_vec(),
+            channel_id: vec![3; 16],
+            client_msg_id: vec![4; 16],
+        }
+        .encode_to_vec(),
     }
 }
 
@@ -346,6 +364,9 @@ pub fn sample_response(method: Method) -> Vec<u8> {
         }
         Method::GroupCommit => pb::GroupCommitResponse { epoch: 8, duplicate: true }.encode_to_vec(),
         Method::Signal => pb::SignalResponse { delivered: 2 }.encode_to_vec(),
+        Method::RegisterDeliveryToken => pb::RegisterDeliveryTokenResponse { tokens: 1 }.encode_to_vec(),
+        Method::RevokeDeliveryToken => pb::RevokeDeliveryTokenResponse { revoked: 3 }.encode_to_vec(),
+        Method::SealedEnqueue => pb::SealedEnqueueResponse { seq: 9, duplicate: false }.encode_to_vec(),
     }
 }
 

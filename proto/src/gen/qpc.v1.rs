@@ -308,6 +308,57 @@ pub struct NewMessageEvent {
     #[prost(bytes = "vec", tag = "2")]
     pub channel_id: ::prost::alloc::vec::Vec<u8>,
 }
+/// Sealed sender (methods 206-208). A device registers the SHA-256 of a
+/// random 32-byte delivery token for its own queue and hands the token to
+/// its contacts inside MLS; a sealed enqueue presents the token instead of
+/// an identity, and the relay stores no sender for it (readers learn the
+/// sender from MLS). Tokens are revoked by their queue's owner.
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct RegisterDeliveryTokenRequest {
+    /// SHA-256 of the token (the relay never sees the token before it is used).
+    #[prost(bytes = "vec", tag = "1")]
+    pub token_hash: ::prost::alloc::vec::Vec<u8>,
+}
+#[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct RegisterDeliveryTokenResponse {
+    /// Tokens now registered for the caller's queue.
+    #[prost(uint32, tag = "1")]
+    pub tokens: u32,
+}
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct RevokeDeliveryTokenRequest {
+    /// The token's SHA-256; empty revokes every token of the caller's queue.
+    #[prost(bytes = "vec", tag = "1")]
+    pub token_hash: ::prost::alloc::vec::Vec<u8>,
+}
+#[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct RevokeDeliveryTokenResponse {
+    #[prost(uint32, tag = "1")]
+    pub revoked: u32,
+}
+/// Needs no identity proof where registration is open; elsewhere a
+/// signed-in connection, whose identity is not stored with the message.
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct SealedEnqueueRequest {
+    #[prost(bytes = "vec", tag = "1")]
+    pub recipient_key: ::prost::alloc::vec::Vec<u8>,
+    /// 32 bytes: a token registered for recipient_key's queue.
+    #[prost(bytes = "vec", tag = "2")]
+    pub token: ::prost::alloc::vec::Vec<u8>,
+    #[prost(bytes = "vec", tag = "3")]
+    pub payload: ::prost::alloc::vec::Vec<u8>,
+    #[prost(bytes = "vec", tag = "4")]
+    pub channel_id: ::prost::alloc::vec::Vec<u8>,
+    #[prost(bytes = "vec", tag = "5")]
+    pub client_msg_id: ::prost::alloc::vec::Vec<u8>,
+}
+#[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct SealedEnqueueResponse {
+    #[prost(uint64, tag = "1")]
+    pub seq: u64,
+    #[prost(bool, tag = "2")]
+    pub duplicate: bool,
+}
 /// One commit and the Welcome it produced, fanned out atomically: stored in
 /// every recipient's queue and the fence moved on, or nothing at all.
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
