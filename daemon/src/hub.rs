@@ -11,6 +11,14 @@
 //! message that arrived while the waiter's read was in flight) only wakes
 //! the waiter to read again. Push events are sent once the message is
 //! durable.
+//!
+//! The hub also remembers, per queue, the last sequence number accepted
+//! and how far its owner has acked (without a channel). When the ack has
+//! reached the last accepted message, the queue is empty and a FetchWait
+//! parks at once instead of reading behind the commit that is syncing.
+//! Sequence numbers of one queue are handed out in order, so a message
+//! accepted meanwhile is either contiguous (handed over) or a gap (read).
+//! If an ack's commit is lost, the queue is forgotten and its waiters read.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -109,9 +117,17 @@ impl Waiter {
     }
 }
 
+/// What the hub knows of one queue (see the module doc).
+#[derive(Clone, Copy, Default)]
+struct Known {
+    last_accepted: u64,
+    acked: u64,
+}
+
 #[derive(Default)]
 pub struct Hub {
     waiters: RefCell<HashMap<IdentityKey, Vec<Rc<Waiter>>>>,
+    known: RefCell<HashMap<IdentityKey, Known>>,
     listeners: RefCell<HashMap<IdentityKey, Vec<quinn::Connection>>>,
 }
 
@@ -133,6 +149,15 @@ impl Hub {
             if list.is_empty() {
                 waiters.remove(&recipient);
             }
+        }
+    }
+
+    /// Forgets what it knows of `recipient`'s queue once nobody waits on it
+    /// and none of its connections is logged in (bounds the memory).
+    pub fn drop_known(&self, recipient: &IdentityKey) {
+        if !self.waiters.borrow().contains_key(recipient) && !self.listeners.borrow().contains_key(recipient)
+        {
+            self.known.borrow_mut().remove(recipient);
         }
     }
 
@@ -162,9 +187,47 @@ impl Hub {
         }
     }
 
+    /// The last sequence number of `recipient`'s queue if the queue is
+    /// known to be empty now (acked up to its last accepted message).
+    pub fn known_empty(&self, recipient: &IdentityKey) -> Option<u64> {
+        let k = self.known.borrow().get(recipient).copied()?;
+        (k.acked >= k.last_accepted).then_some(k.last_accepted)
+    }
+
+    /// A read found `recipient`'s queue empty up to `last_seq`.
+    pub fn read_empty(&self, recipient: IdentityKey, last_seq: u64) {
+        let mut known = self.known.borrow_mut();
+        let k = known.entry(recipient).or_default();
+        k.last_accepted = k.last_accepted.max(last_seq);
+        k.acked = k.acked.max(last_seq);
+    }
+
+    /// The owner's ack of everything up to `seq` (all channels) has run.
+    pub fn acked(&self, recipient: IdentityKey, seq: u64) {
+        if let Some(k) = self.known.borrow_mut().get_mut(&recipient) {
+            k.acked = k.acked.max(seq);
+        }
+    }
+
+    /// An ack of `recipient` was lost with its commit: its messages are back.
+    pub fn forget(&self, recipient: IdentityKey) {
+        self.known.borrow_mut().remove(&recipient);
+        for w in self.waiters.borrow().get(&recipient).into_iter().flatten() {
+            w.state.borrow_mut().stale = true;
+            w.notify.notify_one();
+        }
+    }
+
     /// The storage thread ran the write that stores `m` (not yet durable):
     /// hand it to waiting readers where that is safe.
     pub fn message_accepted(&self, m: &Accepted) {
+        let mut known = self.known.borrow_mut();
+        for (recipient, seq) in &m.to {
+            if let Some(k) = known.get_mut(recipient) {
+                k.last_accepted = k.last_accepted.max(*seq);
+            }
+        }
+        drop(known);
         let waiters = self.waiters.borrow();
         for (recipient, seq) in &m.to {
             for w in waiters.get(recipient).into_iter().flatten() {
@@ -246,6 +309,26 @@ mod tests {
         assert_eq!(w.take_early().iter().map(|e| e.seq).collect::<Vec<_>>(), [8, 9]);
         hub.release(me, &w);
         assert!(hub.waiters.borrow().is_empty());
+    }
+
+    #[test]
+    fn a_queue_is_known_empty_once_acked_up_to_its_last_message() {
+        let hub = Hub::default();
+        let me = [1u8; 32];
+        assert_eq!(hub.known_empty(&me), None, "nothing known before a read");
+        hub.read_empty(me, 4);
+        assert_eq!(hub.known_empty(&me), Some(4));
+        hub.message_accepted(&accepted(&[(me, 5), (me, 6)], b""));
+        assert_eq!(hub.known_empty(&me), None);
+        hub.acked(me, 5);
+        assert_eq!(hub.known_empty(&me), None);
+        hub.acked(me, 6);
+        assert_eq!(hub.known_empty(&me), Some(6));
+        let w = hub.wait(me, None, 10);
+        assert!(w.arm(6));
+        hub.forget(me);
+        assert_eq!(hub.known_empty(&me), None);
+        assert!(!w.arm(6), "a waiter reads again after a lost ack");
     }
 
     #[test]

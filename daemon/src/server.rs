@@ -311,6 +311,7 @@ async fn serve_connection(relay: Rc<Relay>, incoming: quinn::Incoming) {
     }
     if let Some(me) = session.proven() {
         relay.hub.unsubscribe(me.key(), &conn);
+        relay.hub.drop_known(&me.key());
     }
 }
 

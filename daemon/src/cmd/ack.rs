@@ -17,13 +17,25 @@ use crate::server::Relay;
 use crate::store::queues;
 
 pub async fn ack(relay: &Rc<Relay>, me: Proven, req: pb::AckRequest) -> Result<pb::AckResponse, Refusal> {
-    let removed = relay
-        .store
-        .write(move |tx| {
-            queues::delete_up_to(tx, &me.key(), req.up_to_seq, req.channel_id.as_deref())
-                .map_err(Refusal::from)
-        })
-        .await?;
+    let whole_queue = req.channel_id.is_none();
+    let up_to = req.up_to_seq;
+    let mut staged = relay.store.write_staged(move |tx| {
+        let removed = queues::delete_up_to(tx, &me.key(), req.up_to_seq, req.channel_id.as_deref())?;
+        Ok::<_, Refusal>(((), removed))
+    });
+    let Some(removed) = staged.accepted().await else {
+        // It failed: the reason.
+        return staged.durable().await.map(|()| pb::AckResponse { removed: 0 });
+    };
+    if whole_queue {
+        relay.hub.acked(me.key(), up_to);
+    }
+    let watcher = Rc::clone(relay);
+    tokio::task::spawn_local(async move {
+        if staged.durable().await.is_err() {
+            watcher.hub.forget(me.key());
+        }
+    });
     relay.stats_delivered(removed as usize);
     Ok(pb::AckResponse { removed })
 }

@@ -82,15 +82,25 @@ async fn wait_for_messages(
     let wait = Duration::from_millis(timeout_ms.min(relay.limits.max_wait_ms).into());
     let deadline = tokio::time::Instant::now() + wait;
     let mut shutdown = relay.shutdown.clone();
+    // A queue known to be empty needs no read (it would wait for the
+    // commit that is syncing); only for the whole queue, not one channel.
+    let mut known = if channel.is_none() { relay.hub.known_empty(&me.key()) } else { None };
     loop {
-        // The waiter is registered before this read, so a message accepted
-        // meanwhile makes it read again rather than be missed.
-        let page = read_page(relay, me, channel.clone(), limit).await?;
+        let page = match known.take() {
+            Some(last_seq) => Page { messages: Vec::new(), last_seq },
+            // The waiter is registered before this read, so a message
+            // accepted meanwhile makes it read again rather than be missed.
+            None => read_page(relay, me, channel.clone(), limit).await?,
+        };
         if !page.messages.is_empty() {
             return Ok(page.messages);
         }
         let ended = *shutdown.borrow() || tokio::time::Instant::now() >= deadline;
         if waiter.arm(page.last_seq) {
+            if channel.is_none() {
+                // Nothing was accepted for this queue during the read.
+                relay.hub.read_empty(me.key(), page.last_seq);
+            }
             if ended {
                 return Ok(Vec::new());
             }
