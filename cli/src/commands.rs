@@ -6,6 +6,7 @@
 use std::error::Error;
 
 use qpc::account;
+use qpc::mls::Suite;
 use qpc::parse_identity_key;
 use qpc::relay::{cert_fingerprint, Relay};
 use qpc::session::{Event, Session};
@@ -173,9 +174,14 @@ pub async fn register_state(c: &Common) -> Outcome {
     Ok(())
 }
 
-pub fn create_group(c: &Common, group: &str) -> Outcome {
+pub fn create_group(c: &Common, group: &str, suite: Option<&str>) -> Outcome {
+    let suite = match suite {
+        None => Suite::Pq,
+        Some(name) => Suite::parse(name)
+            .ok_or_else(|| format!("--suite {name:?}: expected pq (post-quantum, the default) or classic"))?,
+    };
     let (_lock, mut state) = open_state(c)?;
-    state.member.create_group(group)?;
+    state.member.create_group_with(group, suite)?;
     state.save()?;
     println!("group created: {group}");
     Ok(())
@@ -339,7 +345,7 @@ pub async fn fetch_key(c: &Common, peer: Option<&str>) -> Outcome {
     let (_lock, state) = open_state(c)?;
     let relay = connect(c, &state).await?;
     for key in resolve_peer(&relay, peer).await? {
-        let fetched = relay.fetch_key_package_of(&key).await?;
+        let fetched = relay.fetch_key_package_of(&key, 0).await?;
         println!(
             "KeyPackage of {}: {} bytes, sha256 {}{}",
             hex::encode(key),
@@ -364,6 +370,7 @@ pub fn whoami(c: &Common) -> Outcome {
             session.state.member.epoch(&group)?,
             session.state.member.members(&group)?.len()
         );
+        println!("suite : {group}: {}", session.state.member.suite(&group)?.describe());
     }
     for invitation in &session.state.invitations {
         println!("invitation : {} from {}", invitation.group, invitation.inviter);
@@ -390,7 +397,7 @@ async fn demo_group_in(c: &Common, paths: &[std::path::PathBuf; 2]) -> Outcome {
     alice.start(&a).await?;
     bob.start(&b).await?;
     let group = format!("demo-{}", hex::encode(&alice.me()[..4]));
-    alice.state.member.create_group(&group)?;
+    alice.state.member.create_group_with(&group, Suite::Pq)?;
     alice.add(&a, &group, "bob", &[bob.me()]).await?;
     bob.drain(&b, None).await?;
     bob.accept(&group)?;

@@ -8,6 +8,7 @@
 pub mod account;
 pub mod content;
 pub mod mls;
+pub mod provider;
 pub mod relay;
 pub mod session;
 pub mod state;

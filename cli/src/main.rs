@@ -111,6 +111,9 @@ subcommand! {
         /// name of the new group
         #[argh(option)]
         group_id: String,
+        /// pq (X-Wing: X25519 + ML-KEM-768, the default) or classic (for devices of an older qpc)
+        #[argh(option)]
+        suite: Option<String>,
     }
 }
 
@@ -279,7 +282,7 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async {
         match args.command {
             Command::RegisterState(c) => commands::register_state(&c.common()).await,
-            Command::CreateGroup(c) => commands::create_group(&c.common(), &c.group_id),
+            Command::CreateGroup(c) => commands::create_group(&c.common(), &c.group_id, c.suite.as_deref()),
             Command::Invite(c) => {
                 commands::invite(
                     &c.common(),

@@ -45,14 +45,65 @@ use openmls::prelude::{
     ProcessMessageError, ProcessedMessageContent, Proposal, ProtocolMessage, ProtocolVersion, QueuedProposal,
     SignatureScheme, StagedCommit, StagedWelcome, ValidationError, WelcomeError,
 };
-use openmls_rust_crypto::OpenMlsRustCrypto;
 use openmls_traits::signatures::{Signer, SignerError};
 use openmls_traits::OpenMlsProvider as _;
 use sha2::{Digest as _, Sha256};
 
-/// The one ciphersuite qpc speaks: X25519 key exchange, AES-128-GCM, SHA-256
-/// and Ed25519 signatures, so the identity key can sign MLS leaves directly.
+use crate::provider::{Provider, XWING};
+
+/// The classic ciphersuite: X25519 key exchange, AES-128-GCM, SHA-256 and
+/// Ed25519 signatures, so the identity key can sign MLS leaves directly.
 pub const CIPHERSUITE: Ciphersuite = Ciphersuite::MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519;
+
+/// The two ciphersuites qpc speaks. Both sign with Ed25519 (the identity
+/// key); `Pq` agrees group keys and seals Welcomes with X-Wing (X25519 +
+/// ML-KEM-768) and encrypts with ChaCha20-Poly1305, so what is recorded
+/// today cannot be decrypted by a quantum computer later.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Suite {
+    Classic,
+    Pq,
+}
+
+impl Suite {
+    pub const ALL: [Suite; 2] = [Suite::Pq, Suite::Classic];
+
+    pub fn ciphersuite(self) -> Ciphersuite {
+        match self {
+            Suite::Classic => CIPHERSUITE,
+            Suite::Pq => XWING,
+        }
+    }
+
+    /// The MLS ciphersuite number, as the relay files KeyPackages under it.
+    pub fn id(self) -> u32 {
+        u32::from(u16::from(self.ciphersuite()))
+    }
+
+    pub fn of(ciphersuite: Ciphersuite) -> Option<Suite> {
+        Suite::ALL.into_iter().find(|s| s.ciphersuite() == ciphersuite)
+    }
+
+    /// `classic` or `pq`, as `create-group --suite` takes it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Suite::Classic => "classic",
+            Suite::Pq => "pq",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Suite> {
+        Suite::ALL.into_iter().find(|s| s.name() == text)
+    }
+
+    /// How `whoami` describes it.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Suite::Classic => "classic: X25519, AES-128-GCM, Ed25519",
+            Suite::Pq => "post-quantum: X-Wing (X25519 + ML-KEM-768), ChaCha20-Poly1305, Ed25519",
+        }
+    }
+}
 
 /// How many past epochs' message keys a group keeps. The relay delivers each
 /// queue in order, but a message sent just before a commit can reach a member
@@ -99,6 +150,11 @@ pub enum MlsError {
     CannotRemoveSelf(String),
     #[error("group {0} has no pending proposals to commit")]
     NothingToCommit(String),
+    #[error(
+        "device {identity} offers no KeyPackage for group {group}'s {group_suite} ciphersuite \
+         (an older qpc offers only the classic one): it cannot join this group"
+    )]
+    SuiteMismatch { group: String, identity: String, group_suite: &'static str },
     #[error("group {0} has a commit waiting for the relay; send it (or drop it) first")]
     CommitPending(String),
     #[error("group {0} has no commit of ours waiting")]
@@ -223,7 +279,7 @@ pub struct Member {
     identity: IdentityKey,
     /// RustCrypto plus an in-memory key-value store that openmls writes
     /// through to on every state change; [`Member::to_bytes`] dumps it.
-    provider: OpenMlsRustCrypto,
+    provider: Provider,
     groups: BTreeMap<String, MlsGroup>,
 }
 
@@ -245,7 +301,7 @@ impl Member {
         Member {
             signer: IdentitySigner(signing_key),
             identity,
-            provider: OpenMlsRustCrypto::default(),
+            provider: Provider::default(),
             groups: BTreeMap::new(),
         }
     }
@@ -378,23 +434,28 @@ impl Member {
     /// (wire format `mls_key_package`). Its private keys stay in our state
     /// until a Welcome uses them, so save the state after calling this.
     pub fn new_key_package(&mut self) -> Result<Vec<u8>, MlsError> {
-        self.key_package(false)
+        self.key_package(false, Suite::Classic)
+    }
+
+    /// As [`Member::new_key_package`], for `suite`.
+    pub fn new_key_package_for(&mut self, suite: Suite, last_resort: bool) -> Result<Vec<u8>, MlsError> {
+        self.key_package(last_resort, suite)
     }
 
     /// A last-resort KeyPackage (RFC 9420 section 16.8): the relay hands it
     /// out only when the pool is empty and keeps it, so it may be used by
     /// several Welcomes; its private keys stay in our state after a join.
     pub fn new_last_resort_key_package(&mut self) -> Result<Vec<u8>, MlsError> {
-        self.key_package(true)
+        self.key_package(true, Suite::Classic)
     }
 
-    fn key_package(&mut self, last_resort: bool) -> Result<Vec<u8>, MlsError> {
+    fn key_package(&mut self, last_resort: bool, suite: Suite) -> Result<Vec<u8>, MlsError> {
         let mut builder = KeyPackage::builder().leaf_node_capabilities(capabilities());
         if last_resort {
             builder = builder.mark_as_last_resort();
         }
         let bundle = builder
-            .build(CIPHERSUITE, &self.provider, &self.signer, self.credential_with_key())
+            .build(suite.ciphersuite(), &self.provider, &self.signer, self.credential_with_key())
             .map_err(|e| protocol("creating a KeyPackage", e))?;
         serialize(MlsMessageOut::from(bundle.key_package().clone()), "serialising a KeyPackage")
     }
@@ -402,12 +463,17 @@ impl Member {
     /// Creates a group with only ourselves in it, at epoch 0. The group id on
     /// the wire is the name's UTF-8 bytes.
     pub fn create_group(&mut self, name: &str) -> Result<(), MlsError> {
+        self.create_group_with(name, Suite::Classic)
+    }
+
+    /// As [`Member::create_group`], in `suite`.
+    pub fn create_group_with(&mut self, name: &str, suite: Suite) -> Result<(), MlsError> {
         check_group_name(name)?;
         if self.groups.contains_key(name) {
             return Err(MlsError::GroupExists(name.to_owned()));
         }
         let config = MlsGroupCreateConfig::builder()
-            .ciphersuite(CIPHERSUITE)
+            .ciphersuite(suite.ciphersuite())
             .capabilities(capabilities())
             .use_ratchet_tree_extension(true)
             .max_past_epochs(MAX_PAST_EPOCHS)
@@ -456,8 +522,16 @@ impl Member {
     ) -> Result<Commit, MlsError> {
         let before = self.members(group)?;
         let mut parsed = Vec::new();
+        let suite = self.suite(group)?;
         for (bytes, expected) in key_packages {
             let (key_package, new_member) = self.parse_key_package(bytes, *expected)?;
+            if key_package.ciphersuite() != suite.ciphersuite() {
+                return Err(MlsError::SuiteMismatch {
+                    group: group.to_owned(),
+                    identity: hex::encode(&new_member[..8]),
+                    group_suite: suite.name(),
+                });
+            }
             if before.contains(&new_member) || parsed.iter().any(|(_, m)| *m == new_member) {
                 return Err(MlsError::AlreadyMember {
                     group: group.to_owned(),
@@ -504,9 +578,9 @@ impl Member {
         // simply not been updated since would otherwise lock newcomers out of
         // any group older than the KeyPackage lifetime (84 days in openmls).
         let staged = builder.skip_lifetime_validation().build().map_err(welcome_error)?;
-        if staged.group_context().ciphersuite() != CIPHERSUITE {
+        if Suite::of(staged.group_context().ciphersuite()).is_none() {
             return Err(MlsError::InvalidWelcome(format!(
-                "group {name} uses ciphersuite {:?}, qpc only speaks {CIPHERSUITE:?}",
+                "group {name} uses ciphersuite {:?}, qpc speaks {CIPHERSUITE:?} and {XWING:?}",
                 staged.group_context().ciphersuite()
             )));
         }
@@ -617,6 +691,12 @@ impl Member {
     pub fn members(&self, group: &str) -> Result<Vec<IdentityKey>, MlsError> {
         let mls_group = self.groups.get(group).ok_or_else(|| no_group(group))?;
         mls_group.members().map(|member| bound_identity(&member.credential, &member.signature_key)).collect()
+    }
+
+    /// The group's ciphersuite.
+    pub fn suite(&self, group: &str) -> Result<Suite, MlsError> {
+        let mls_group = self.groups.get(group).ok_or_else(|| no_group(group))?;
+        Suite::of(mls_group.ciphersuite()).ok_or_else(|| MlsError::CorruptState(format!("group {group} has an unknown ciphersuite")))
     }
 
     /// The group's current epoch: 0 when created, +1 per commit.
@@ -779,9 +859,9 @@ impl Member {
         let key_package = key_package_in
             .validate(self.provider.crypto(), ProtocolVersion::Mls10)
             .map_err(|e| MlsError::InvalidKeyPackage(e.to_string()))?;
-        if key_package.ciphersuite() != CIPHERSUITE {
+        if Suite::of(key_package.ciphersuite()).is_none() {
             return Err(MlsError::InvalidKeyPackage(format!(
-                "it is for ciphersuite {:?}, qpc only speaks {CIPHERSUITE:?}",
+                "it is for ciphersuite {:?}, qpc speaks {CIPHERSUITE:?} and {XWING:?}",
                 key_package.ciphersuite()
             )));
         }
@@ -1070,7 +1150,7 @@ fn credential_identity(credential: &Credential) -> Result<IdentityKey, MlsError>
 /// The capabilities of our leaves: the defaults plus the last-resort
 /// extension, which a last-resort KeyPackage must declare.
 fn capabilities() -> Capabilities {
-    Capabilities::new(None, Some(&[CIPHERSUITE]), Some(&[ExtensionType::LastResort]), None, None)
+    Capabilities::new(None, Some(&[XWING, CIPHERSUITE]), Some(&[ExtensionType::LastResort]), None, None)
 }
 
 /// The name part of an MLS group id (see the module docs).
@@ -1737,5 +1817,39 @@ mod tests {
         alice.member.self_update(GROUP).unwrap();
         alice.member.merge_pending(GROUP).unwrap();
         assert_eq!(alice.member.open_signal(&sealed), None);
+    }
+
+    #[test]
+    fn a_post_quantum_group_of_three_reads_adds_removes_and_updates() {
+        let mut alice = Client::new(1);
+        let mut bob = Client::new(2);
+        let mut carol = Client::new(3);
+        alice.member.create_group_with(GROUP, Suite::Pq).unwrap();
+        assert_eq!(alice.member.suite(GROUP).unwrap(), Suite::Pq);
+        let bob_kp = bob.member.new_key_package_for(Suite::Pq, false).unwrap();
+        let carol_kp = carol.member.new_key_package_for(Suite::Pq, true).unwrap();
+        // A classic KeyPackage cannot enter a post-quantum group.
+        let classic = carol.member.new_key_package().unwrap();
+        let err = alice.member.add_member(GROUP, &classic, Some(carol.id())).unwrap_err();
+        assert!(matches!(err, MlsError::SuiteMismatch { group_suite: "pq", .. }), "{err}");
+        let added = alice.member.add_members(GROUP, &[(bob_kp, Some(bob.id())), (carol_kp, Some(carol.id()))]).unwrap();
+        alice.member.merge_pending(GROUP).unwrap();
+        alice.restart();
+        let welcome = added.welcome.unwrap();
+        assert_eq!(bob.join(&welcome), GROUP);
+        assert_eq!(carol.join(&welcome), GROUP);
+        assert_eq!(bob.member.suite(GROUP).unwrap(), Suite::Pq);
+        all_read_all(&mut [&mut alice, &mut bob, &mut carol]);
+        let update = bob.member.self_update(GROUP).unwrap();
+        bob.member.merge_pending(GROUP).unwrap();
+        alice.expect_commit(&update.message, 2);
+        carol.expect_commit(&update.message, 2);
+        let removal = alice.member.remove_member(GROUP, carol.id()).unwrap();
+        alice.member.merge_pending(GROUP).unwrap();
+        bob.expect_commit(&removal.message, 3);
+        all_read_all(&mut [&mut alice, &mut bob]);
+        // The Welcome is an X-Wing one: its ciphersuite says so on the wire.
+        let MlsMessageBodyIn::Welcome(w) = parse_message(&welcome).unwrap().extract() else { panic!() };
+        assert_eq!(w.ciphersuite(), XWING);
     }
 }

@@ -390,35 +390,41 @@ impl Relay {
         &self,
         key_package: Vec<u8>,
     ) -> Result<pb::UploadKeyPackageResponse, RelayError> {
-        self.upload_key_package_as(key_package, false).await
+        self.upload_key_package_as(key_package, false, 0).await
     }
 
-    /// Uploads a pool KeyPackage, or (with `last_resort`) replaces the
-    /// identity's last-resort one.
+    /// Uploads a pool KeyPackage for MLS ciphersuite number `ciphersuite`
+    /// (0: the classic one), or (with `last_resort`) replaces the
+    /// identity's last-resort one of that suite.
     pub async fn upload_key_package_as(
         &self,
         key_package: Vec<u8>,
         last_resort: bool,
+        ciphersuite: u32,
     ) -> Result<pb::UploadKeyPackageResponse, RelayError> {
-        self.call(Method::UploadKeyPackage, &pb::UploadKeyPackageRequest { key_package, last_resort }).await
+        let req = pb::UploadKeyPackageRequest { key_package, last_resort, ciphersuite };
+        self.call(Method::UploadKeyPackage, &req).await
     }
 
+    /// One classic KeyPackage of `identity`.
     pub async fn fetch_key_package(&self, identity: &[u8; 32]) -> Result<Vec<u8>, RelayError> {
-        Ok(self.fetch_key_package_of(identity).await?.key_package)
+        Ok(self.fetch_key_package_of(identity, 0).await?.key_package)
     }
 
-    /// As [`Relay::fetch_key_package`], saying whether it was the last-resort one.
+    /// One KeyPackage of `identity` for ciphersuite number `ciphersuite`
+    /// (0: the classic one), saying whether it was the last-resort one.
     pub async fn fetch_key_package_of(
         &self,
         identity: &[u8; 32],
+        ciphersuite: u32,
     ) -> Result<pb::FetchKeyPackageResponse, RelayError> {
-        self.call(Method::FetchKeyPackage, &pb::FetchKeyPackageRequest { identity_key: identity.to_vec() })
-            .await
+        let req = pb::FetchKeyPackageRequest { identity_key: identity.to_vec(), ciphersuite };
+        self.call(Method::FetchKeyPackage, &req).await
     }
 
-    /// How many KeyPackages of ours the relay holds.
-    pub async fn key_package_status(&self) -> Result<pb::KeyPackageStatusResponse, RelayError> {
-        self.call(Method::KeyPackageStatus, &pb::KeyPackageStatusRequest {}).await
+    /// How many KeyPackages of ours the relay holds for `ciphersuite`.
+    pub async fn key_package_status(&self, ciphersuite: u32) -> Result<pb::KeyPackageStatusResponse, RelayError> {
+        self.call(Method::KeyPackageStatus, &pb::KeyPackageStatusRequest { ciphersuite }).await
     }
 
     /// Pushes an ephemeral signal to whichever devices of `recipients` are

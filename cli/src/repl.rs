@@ -608,7 +608,7 @@ impl Repl<'_> {
                 Some(name) if name.starts_with(DM_PREFIX) || name.starts_with(['#', '@']) => {
                     say!("! a group name may not start with {DM_PREFIX:?}, '#' or '@'");
                 }
-                Some(name) => match self.session.state.member.create_group(&name) {
+                Some(name) => match self.session.state.member.create_group_with(&name, qpc::mls::Suite::Pq) {
                     Ok(()) => {
                         self.save()?;
                         self.active = Some(format!("#{name}"));
@@ -795,7 +795,8 @@ impl Repl<'_> {
                 match self.active.clone() {
                     Some(label) => match self.group_of(&label) {
                         Some(group) => {
-                            say!("active : {label} (epoch {})", self.session.state.member.epoch(&group)?)
+                            say!("active : {label} (epoch {})", self.session.state.member.epoch(&group)?);
+                            say!("suite : {}", self.session.state.member.suite(&group)?.describe());
                         }
                         None => say!("active : {label}"),
                     },
@@ -845,7 +846,7 @@ impl Repl<'_> {
             return Ok(());
         }
         let Some(keys) = self.user_keys(relay, user).await? else { return Ok(()) };
-        self.session.state.member.create_group(&group)?;
+        self.session.state.member.create_group_with(&group, qpc::mls::Suite::Pq)?;
         if !self.add(relay, &group, user, &keys).await? {
             self.session.state.member.forget(&group)?;
             self.save()?;

@@ -34,7 +34,7 @@ use rand::RngCore;
 use sha2::{Digest, Sha256};
 
 use crate::content::{self, Body, Content, FileAnnouncement, MessageId, Receipt};
-use crate::mls::{Commit, IdentityKey, Incoming, MlsError};
+use crate::mls::{Commit, IdentityKey, Incoming, MlsError, Suite};
 use crate::relay::{Relay, RelayError};
 use crate::state::{
     HistoryEntry, Intent, Invitation, OutboxEntry, ReactionMark, State, StateError, INTENT_ADD,
@@ -790,6 +790,7 @@ impl Session {
     /// KeyPackage on the relay) in one commit. Returns the new epoch.
     pub async fn add(&mut self, relay: &Relay, group: &str, who: &str, keys: &[IdentityKey]) -> Result<u64> {
         let members = self.state.member.members(group)?;
+        let suite = self.state.member.suite(group)?;
         let mut intent = Intent { kind: INTENT_ADD, who: who.into(), ..Intent::default() };
         let mut missing_key_package = false;
         // Our own other devices come along in the same commit (a new group
@@ -798,15 +799,15 @@ impl Session {
             self.own_devices(relay).await?.into_iter().filter(|k| !keys.contains(k)).collect();
         let mut own_added = Vec::new();
         for key in own.iter().filter(|k| !members.contains(k)) {
-            if let Ok(kp) = relay.fetch_key_package(key).await {
-                own_added.push((key.to_vec(), kp));
+            if let Ok(kp) = relay.fetch_key_package_of(key, suite.id()).await {
+                own_added.push((key.to_vec(), kp.key_package));
             }
         }
         for key in keys.iter().filter(|k| !members.contains(k)) {
-            match relay.fetch_key_package(key).await {
+            match relay.fetch_key_package_of(key, suite.id()).await {
                 Ok(kp) => {
                     intent.keys.push(key.to_vec());
-                    intent.key_packages.push(kp);
+                    intent.key_packages.push(kp.key_package);
                 }
                 Err(e) if e.status() == Some(Status::NotFound) => missing_key_package = true,
                 Err(e) => return Err(e.into()),
@@ -819,7 +820,13 @@ impl Session {
             }
         }
         if intent.keys.is_empty() {
-            return Err(SessionError::NotPossible(if missing_key_package {
+            return Err(SessionError::NotPossible(if missing_key_package && suite == Suite::Pq {
+                format!(
+                    "{who} has no post-quantum KeyPackage on the relay (a device of theirs must sign in \
+                     first, or it runs an older qpc): group {group} is post-quantum; for such a device \
+                     create a classic group (create-group --suite classic)"
+                )
+            } else if missing_key_package {
                 format!("{who} has no KeyPackage on the relay (a device of theirs must sign in first)")
             } else {
                 format!("{who} is already a member of group {group}")
@@ -1120,23 +1127,25 @@ impl Session {
     /// fewer than half remain) and a last-resort one that has not been used.
     /// The private halves are saved before the public ones are published.
     pub async fn top_up_key_packages(&mut self, relay: &Relay) -> Result<Option<Vec<u8>>> {
-        let held = relay.key_package_status().await?;
         let mut packages = Vec::new();
-        if held.available < KEY_PACKAGE_POOL / 2 {
-            for _ in held.available..KEY_PACKAGE_POOL {
-                packages.push((self.state.member.new_key_package()?, false));
+        for suite in Suite::ALL {
+            let held = relay.key_package_status(suite.id()).await?;
+            if held.available < KEY_PACKAGE_POOL / 2 {
+                for _ in held.available..KEY_PACKAGE_POOL {
+                    packages.push((self.state.member.new_key_package_for(suite, false)?, false, suite));
+                }
             }
-        }
-        if !held.last_resort || held.last_resort_used {
-            packages.push((self.state.member.new_last_resort_key_package()?, true));
+            if !held.last_resort || held.last_resort_used {
+                packages.push((self.state.member.new_key_package_for(suite, true)?, true, suite));
+            }
         }
         if packages.is_empty() {
             return Ok(None);
         }
         self.save()?;
         let mut first = None;
-        for (key_package, last_resort) in packages {
-            let uploaded = relay.upload_key_package_as(key_package, last_resort).await?;
+        for (key_package, last_resort, suite) in packages {
+            let uploaded = relay.upload_key_package_as(key_package, last_resort, suite.id()).await?;
             first.get_or_insert(uploaded.fingerprint);
         }
         Ok(first)

@@ -14,6 +14,17 @@ use crate::refusal::{identity_key, Refusal};
 use crate::server::Relay;
 use crate::store::key_packages;
 
+/// The ciphersuite a request names: its MLS number, 0 meaning the classic
+/// one (what a client from before post-quantum groups sends). The relay
+/// reads no KeyPackage: it files them under the number their uploader gave.
+fn suite_of(ciphersuite: u32) -> Result<u32, Refusal> {
+    match ciphersuite {
+        0 => Ok(key_packages::CLASSIC),
+        n if n <= u32::from(u16::MAX) => Ok(n),
+        n => Err(Refusal::bad_request(format!("ciphersuite {n} is not an MLS ciphersuite number"))),
+    }
+}
+
 pub async fn upload(
     relay: &Rc<Relay>,
     me: Proven,
@@ -23,19 +34,20 @@ pub async fn upload(
         return Err(Refusal::bad_request("key_package is empty"));
     }
     let max = relay.limits.max_key_packages;
+    let suite = suite_of(req.ciphersuite)?;
     let fingerprint = Sha256::digest(&req.key_package).to_vec();
     let available = relay
         .store
         .write(move |tx| {
             if req.last_resort {
-                return Ok(key_packages::set_last_resort(tx, &me.key(), &req.key_package)?);
+                return Ok(key_packages::set_last_resort(tx, &me.key(), suite, &req.key_package)?);
             }
-            key_packages::add_to_pool(tx, &me.key(), &req.key_package, max)?.ok_or_else(|| {
+            key_packages::add_to_pool(tx, &me.key(), suite, &req.key_package, max)?.ok_or_else(|| {
                 Refusal::new(
                     Status::QuotaExceeded,
                     format!(
-                        "this identity already holds {max} KeyPackages, the relay's limit; \
-                         upload more once peers have used some"
+                        "this identity already holds {max} KeyPackages of ciphersuite {suite}, the relay's \
+                         limit; upload more once peers have used some"
                     ),
                 )
             })
@@ -49,12 +61,14 @@ pub async fn fetch(
     req: pb::FetchKeyPackageRequest,
 ) -> Result<pb::FetchKeyPackageResponse, Refusal> {
     let peer = identity_key("identity_key", &req.identity_key)?;
-    let taken = relay.store.write(move |tx| key_packages::take(tx, &peer).map_err(Refusal::from)).await?;
+    let suite = suite_of(req.ciphersuite)?;
+    let taken = relay.store.write(move |tx| key_packages::take(tx, &peer, suite).map_err(Refusal::from)).await?;
     let (key_package, last_resort) = taken.ok_or_else(|| {
         Refusal::new(
             Status::NotFound,
             format!(
-                "no KeyPackage available for identity {}: the peer must upload a fresh one",
+                "no KeyPackage of ciphersuite {suite} available for identity {}: the peer must upload \
+                 a fresh one (a device of an older qpc offers only the classic ciphersuite, 1)",
                 hex::encode(peer)
             ),
         )
@@ -62,8 +76,13 @@ pub async fn fetch(
     Ok(pb::FetchKeyPackageResponse { key_package, last_resort })
 }
 
-pub async fn status(relay: &Relay, me: Proven) -> Result<pb::KeyPackageStatusResponse, Refusal> {
-    let held = relay.store.read(move |c| key_packages::held(c, &me.key())).await?;
+pub async fn status(
+    relay: &Relay,
+    me: Proven,
+    req: pb::KeyPackageStatusRequest,
+) -> Result<pb::KeyPackageStatusResponse, Refusal> {
+    let suite = suite_of(req.ciphersuite)?;
+    let held = relay.store.read(move |c| key_packages::held(c, &me.key(), suite)).await?;
     Ok(pb::KeyPackageStatusResponse {
         available: held.available,
         last_resort: held.last_resort,

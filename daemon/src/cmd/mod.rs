@@ -18,7 +18,7 @@ pub mod signal;
 use std::rc::Rc;
 
 use prost::Message;
-use qpc_proto::{pb, Method, Status};
+use qpc_proto::{Method, Status};
 
 use crate::refusal::{decode, Refusal};
 use crate::server::{Relay, Session};
@@ -67,10 +67,7 @@ pub async fn dispatch(
         Method::Ack => ok(ack::ack(relay, me, decode(payload)?).await?),
         Method::UploadKeyPackage => ok(key_package::upload(relay, me, decode(payload)?).await?),
         Method::FetchKeyPackage => ok(key_package::fetch(relay, decode(payload)?).await?),
-        Method::KeyPackageStatus => {
-            let _: pb::KeyPackageStatusRequest = decode(payload)?;
-            ok(key_package::status(relay, me).await?)
-        }
+        Method::KeyPackageStatus => ok(key_package::status(relay, me, decode(payload)?).await?),
         Method::GroupCommit => ok(group::commit(relay, me, decode(payload)?).await?),
         Method::Signal => ok(signal::signal(relay, me, decode(payload)?)?),
         Method::RegisterDeliveryToken => ok(sealed::register(relay, me, decode(payload)?).await?),

@@ -87,6 +87,9 @@ const MIGRATIONS: &[&str] = &[
         created_at_ms INTEGER NOT NULL
      ) WITHOUT ROWID;
      CREATE INDEX delivery_tokens_by_recipient ON delivery_tokens (recipient);",
+    // 4: KeyPackages per ciphersuite (1: the classic one).
+    "ALTER TABLE key_packages ADD COLUMN ciphersuite INTEGER NOT NULL DEFAULT 1;
+     CREATE INDEX key_packages_by_suite ON key_packages (identity_key, ciphersuite, last_resort, id);",
 ];
 
 /// Opens `path` for the storage thread (see [`prepare`]) and loads what the

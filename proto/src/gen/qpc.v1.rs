@@ -112,6 +112,10 @@ pub struct UploadKeyPackageRequest {
     /// identity's previous last-resort package and is not counted in the cap.
     #[prost(bool, tag = "2")]
     pub last_resort: bool,
+    /// The MLS ciphersuite number the KeyPackage is for (0: the classic one,
+    /// 1). Each suite has its own pool and last-resort package.
+    #[prost(uint32, tag = "3")]
+    pub ciphersuite: u32,
 }
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct UploadKeyPackageResponse {
@@ -128,6 +132,9 @@ pub struct UploadKeyPackageResponse {
 pub struct FetchKeyPackageRequest {
     #[prost(bytes = "vec", tag = "1")]
     pub identity_key: ::prost::alloc::vec::Vec<u8>,
+    /// The ciphersuite wanted (0: the classic one).
+    #[prost(uint32, tag = "2")]
+    pub ciphersuite: u32,
 }
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct FetchKeyPackageResponse {
@@ -140,7 +147,11 @@ pub struct FetchKeyPackageResponse {
 /// The state of the caller's own KeyPackages (method 305), so a device can
 /// top its pool up.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
-pub struct KeyPackageStatusRequest {}
+pub struct KeyPackageStatusRequest {
+    /// The ciphersuite asked about (0: the classic one).
+    #[prost(uint32, tag = "1")]
+    pub ciphersuite: u32,
+}
 #[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct KeyPackageStatusResponse {
     /// Pool KeyPackages held.
