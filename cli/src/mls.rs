@@ -696,7 +696,8 @@ impl Member {
     /// The group's ciphersuite.
     pub fn suite(&self, group: &str) -> Result<Suite, MlsError> {
         let mls_group = self.groups.get(group).ok_or_else(|| no_group(group))?;
-        Suite::of(mls_group.ciphersuite()).ok_or_else(|| MlsError::CorruptState(format!("group {group} has an unknown ciphersuite")))
+        Suite::of(mls_group.ciphersuite())
+            .ok_or_else(|| MlsError::CorruptState(format!("group {group} has an unknown ciphersuite")))
     }
 
     /// The group's current epoch: 0 when created, +1 per commit.
@@ -1169,6 +1170,19 @@ fn check_group_name(name: &str) -> Result<(), MlsError> {
         return Ok(());
     };
     Err(MlsError::InvalidGroupName { name: name.to_owned(), reason })
+}
+
+/// The suite of a serialised Welcome or KeyPackage (`MLSMessage`), for
+/// checks and diagnostics; `None` for anything else.
+pub fn suite_of_message(bytes: &[u8]) -> Option<Suite> {
+    match parse_message(bytes).ok()?.extract() {
+        MlsMessageBodyIn::Welcome(w) => Suite::of(w.ciphersuite()),
+        MlsMessageBodyIn::KeyPackage(kp) => {
+            let validated = kp.validate(&crate::provider::Crypto::default(), ProtocolVersion::Mls10).ok()?;
+            Suite::of(validated.ciphersuite())
+        }
+        _ => None,
+    }
 }
 
 fn parse_message(bytes: &[u8]) -> Result<MlsMessageIn, MlsError> {
@@ -1832,7 +1846,10 @@ mod tests {
         let classic = carol.member.new_key_package().unwrap();
         let err = alice.member.add_member(GROUP, &classic, Some(carol.id())).unwrap_err();
         assert!(matches!(err, MlsError::SuiteMismatch { group_suite: "pq", .. }), "{err}");
-        let added = alice.member.add_members(GROUP, &[(bob_kp, Some(bob.id())), (carol_kp, Some(carol.id()))]).unwrap();
+        let added = alice
+            .member
+            .add_members(GROUP, &[(bob_kp, Some(bob.id())), (carol_kp, Some(carol.id()))])
+            .unwrap();
         alice.member.merge_pending(GROUP).unwrap();
         alice.restart();
         let welcome = added.welcome.unwrap();

@@ -3,6 +3,7 @@
 //! HPKE KEM, ChaCha20-Poly1305, SHA-256, Ed25519) but does not list the
 //! suite as supported; this wrapper lists it and delegates the rest.
 
+use openmls::prelude::tls_codec::SecretVLBytes;
 use openmls_memory_storage::MemoryStorage;
 use openmls_rust_crypto::RustCrypto;
 use openmls_traits::crypto::OpenMlsCrypto;
@@ -11,7 +12,6 @@ use openmls_traits::types::{
     KemOutput, SignatureScheme,
 };
 use openmls_traits::OpenMlsProvider;
-use openmls::prelude::tls_codec::SecretVLBytes;
 
 /// The post-quantum ciphersuite qpc speaks.
 pub const XWING: Ciphersuite = Ciphersuite::MLS_256_XWING_CHACHA20POLY1305_SHA256_Ed25519;
@@ -33,7 +33,12 @@ impl OpenMlsCrypto for Crypto {
         all
     }
 
-    fn hkdf_extract(&self, hash_type: HashType, salt: &[u8], ikm: &[u8]) -> Result<SecretVLBytes, CryptoError> {
+    fn hkdf_extract(
+        &self,
+        hash_type: HashType,
+        salt: &[u8],
+        ikm: &[u8],
+    ) -> Result<SecretVLBytes, CryptoError> {
         self.0.hkdf_extract(hash_type, salt, ikm)
     }
 
@@ -55,11 +60,25 @@ impl OpenMlsCrypto for Crypto {
         self.0.hash(hash_type, data)
     }
 
-    fn aead_encrypt(&self, alg: AeadType, key: &[u8], data: &[u8], nonce: &[u8], aad: &[u8]) -> Result<Vec<u8>, CryptoError> {
+    fn aead_encrypt(
+        &self,
+        alg: AeadType,
+        key: &[u8],
+        data: &[u8],
+        nonce: &[u8],
+        aad: &[u8],
+    ) -> Result<Vec<u8>, CryptoError> {
         self.0.aead_encrypt(alg, key, data, nonce, aad)
     }
 
-    fn aead_decrypt(&self, alg: AeadType, key: &[u8], ct_tag: &[u8], nonce: &[u8], aad: &[u8]) -> Result<Vec<u8>, CryptoError> {
+    fn aead_decrypt(
+        &self,
+        alg: AeadType,
+        key: &[u8],
+        ct_tag: &[u8],
+        nonce: &[u8],
+        aad: &[u8],
+    ) -> Result<Vec<u8>, CryptoError> {
         self.0.aead_decrypt(alg, key, ct_tag, nonce, aad)
     }
 
@@ -67,7 +86,13 @@ impl OpenMlsCrypto for Crypto {
         self.0.signature_key_gen(alg)
     }
 
-    fn verify_signature(&self, alg: SignatureScheme, data: &[u8], pk: &[u8], signature: &[u8]) -> Result<(), CryptoError> {
+    fn verify_signature(
+        &self,
+        alg: SignatureScheme,
+        data: &[u8],
+        pk: &[u8],
+        signature: &[u8],
+    ) -> Result<(), CryptoError> {
         self.0.verify_signature(alg, data, pk, signature)
     }
 
@@ -75,11 +100,25 @@ impl OpenMlsCrypto for Crypto {
         self.0.sign(alg, data, key)
     }
 
-    fn hpke_seal(&self, config: HpkeConfig, pk_r: &[u8], info: &[u8], aad: &[u8], ptxt: &[u8]) -> Result<HpkeCiphertext, CryptoError> {
+    fn hpke_seal(
+        &self,
+        config: HpkeConfig,
+        pk_r: &[u8],
+        info: &[u8],
+        aad: &[u8],
+        ptxt: &[u8],
+    ) -> Result<HpkeCiphertext, CryptoError> {
         self.0.hpke_seal(config, pk_r, info, aad, ptxt)
     }
 
-    fn hpke_open(&self, config: HpkeConfig, input: &HpkeCiphertext, sk_r: &[u8], info: &[u8], aad: &[u8]) -> Result<Vec<u8>, CryptoError> {
+    fn hpke_open(
+        &self,
+        config: HpkeConfig,
+        input: &HpkeCiphertext,
+        sk_r: &[u8],
+        info: &[u8],
+        aad: &[u8],
+    ) -> Result<Vec<u8>, CryptoError> {
         self.0.hpke_open(config, input, sk_r, info, aad)
     }
 

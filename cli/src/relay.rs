@@ -423,7 +423,10 @@ impl Relay {
     }
 
     /// How many KeyPackages of ours the relay holds for `ciphersuite`.
-    pub async fn key_package_status(&self, ciphersuite: u32) -> Result<pb::KeyPackageStatusResponse, RelayError> {
+    pub async fn key_package_status(
+        &self,
+        ciphersuite: u32,
+    ) -> Result<pb::KeyPackageStatusResponse, RelayError> {
         self.call(Method::KeyPackageStatus, &pb::KeyPackageStatusRequest { ciphersuite }).await
     }
 

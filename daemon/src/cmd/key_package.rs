@@ -62,7 +62,8 @@ pub async fn fetch(
 ) -> Result<pb::FetchKeyPackageResponse, Refusal> {
     let peer = identity_key("identity_key", &req.identity_key)?;
     let suite = suite_of(req.ciphersuite)?;
-    let taken = relay.store.write(move |tx| key_packages::take(tx, &peer, suite).map_err(Refusal::from)).await?;
+    let taken =
+        relay.store.write(move |tx| key_packages::take(tx, &peer, suite).map_err(Refusal::from)).await?;
     let (key_package, last_resort) = taken.ok_or_else(|| {
         Refusal::new(
             Status::NotFound,

@@ -49,9 +49,16 @@ pub fn add_to_pool(
 
 /// Replaces the identity's last-resort package of `suite`; returns that
 /// suite's pool size.
-pub fn set_last_resort(c: &Connection, identity: &[u8; 32], suite: u32, package: &[u8]) -> rusqlite::Result<u32> {
-    c.prepare_cached("DELETE FROM key_packages WHERE identity_key = ?1 AND last_resort = 1 AND ciphersuite = ?2")?
-        .execute((&identity[..], suite))?;
+pub fn set_last_resort(
+    c: &Connection,
+    identity: &[u8; 32],
+    suite: u32,
+    package: &[u8],
+) -> rusqlite::Result<u32> {
+    c.prepare_cached(
+        "DELETE FROM key_packages WHERE identity_key = ?1 AND last_resort = 1 AND ciphersuite = ?2",
+    )?
+    .execute((&identity[..], suite))?;
     c.prepare_cached(
         "INSERT INTO key_packages (identity_key, package, last_resort, ciphersuite) VALUES (?1, ?2, 1, ?3)",
     )?
@@ -106,16 +113,25 @@ mod tests {
         assert_eq!(add_to_pool(&c, &me, CLASSIC, b"p2", 2).unwrap(), Some(2));
         assert_eq!(add_to_pool(&c, &me, CLASSIC, b"p3", 2).unwrap(), None, "the cap counts the pool");
         assert_eq!(set_last_resort(&c, &me, CLASSIC, b"lr1").unwrap(), 2, "not counted");
-        assert_eq!(held(&c, &me, CLASSIC).unwrap(), Held { available: 2, last_resort: true, last_resort_used: false });
+        assert_eq!(
+            held(&c, &me, CLASSIC).unwrap(),
+            Held { available: 2, last_resort: true, last_resort_used: false }
+        );
 
         assert_eq!(take(&c, &me, CLASSIC).unwrap(), Some((b"p1".to_vec(), false)));
         assert_eq!(take(&c, &me, CLASSIC).unwrap(), Some((b"p2".to_vec(), false)));
         for _ in 0..3 {
             assert_eq!(take(&c, &me, CLASSIC).unwrap(), Some((b"lr1".to_vec(), true)));
         }
-        assert_eq!(held(&c, &me, CLASSIC).unwrap(), Held { available: 0, last_resort: true, last_resort_used: true });
+        assert_eq!(
+            held(&c, &me, CLASSIC).unwrap(),
+            Held { available: 0, last_resort: true, last_resort_used: true }
+        );
         set_last_resort(&c, &me, CLASSIC, b"lr2").unwrap();
-        assert_eq!(held(&c, &me, CLASSIC).unwrap(), Held { available: 0, last_resort: true, last_resort_used: false });
+        assert_eq!(
+            held(&c, &me, CLASSIC).unwrap(),
+            Held { available: 0, last_resort: true, last_resort_used: false }
+        );
         assert_eq!(take(&c, &me, CLASSIC).unwrap(), Some((b"lr2".to_vec(), true)));
         // Another identity's packages are its own.
         assert_eq!(take(&c, &[2u8; 32], CLASSIC).unwrap(), None);

@@ -265,9 +265,9 @@ pub fn sample_request(method: Method) -> Vec<u8> {
         }
         .encode_to_vec(),
         Method::UploadKeyPackage => {
-            pb::UploadKeyPackageRequest { key_package: vec![0x4b; 200], last_resort: true }.encode_to_vec()
+            pb::UploadKeyPackageRequest { key_package: vec![0x4b; 200], last_resort: true, ciphersuite: 0x004d }.encode_to_vec()
         }
-        Method::FetchKeyPackage => pb::FetchKeyPackageRequest { identity_key: key(10) }.encode_to_vec(),
+        Method::FetchKeyPackage => pb::FetchKeyPackageRequest { identity_key: key(10), ciphersuite: 0x004d }.encode_to_vec(),
         Method::UploadHybridKey => pb::UploadHybridKeyRequest { public_key: vec![0x48; 120] }.encode_to_vec(),
         Method::FetchHybridKey => pb::FetchHybridKeyRequest { identity_key: key(11) }.encode_to_vec(),
         Method::FetchHybridKeys => {
@@ -279,7 +279,7 @@ pub fn sample_request(method: Method) -> Vec<u8> {
         }
         Method::ResolveUser => pb::ResolveUserRequest { username: "bob".into() }.encode_to_vec(),
         Method::ResolveIdentity => pb::ResolveIdentityRequest { identity_key: key(16) }.encode_to_vec(),
-        Method::KeyPackageStatus => pb::KeyPackageStatusRequest {}.encode_to_vec(),
+        Method::KeyPackageStatus => pb::KeyPackageStatusRequest { ciphersuite: 1 }.encode_to_vec(),
         Method::GroupCommit => pb::GroupCommitRequest {
             group_route: vec![0x52; 32],
             epoch: 7,
