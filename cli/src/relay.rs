@@ -404,6 +404,15 @@ impl Relay {
         self.call(Method::KeyPackageStatus, &pb::KeyPackageStatusRequest {}).await
     }
 
+    /// Pushes an ephemeral signal to whichever devices of `recipients` are
+    /// connected; returns how many connections it reached.
+    pub async fn signal(&self, recipients: &[[u8; 32]], payload: Vec<u8>) -> Result<u32, RelayError> {
+        let req =
+            pb::SignalRequest { recipient_keys: recipients.iter().map(|r| r.to_vec()).collect(), payload };
+        let r: pb::SignalResponse = self.call(Method::Signal, &req).await?;
+        Ok(r.delivered)
+    }
+
     /// A fenced commit (method 600): admitted, or refused with `conflict`
     /// when another commit took its epoch.
     pub async fn group_commit(

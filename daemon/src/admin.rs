@@ -9,6 +9,9 @@
 //!   the relay may create the socket there (and no other relay holds it);
 //! - else `DATA_DIR/admin.sock`.
 //!
+//! `backup` is answered with `ok` and then the backup file itself (see
+//! `store::backup`), streamed from a copy the store makes of itself.
+//!
 //! Whichever it is, `DATA_DIR/admin.sock` leads to it (a symbolic link when
 //! the socket lives elsewhere), so `qpc-server status --data-dir DATA_DIR`
 //! finds the relay started with that data directory. A relay refuses to
@@ -253,6 +256,15 @@ async fn serve_client(admin: Rc<Admin>, stream: UnixStream) {
         ))
     } else {
         match request {
+            Ok(Ok(n)) if n > 0 && line == "backup\n" => {
+                if let Err(e) = send_backup(&admin, &mut write).await {
+                    log::warn!("admin socket: backup failed: {e}");
+                    // Only heard when nothing was sent yet; else the file is cut short.
+                    let _ = write.write_all(Reply::Error(e).encode().as_bytes()).await;
+                }
+                let _ = write.shutdown().await;
+                return;
+            }
             Ok(Ok(n)) if n > 0 && line.ends_with('\n') => answer(&admin, line.trim_end()).await,
             Ok(Ok(0)) => return, // connected and left: a liveness check
             _ => Reply::Error("expected one request line, e.g. `status json`".into()),
@@ -260,6 +272,39 @@ async fn serve_client(admin: Rc<Admin>, stream: UnixStream) {
     };
     let _ = write.write_all(reply.encode().as_bytes()).await;
     let _ = write.shutdown().await;
+}
+
+/// Copies the store with SQLite's backup API (committed state only: every
+/// answered write is in it; the storage thread makes the copy between two
+/// batches, so the loop goes on), then streams `ok` and the backup file. An error before the first byte is the caller's to send.
+async fn send_backup(admin: &Admin, write: &mut tokio::net::unix::OwnedWriteHalf) -> Result<(), String> {
+    use crate::store::backup;
+    let dir = &admin.facts.data_dir;
+    let copy = dir.join(backup::COPY_FILE);
+    let key = admin.facts.db_key.clone();
+    let target = copy.clone();
+    // On the storage thread, between batches: the loop goes on meanwhile.
+    admin
+        .relay
+        .store
+        .read(move |conn| Ok(backup::copy_store(conn, &target, &key).map_err(|e| e.to_string())))
+        .await
+        .map_err(|e| e.to_string())??;
+    let pieces = backup::Pieces::new(dir, &copy);
+    // Open, the copy needs no name any more.
+    let _ = std::fs::remove_file(&copy);
+    let pieces = pieces.map_err(|e| e.to_string())?;
+    write.write_all(b"ok\n").await.map_err(|e| e.to_string())?;
+    let mut size = 0u64;
+    for piece in pieces {
+        // Past `ok`, a failure can only cut the file short, which the
+        // caller's check of it finds.
+        let piece = piece.map_err(|e| e.to_string())?;
+        size += piece.len() as u64;
+        write.write_all(&piece).await.map_err(|e| e.to_string())?;
+    }
+    log::info!("admin socket: backup of {size} bytes sent");
+    Ok(())
 }
 
 async fn answer(admin: &Admin, request: &str) -> Reply {

@@ -241,19 +241,32 @@ impl Hub {
                 w.notify.notify_one();
             }
         }
-        let Some(conns) = self.listeners.borrow().get(&recipient).cloned() else { return };
         let event = pb::NewMessageEvent { seq, channel_id: channel_id.to_vec() }.encode_to_vec();
-        let frame = PushFrame::new(Event::NewMessage.id(), event).encode();
-        for conn in conns {
-            let frame = frame.clone();
+        self.push(recipient, Event::NewMessage, event);
+    }
+
+    /// Pushes an ephemeral signal to `recipient`'s connections; returns how
+    /// many there were. Nothing is stored, nothing waits for one who is away.
+    pub fn signal(&self, recipient: IdentityKey, sender: IdentityKey, payload: &[u8]) -> usize {
+        let event =
+            pb::SignalEvent { sender_key: sender.to_vec(), payload: payload.to_vec() }.encode_to_vec();
+        self.push(recipient, Event::Signal, event)
+    }
+
+    fn push(&self, recipient: IdentityKey, event: Event, payload: Vec<u8>) -> usize {
+        let Some(conns) = self.listeners.borrow().get(&recipient).cloned() else { return 0 };
+        let frame = PushFrame::new(event.id(), payload).encode();
+        for conn in &conns {
+            let (conn, frame) = (conn.clone(), frame.clone());
             tokio::task::spawn_local(async move {
-                // A push is a hint; the message itself waits in the queue.
+                // A push is a hint or a signal; a message itself waits in the queue.
                 if let Ok(mut send) = conn.open_uni().await {
                     let _ = send.write_all(&frame).await;
                     let _ = send.finish();
                 }
             });
         }
+        conns.len()
     }
 }
 

@@ -32,8 +32,8 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
-    #[error("data directory {path}: {source}")]
-    DataDir { path: String, source: std::io::Error },
+    #[error(transparent)]
+    DataDir(#[from] crate::data_dir::DataDirError),
     #[error(transparent)]
     Tls(#[from] TlsError),
     #[error(transparent)]
@@ -140,9 +140,9 @@ fn bind(addr: SocketAddr, server_config: quinn::ServerConfig) -> Result<quinn::E
 /// Runs the relay until SIGTERM or SIGINT, then shuts down cleanly.
 pub async fn run(config: Config) -> Result<(), ServeError> {
     let up_since = Instant::now();
+    let signals = catch_signals()?;
     let dir = &config.data_dir;
-    std::fs::create_dir_all(dir)
-        .map_err(|source| ServeError::DataDir { path: dir.display().to_string(), source })?;
+    crate::data_dir::prepare(dir)?;
     // First, so that a second relay on this data directory stops here.
     let admin_socket = AdminSocket::bind(dir, config.socket.as_deref())?;
     let identity = tls::load_or_create(dir, &config.hostnames)?;
@@ -150,7 +150,11 @@ pub async fn run(config: Config) -> Result<(), ServeError> {
     if config.db_key.is_empty() {
         log::warn!("no database key set (--db-key / QPC_DB_KEY): the database is stored unencrypted");
     }
-    let store = Rc::new(Store::open(&dir.join("qpc.db"), &config.db_key, store::Options::from_env())?);
+    let store = Rc::new(Store::open(
+        &dir.join(crate::data_dir::STORE_FILE),
+        &config.db_key,
+        store::Options::from_env(),
+    )?);
     let opaque = opaque_setup(&store).await?;
     let server_config = tls::server_config(&identity, &config.limits)?;
     log::info!("registration {}", config.registration.name());
@@ -189,6 +193,7 @@ pub async fn run(config: Config) -> Result<(), ServeError> {
         listen: listening,
         fingerprint: identity.fingerprint.clone(),
         data_dir: dir.clone(),
+        db_key: config.db_key.clone(),
     });
     let _admin = admin_socket.start(Rc::clone(&relay), Rc::clone(&facts));
     if let Some(path) = &config.metrics_file {
@@ -196,7 +201,7 @@ pub async fn run(config: Config) -> Result<(), ServeError> {
         tokio::task::spawn_local(admin::metrics_loop(Rc::clone(&relay), facts, path.clone(), every));
     }
 
-    wait_for_signal().await?;
+    wait_for_signal(signals).await?;
     log::info!("shutting down: no new connections, finishing calls in flight");
     let _ = stop.send(true);
     for endpoint in &endpoints {
@@ -220,10 +225,23 @@ pub async fn run(config: Config) -> Result<(), ServeError> {
     Ok(())
 }
 
-async fn wait_for_signal() -> Result<(), ServeError> {
+/// SIGTERM and SIGINT, caught from the start (a stop that comes while the
+/// relay is still starting must not kill it with the store open).
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+fn catch_signals() -> Result<Signals, ServeError> {
     use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate()).map_err(ServeError::Signal)?;
-    let mut int = signal(SignalKind::interrupt()).map_err(ServeError::Signal)?;
+    Ok(Signals {
+        term: signal(SignalKind::terminate()).map_err(ServeError::Signal)?,
+        int: signal(SignalKind::interrupt()).map_err(ServeError::Signal)?,
+    })
+}
+
+async fn wait_for_signal(signals: Signals) -> Result<(), ServeError> {
+    let Signals { mut term, mut int } = signals;
     tokio::select! {
         _ = term.recv() => log::info!("SIGTERM received"),
         _ = int.recv() => log::info!("SIGINT received"),

@@ -19,6 +19,8 @@ pub struct Facts {
     pub listen: Vec<SocketAddr>,
     pub fingerprint: String,
     pub data_dir: PathBuf,
+    /// The store's key, for the copy a backup makes (never shown).
+    pub db_key: String,
 }
 
 /// One snapshot of the figures.

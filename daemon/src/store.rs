@@ -28,6 +28,8 @@ pub mod queues;
 mod schema;
 mod worker;
 
+pub mod backup;
+
 use std::cell::{Cell, RefCell};
 use std::path::{Path, PathBuf};
 

@@ -49,6 +49,7 @@ ids! {
         ResolveUser = 500,
         ResolveIdentity = 501,
         GroupCommit = 600,
+        Signal = 800,
     }
 }
 
@@ -57,6 +58,8 @@ ids! {
     Event {
         /// Payload `pb::NewMessageEvent`.
         NewMessage = 1,
+        /// Payload `pb::SignalEvent`: typing or presence, never stored.
+        Signal = 2,
     }
 }
 
@@ -88,6 +91,7 @@ mod tests {
             assert_eq!(Method::from_u16(unknown), None, "{unknown}");
         }
         assert_eq!(Event::from_u16(1), Some(Event::NewMessage));
+        assert_eq!(Event::from_u16(2), Some(Event::Signal));
         assert_eq!(Event::from_u16(0), None);
     }
 }

@@ -12,6 +12,7 @@ pub mod fetch;
 pub mod group;
 pub mod hybrid_key;
 pub mod key_package;
+pub mod signal;
 
 use std::rc::Rc;
 
@@ -69,6 +70,7 @@ pub async fn dispatch(
             ok(key_package::status(relay, me).await?)
         }
         Method::GroupCommit => ok(group::commit(relay, me, decode(payload)?).await?),
+        Method::Signal => ok(signal::signal(relay, me, decode(payload)?)?),
         Method::UploadHybridKey => ok(hybrid_key::upload(relay, me, decode(payload)?).await?),
         Method::FetchHybridKey => ok(hybrid_key::fetch(relay, decode(payload)?).await?),
         Method::FetchHybridKeys => ok(hybrid_key::fetch_many(relay, decode(payload)?).await?),

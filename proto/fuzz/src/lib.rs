@@ -155,6 +155,7 @@ pub fn check_request(method: Method, payload: &[u8]) {
         Method::ResolveIdentity => round_trip::<pb::ResolveIdentityRequest>(payload),
         Method::KeyPackageStatus => round_trip::<pb::KeyPackageStatusRequest>(payload),
         Method::GroupCommit => round_trip::<pb::GroupCommitRequest>(payload),
+        Method::Signal => round_trip::<pb::SignalRequest>(payload),
     }
 }
 
@@ -182,6 +183,7 @@ pub fn check_response(method: Method, payload: &[u8]) {
         Method::ResolveIdentity => round_trip::<pb::ResolveIdentityResponse>(payload),
         Method::KeyPackageStatus => round_trip::<pb::KeyPackageStatusResponse>(payload),
         Method::GroupCommit => round_trip::<pb::GroupCommitResponse>(payload),
+        Method::Signal => round_trip::<pb::SignalResponse>(payload),
     }
 }
 
@@ -189,6 +191,7 @@ pub fn check_response(method: Method, payload: &[u8]) {
 pub fn check_push(event: u16, payload: &[u8]) {
     match Event::from_u16(event) {
         Some(Event::NewMessage) => round_trip::<pb::NewMessageEvent>(payload),
+        Some(Event::Signal) => round_trip::<pb::SignalEvent>(payload),
         None => {}
     }
 }
@@ -285,6 +288,9 @@ pub fn sample_request(method: Method) -> Vec<u8> {
             open: true,
         }
         .encode_to_vec(),
+        Method::Signal => {
+            pb::SignalRequest { recipient_keys: vec![key(20), key(21)], payload: vec![0x53; 120] }.encode_to_vec()
+        }
     }
 }
 
@@ -339,6 +345,7 @@ pub fn sample_response(method: Method) -> Vec<u8> {
             pb::KeyPackageStatusResponse { available: 4, last_resort: true, last_resort_used: true }.encode_to_vec()
         }
         Method::GroupCommit => pb::GroupCommitResponse { epoch: 8, duplicate: true }.encode_to_vec(),
+        Method::Signal => pb::SignalResponse { delivered: 2 }.encode_to_vec(),
     }
 }
 
@@ -346,6 +353,7 @@ pub fn sample_response(method: Method) -> Vec<u8> {
 pub fn sample_push(event: Event) -> Vec<u8> {
     match event {
         Event::NewMessage => pb::NewMessageEvent { seq: 7, channel_id: vec![1; 16] }.encode_to_vec(),
+        Event::Signal => pb::SignalEvent { sender_key: key(22), payload: vec![0x53; 120] }.encode_to_vec(),
     }
 }
 
