@@ -214,8 +214,9 @@ pub enum Incoming {
     Commit { group: String, epoch: u64, removed_self: bool },
     /// A Welcome arrived; the bytes are the whole message, for [`Member::join`].
     Welcome(Vec<u8>),
-    /// A proposal was stored; it takes effect when someone commits it.
-    Proposal { group: String },
+    /// A proposal from `sender` was stored; it takes effect when someone
+    /// commits it.
+    Proposal { group: String, sender: IdentityKey },
 }
 
 /// The result of [`Member::add_member`]: a pending [`Commit`] that adds one.
@@ -661,7 +662,7 @@ impl Member {
                 mls_group
                     .store_pending_proposal(self.provider.storage(), *proposal)
                     .map_err(|e| group_error("storing a proposal", &name, e))?;
-                Ok(Incoming::Proposal { group: name })
+                Ok(Incoming::Proposal { group: name, sender: credential_identity(&sender_credential)? })
             }
             ProcessedMessageContent::StagedCommitMessage(staged) => self.merge_commit(name, *staged),
             ProcessedMessageContent::OwnPrivateMessage | ProcessedMessageContent::OwnPendingCommit => {
@@ -1725,8 +1726,8 @@ mod tests {
         let (mut alice, mut bob, mut carol) = three_members();
         let proposal = bob.member.leave(GROUP).unwrap();
         bob.restart();
-        assert_eq!(alice.process(&proposal), Incoming::Proposal { group: GROUP.into() });
-        assert_eq!(carol.process(&proposal), Incoming::Proposal { group: GROUP.into() });
+        assert_eq!(alice.process(&proposal), Incoming::Proposal { group: GROUP.into(), sender: bob.id() });
+        assert_eq!(carol.process(&proposal), Incoming::Proposal { group: GROUP.into(), sender: bob.id() });
         assert_eq!(alice.member.pending_proposals(GROUP).unwrap(), 1);
 
         let commit = alice.member.commit_pending_proposals(GROUP).unwrap();
@@ -1765,8 +1766,8 @@ mod tests {
         let remove = bob.member.propose_remove(GROUP, carol.id()).unwrap();
         bob.restart();
         for proposal in [&add, &remove] {
-            assert_eq!(alice.process(proposal), Incoming::Proposal { group: GROUP.into() });
-            assert_eq!(carol.process(proposal), Incoming::Proposal { group: GROUP.into() });
+            assert_eq!(alice.process(proposal), Incoming::Proposal { group: GROUP.into(), sender: bob.id() });
+            assert_eq!(carol.process(proposal), Incoming::Proposal { group: GROUP.into(), sender: bob.id() });
         }
 
         let commit = alice.member.commit_pending_proposals(GROUP).unwrap();

@@ -1084,9 +1084,13 @@ pub async fn run(c: &Common, target: Option<&str>, json: bool) -> Outcome {
                 match repl.reconnect(&password, &mut lines).await {
                     Some(fresh) => {
                         relay = fresh;
-                        // What did not go out before the connection broke.
-                        let events = repl.session.flush_outbox(&relay).await?;
-                        repl.show(&events)?;
+                        // What did not go out before the connection broke
+                        // (if this fails too, the next line typed tries again).
+                        match repl.session.flush_outbox(&relay).await {
+                            Ok(events) => repl.show(&events)?,
+                            Err(e) if e.is_lost() => say!("! {e}"),
+                            Err(e) => return Err(e.into()),
+                        }
                     }
                     None => {
                         repl.save()?;

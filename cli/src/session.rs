@@ -626,13 +626,22 @@ impl Session {
         relay: &Relay,
         req: pb::SealedEnqueueRequest,
     ) -> std::result::Result<(), RelayError> {
-        if self.anonymous.is_none() {
-            self.anonymous = relay.connect_again().await.ok();
+        let mut answer = Err(RelayError::Lost("no connection yet".into()));
+        // A connection left over from before the relay restarted is dead:
+        // one fresh try.
+        for _ in 0..2 {
+            if self.anonymous.is_none() {
+                self.anonymous = relay.connect_again().await.ok();
+            }
+            answer = match &self.anonymous {
+                Some(anon) => anon.call::<_, pb::SealedEnqueueResponse>(Method::SealedEnqueue, &req).await,
+                None => relay.call::<_, pb::SealedEnqueueResponse>(Method::SealedEnqueue, &req).await,
+            };
+            if !matches!(answer, Err(RelayError::Lost(_))) || self.anonymous.is_none() {
+                break;
+            }
+            self.anonymous = None;
         }
-        let mut answer = match &self.anonymous {
-            Some(anon) => anon.call::<_, pb::SealedEnqueueResponse>(Method::SealedEnqueue, &req).await,
-            None => relay.call::<_, pb::SealedEnqueueResponse>(Method::SealedEnqueue, &req).await,
-        };
         if matches!(&answer, Err(e) if e.status() == Some(Status::Unauthenticated)) {
             answer = relay.call::<_, pb::SealedEnqueueResponse>(Method::SealedEnqueue, &req).await;
         }
@@ -976,8 +985,9 @@ impl Session {
                     Ok(Some(Event::EpochAdvanced { group, epoch }))
                 }
             }
-            Ok(Incoming::Proposal { group }) => {
-                let from = self.name(relay, &from).await;
+            Ok(Incoming::Proposal { group, sender }) => {
+                // From MLS: the envelope of a sealed delivery names nobody.
+                let from = self.name(relay, &sender).await;
                 Ok(Some(Event::Proposal { group, from }))
             }
             // A second copy (a retry after a crash) or an echo: nothing new.

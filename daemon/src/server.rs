@@ -140,6 +140,7 @@ fn bind(addr: SocketAddr, server_config: quinn::ServerConfig) -> Result<quinn::E
 /// Runs the relay until SIGTERM or SIGINT, then shuts down cleanly.
 pub async fn run(config: Config) -> Result<(), ServeError> {
     let up_since = Instant::now();
+    let signals = catch_signals()?;
     let dir = &config.data_dir;
     crate::data_dir::prepare(dir)?;
     // First, so that a second relay on this data directory stops here.
@@ -200,7 +201,7 @@ pub async fn run(config: Config) -> Result<(), ServeError> {
         tokio::task::spawn_local(admin::metrics_loop(Rc::clone(&relay), facts, path.clone(), every));
     }
 
-    wait_for_signal().await?;
+    wait_for_signal(signals).await?;
     log::info!("shutting down: no new connections, finishing calls in flight");
     let _ = stop.send(true);
     for endpoint in &endpoints {
@@ -224,10 +225,23 @@ pub async fn run(config: Config) -> Result<(), ServeError> {
     Ok(())
 }
 
-async fn wait_for_signal() -> Result<(), ServeError> {
+/// SIGTERM and SIGINT, caught from the start (a stop that comes while the
+/// relay is still starting must not kill it with the store open).
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+fn catch_signals() -> Result<Signals, ServeError> {
     use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate()).map_err(ServeError::Signal)?;
-    let mut int = signal(SignalKind::interrupt()).map_err(ServeError::Signal)?;
+    Ok(Signals {
+        term: signal(SignalKind::terminate()).map_err(ServeError::Signal)?,
+        int: signal(SignalKind::interrupt()).map_err(ServeError::Signal)?,
+    })
+}
+
+async fn wait_for_signal(signals: Signals) -> Result<(), ServeError> {
+    let Signals { mut term, mut int } = signals;
     tokio::select! {
         _ = term.recv() => log::info!("SIGTERM received"),
         _ = int.recv() => log::info!("SIGINT received"),

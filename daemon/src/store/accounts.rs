@@ -110,7 +110,6 @@ mod tests {
         identities::insert(&c, &k, 1).unwrap();
         identities::insert(&c, &other, 1).unwrap();
         key_packages::add_to_pool(&c, &k, key_packages::CLASSIC, b"kp", 10).unwrap();
-        key_packages::set_last_resort(&c, &k, key_packages::CLASSIC, b"lr").unwrap();
         hybrid_keys::put(&c, &k, b"hk").unwrap();
         let tx = Tx::new(&c, &state);
         let quota = Quota { queue_messages: 10, queue_bytes: 100, store_bytes: 100 };
@@ -122,7 +121,7 @@ mod tests {
         assert_eq!(delete(&tx, "alice").unwrap(), Some(Deleted { keys: vec![k.to_vec()], messages: 1 }));
         assert_eq!(delete(&tx, "alice").unwrap(), None);
         assert!(!identities::exists(&c, &k).unwrap());
-        assert_eq!(key_packages::take(&c, &k, key_packages::CLASSIC).unwrap(), None);
+        assert_eq!(key_packages::held(&c, &k).unwrap().available, 0);
         assert_eq!(hybrid_keys::get(&c, &k).unwrap(), None);
         assert_eq!(tx.store_bytes(), 2, "what alice sent stays with its recipient");
         assert!(list(&c).unwrap().is_empty());
