@@ -323,7 +323,16 @@ fn luci_page_renders_the_status_of_a_running_relay() {
     let port_of_relay = server.addr.rsplit(':').next().unwrap();
     let invite = format!("qpc://127.0.0.1:{port_of_relay}#{fingerprint}");
     assert!(dom.contains(&invite), "the invite string {invite}:\n{dom}");
-    for shown in ["Running", "alice", "bob", "1.5 KiB", "Registration token", "Messages per recipient"] {
+    for shown in [
+        "Running",
+        "alice",
+        "bob",
+        "1.5 KiB",
+        "Registration token",
+        "Messages per recipient",
+        "Files",
+        "File lifetime (seconds)",
+    ] {
         assert!(dom.contains(shown), "{shown:?} on the page:\n{dom}");
     }
 

@@ -74,7 +74,7 @@ config defaults
 run start
 check_eq "enabled: start succeeds" 0 "$rc"
 check_eq "enabled: qpc-server command line" \
-	"/usr/sbin/qpc-server --listen [::]:7000 --data-dir /etc/qpc --db-key k3y --registration token --registration-token t0ken --max-queue-messages 1000 --max-queue-bytes 8388608 --store-cap-bytes 33554432 --message-ttl-secs 1209600 --log-level info --syslog" \
+	"/usr/sbin/qpc-server --listen [::]:7000 --data-dir /etc/qpc --db-key k3y --registration token --registration-token t0ken --max-queue-messages 1000 --max-queue-bytes 8388608 --store-cap-bytes 33554432 --message-ttl-secs 1209600 --blob-max-bytes 16777216 --blob-account-bytes 33554432 --blob-cap-bytes 67108864 --blob-lifetime-secs 604800 --log-level info --syslog" \
 	"$(command_line)"
 check "enabled: runs as user qpc" logged "param user qpc"
 check "enabled: group qpc" logged "param group qpc"
@@ -95,8 +95,19 @@ set_option store_cap_bytes ''
 printf "\tlist hostname 'router.example.net'\n\tlist hostname '192.0.2.1'\n" >> "$current/qpc"
 run start
 check_eq "listen list, host names and open registration: command line" \
-	"/usr/sbin/qpc-server --listen 0.0.0.0:7443 --listen [fd00::1]:7443 --listen [::1]:7443 --listen 127.0.0.1:7001 --listen [fe80::1%br-lan]:7002 --hostname router.example.net --hostname 192.0.2.1 --data-dir /etc/qpc --db-key k3y --registration open --max-queue-bytes 8388608 --message-ttl-secs 1209600 --log-level debug --syslog" \
+	"/usr/sbin/qpc-server --listen 0.0.0.0:7443 --listen [fd00::1]:7443 --listen [::1]:7443 --listen 127.0.0.1:7001 --listen [fe80::1%br-lan]:7002 --hostname router.example.net --hostname 192.0.2.1 --data-dir /etc/qpc --db-key k3y --registration open --max-queue-bytes 8388608 --message-ttl-secs 1209600 --blob-max-bytes 16777216 --blob-account-bytes 33554432 --blob-cap-bytes 67108864 --blob-lifetime-secs 604800 --log-level debug --syslog" \
 	"$(command_line)"
+
+config blobs
+set_option blob_dir /mnt/sda1/qpc-blobs
+set_option blob_lifetime_secs 3600
+run start
+check_eq "blob_dir on USB: start succeeds" 0 "$rc"
+check "blob_dir: passed to the daemon" sh -c "sed -n 's/^command //p' '$log' | grep -q -- '--db-key k3y --blob-dir /mnt/sda1/qpc-blobs --registration'"
+check "blob_lifetime_secs: passed to the daemon" sh -c "sed -n 's/^command //p' '$log' | grep -q -- '--blob-lifetime-secs 3600 '"
+check "blob_dir: created" logged "mkdir -p /mnt/sda1/qpc-blobs"
+check "blob_dir: owned by qpc, not recursively" logged "chown qpc:qpc /mnt/sda1/qpc-blobs"
+check "blob_dir: private" logged "chmod 0700 /mnt/sda1/qpc-blobs"
 
 config firewall
 set_option open_firewall 1
@@ -171,6 +182,16 @@ config relative
 set_option data_dir qpc-data
 run start
 refuse "relative data_dir" "not an absolute path"
+
+config blob-tmpfs
+set_option blob_dir /tmp/blobs
+run start
+refuse "blob_dir on /tmp" "blob_dir '/tmp/blobs' is in RAM"
+
+config blob-limit
+set_option blob_max_bytes 16M
+run start
+refuse "blob_max_bytes 16M" "invalid blob_max_bytes '16M'"
 
 config limit
 set_option max_queue_bytes 8M

@@ -87,8 +87,20 @@ function copyText(input) {
 	return Promise.resolve();
 }
 
+// A validator for a directory option: an absolute path, not in RAM.
+function persistentDir(inRam) {
+	return function(section_id, value) {
+		if (value && !/^\//.test(value))
+			return _('An absolute path');
+		if (/^\/(tmp|var)(\/|$)/.test(value))
+			return inRam;
+		return true;
+	};
+}
+
 function statusRows(st) {
 	var used = st.store_cap_bytes ? Math.round(st.queued_bytes * 100 / st.store_cap_bytes) : 0;
+	var blobsUsed = st.blob_cap_bytes ? Math.round(st.blob_bytes * 100 / st.blob_cap_bytes) : 0;
 
 	return [
 		[ _('Status'), E('strong', { 'class': 'qpc-up' }, _('Running')) ],
@@ -102,6 +114,9 @@ function statusRows(st) {
 		[ _('Queued messages'), st.queued_messages + ' (' + formatBytes(st.queued_bytes) + ')' ],
 		[ _('Store'), formatBytes(st.store_bytes) + _(' on disk; queue cap ') +
 			formatBytes(st.store_cap_bytes) + ' (' + used + _('% used') + ')' ],
+		[ _('Files'), String(st.blobs) + ' (' + formatBytes(st.blob_bytes) + _('; cap ') +
+			formatBytes(st.blob_cap_bytes) + ', ' + blobsUsed + _('% used; kept ') +
+			formatUptime(st.blob_lifetime_s) + _(' at most') + ')' ],
 		[ _('Since start'), st.enqueued + _(' enqueued, ') + st.delivered + _(' delivered, ') +
 			st.expired + _(' expired') ],
 		[ _('Last error'), st.last_error == null ? _('none') : E('span', { 'class': 'qpc-error' }, st.last_error) ]
@@ -249,13 +264,12 @@ return view.extend({
 		o = s.taboption('general', form.Value, 'data_dir', _('Data directory'),
 			_('The encrypted store, certificate and key. Keep it on persistent storage: /tmp and /var are lost at reboot.'));
 		o.placeholder = '/etc/qpc';
-		o.validate = function(section_id, value) {
-			if (value && !/^\//.test(value))
-				return _('An absolute path');
-			if (/^\/(tmp|var)(\/|$)/.test(value))
-				return _('/tmp and /var are RAM on OpenWrt; the store would be lost at reboot');
-			return true;
-		};
+		o.validate = persistentDir(_('/tmp and /var are RAM on OpenWrt; the store would be lost at reboot'));
+
+		o = s.taboption('general', form.Value, 'blob_dir', _('File directory'),
+			_('Where sent files (encrypted) are kept, e.g. on USB storage; empty is the data directory. Keep it on persistent storage.'));
+		o.placeholder = '/etc/qpc/blobs';
+		o.validate = persistentDir(_('/tmp and /var are RAM on OpenWrt; the files would be lost at reboot'));
 
 		o = s.taboption('general', form.Value, 'db_key', _('Store key'),
 			_('Encrypts the store; losing it loses the queued messages and the accounts.'));
@@ -286,6 +300,26 @@ return view.extend({
 			_('Undelivered messages are dropped after this long (1209600 s is 14 days).'));
 		o.datatype = 'uinteger';
 		o.placeholder = '1209600';
+
+		o = s.taboption('limits', form.Value, 'blob_max_bytes', _('Largest file (bytes)'),
+			_('The largest file one person may send through the relay.'));
+		o.datatype = 'uinteger';
+		o.placeholder = '16777216';
+
+		o = s.taboption('limits', form.Value, 'blob_account_bytes', _('File bytes per account'),
+			_('Files of one account not yet fetched by everyone, together.'));
+		o.datatype = 'uinteger';
+		o.placeholder = '33554432';
+
+		o = s.taboption('limits', form.Value, 'blob_cap_bytes', _('File cap (bytes)'),
+			_('All files on the relay together.'));
+		o.datatype = 'uinteger';
+		o.placeholder = '67108864';
+
+		o = s.taboption('limits', form.Value, 'blob_lifetime_secs', _('File lifetime (seconds)'),
+			_('A file is deleted once every recipient has it, or after this long (604800 s is 7 days).'));
+		o.datatype = 'uinteger';
+		o.placeholder = '604800';
 
 		poll.add(function() {
 			return Promise.all([
