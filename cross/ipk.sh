@@ -1,9 +1,11 @@
 #!/bin/sh
-# Packs the cross-built binaries of one target into the two .ipk files that
-# the feed's openwrt/Makefile would produce:
+# Packs the cross-built binaries of one target into the .ipk files that the
+# feed's openwrt/Makefile and openwrt/luci-app-qpc/Makefile would produce:
 #   qpc_<version>-r<release>_<arch>.ipk         relay: qpc-server, init script,
 #                                               UCI config, uci-defaults, sysctl
 #   qpc-client_<version>-r<release>_<arch>.ipk  chat client: qpc
+#   luci-app-qpc_<version>-r<release>_all.ipk   LuCI page (no binaries: one
+#                                               package for every target)
 # in the format OpenWrt's scripts/ipkg-build writes and opkg reads: a
 # gzip'd tar of ./debian-binary, ./data.tar.gz and ./control.tar.gz.
 #
@@ -80,10 +82,14 @@ EOF
 	chmod 0755 "$1/postinst" "$1/prerm"
 }
 
-# build_ipk NAME STAGING_DIR DESCRIPTION_DEFINE [Require-User]
+# build_ipk NAME STAGING_DIR DESCRIPTION_DEFINE [Require-User]; the
+# package's architecture is $pkg_arch (the target's unless set), its
+# dependencies $depends, its feed source $source, its section $pkg_section
+# and its description, when $description_text is set, that text.
 build_ipk() {
 	local name="$1" dir="$2" description="$3" user="${4:-}"
 	local control="$dir/CONTROL" ipk tmp size
+	local a="${pkg_arch:-$arch}"
 
 	tmp="$dir.pack"
 	rm -rf "$tmp"
@@ -94,25 +100,29 @@ build_ipk() {
 	{
 		echo "Package: $name"
 		echo "Version: $full_version"
-		echo "Depends: libc"
-		echo "Source: feeds/packages/net/qpc"
-		echo "SourceName: qpc"
+		echo "Depends: ${depends:-libc}"
+		echo "Source: ${source:-feeds/packages/net/qpc}"
+		echo "SourceName: ${source_name:-qpc}"
 		echo "License: $license"
-		echo "Section: $section"
+		echo "Section: ${pkg_section:-$section}"
 		[ -z "$user" ] || echo "Require-User: $user"
 		echo "URL: $url"
 		echo "Maintainer: $maintainer"
-		echo "Architecture: $arch"
+		echo "Architecture: $a"
 		echo "Installed-Size: $size"
 		printf 'Description: '
-		feed_define "$description" | sed -e 's,^[[:space:]]*, ,g'
+		if [ -n "${description_text:-}" ]; then
+			echo " $description_text"
+		else
+			feed_define "$description" | sed -e 's,^[[:space:]]*, ,g'
+		fi
 	} > "$control/control"
 	chmod 0644 "$control/control"
-	write_scripts "$control"
+	[ -f "$control/postinst" ] || write_scripts "$control"
 
 	(cd "$control" && tar_c .) | gzip -9n > "$tmp/control.tar.gz"
 	echo "2.0" > "$tmp/debian-binary"
-	ipk="$out_dir/${name}_${full_version}_${arch}.ipk"
+	ipk="$out_dir/${name}_${full_version}_${a}.ipk"
 	(cd "$tmp" && tar_c ./debian-binary ./data.tar.gz ./control.tar.gz) | gzip -9n > "$ipk"
 	rm -rf "$tmp"
 	echo "ipk: $(basename "$ipk") ($(wc -c < "$ipk" | tr -d ' ') bytes)"
@@ -133,13 +143,15 @@ umask 022
 # qpc: the relay.
 d="$work/qpc/data"
 mkdir -p "$d/usr/sbin" "$d/etc/init.d" "$d/etc/config" "$d/etc/uci-defaults" \
-	"$d/etc/sysctl.d" "$work/qpc/CONTROL"
+	"$d/etc/sysctl.d" "$d/lib/upgrade/keep.d" "$work/qpc/CONTROL"
 install -m 0755 "$bin_dir/qpc-server" "$d/usr/sbin/qpc-server"
 install -m 0755 "$root/init.d/qpc" "$d/etc/init.d/qpc"
 # 0600 like the feed's INSTALL_CONF: it holds the store's key.
 install -m 0600 "$root/uci/qpc" "$d/etc/config/qpc"
 install -m 0755 "$root/openwrt/files/qpc.defaults" "$d/etc/uci-defaults/90-qpc"
 install -m 0644 "$root/openwrt/files/qpc.sysctl" "$d/etc/sysctl.d/50-qpc.conf"
+# What sysupgrade keeps (the init script rewrites it for another data_dir).
+install -m 0644 "$root/openwrt/files/qpc.keep" "$d/lib/upgrade/keep.d/qpc"
 feed_define Package/qpc/conffiles > "$work/qpc/CONTROL/conffiles"
 chmod 0644 "$work/qpc/CONTROL/conffiles"
 build_ipk qpc "$work/qpc" Package/qpc/description "$userid"
@@ -150,3 +162,26 @@ d="$work/qpc-client/data"
 mkdir -p "$d/usr/bin" "$work/qpc-client/CONTROL"
 install -m 0755 "$bin_dir/qpc" "$d/usr/bin/qpc"
 build_ipk qpc-client "$work/qpc-client" Package/qpc-client/description
+
+# luci-app-qpc: the LuCI page, as luci.mk packs it (htdocs under /www,
+# root/ as it is), with the postinst that makes LuCI and rpcd see it.
+app="$root/openwrt/luci-app-qpc"
+d="$work/luci-app-qpc/data"
+mkdir -p "$d/www" "$work/luci-app-qpc/CONTROL"
+(cd "$app/htdocs" && find . -type f) | while IFS= read -r f; do
+	install -D -m 0644 "$app/htdocs/$f" "$d/www/$f"
+done
+(cd "$app/root" && find . -type f) | while IFS= read -r f; do
+	mode=0644
+	case "$f" in ./usr/libexec/rpcd/*) mode=0755 ;; esac
+	install -D -m "$mode" "$app/root/$f" "$d/$f"
+done
+write_scripts "$work/luci-app-qpc/CONTROL"
+cat >> "$work/luci-app-qpc/CONTROL/postinst" <<'EOF2'
+[ -n "${IPKG_INSTROOT}" ] || { rm -f /tmp/luci-indexcache.*; rm -rf /tmp/luci-modulecache/; killall -HUP rpcd 2>/dev/null; }
+exit 0
+EOF2
+luci_description="$(sed -n '/^LUCI_DESCRIPTION:=/,/[^\\]$/p' "$app/Makefile" | sed -e 's/^LUCI_DESCRIPTION:=//' -e 's/\\$//' -e 's/^[[:space:]]*//' | tr '\n' ' ' | tr -s ' ' | sed 's/ *$//')"
+pkg_arch=all depends="libc, luci-base, rpcd, qpc" source=feeds/luci/applications/luci-app-qpc \
+	source_name=luci-app-qpc pkg_section=luci \
+	description_text="$luci_description" build_ipk luci-app-qpc "$work/luci-app-qpc" ""

@@ -9,6 +9,8 @@
 .PHONY: status-deps test-status test-luci
 
 STATUS_CHROMIUM_PACKAGES := chromium fonts-dejavu-core
+# zbarimg reads the page's QR code back; xgettext checks po/templates.
+STATUS_TOOL_PACKAGES := zbar-tools gettext
 
 # Each install checks first. Chromium is optional: if it cannot be
 # installed, the screenshot test says so and skips (test-luci fails).
@@ -21,6 +23,11 @@ status-deps:
 	  export DEBIAN_FRONTEND=noninteractive; \
 	  apt-get install -y -qq --no-install-recommends nodejs >/dev/null 2>&1 || \
 	  { apt-get update -qq && apt-get install -y -qq --no-install-recommends nodejs >/dev/null; }; }
+	@command -v zbarimg >/dev/null && command -v xgettext >/dev/null || { \
+	  echo "installing $(STATUS_TOOL_PACKAGES) (QR code and translation template checks)"; \
+	  export DEBIAN_FRONTEND=noninteractive; \
+	  apt-get install -y -qq --no-install-recommends $(STATUS_TOOL_PACKAGES) >/dev/null 2>&1 || \
+	  { apt-get update -qq && apt-get install -y -qq --no-install-recommends $(STATUS_TOOL_PACKAGES) >/dev/null; }; }
 	@command -v chromium >/dev/null || { \
 	  echo "installing chromium (headless screenshot of the LuCI page)"; \
 	  export DEBIAN_FRONTEND=noninteractive; \

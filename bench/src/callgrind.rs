@@ -11,7 +11,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use crate::servers::{Kind, Launch, Server};
-use crate::suite::{store_and_forward, SfWorkload};
+use crate::suite::{group, store_and_forward, GroupWorkload, SfWorkload};
 use crate::util::TempDir;
 use crate::Result;
 
@@ -41,7 +41,22 @@ fn total_instructions(out: &Path) -> Result<u64> {
         .ok_or_else(|| format!("no instruction total in {}", out.display()).into())
 }
 
-async fn counted_run(kind: Kind, launch: &Launch, w: &SfWorkload, keep: Option<&Path>) -> Result<u64> {
+/// What a counted run drives.
+enum Workload<'a> {
+    StoreAndForward(&'a SfWorkload),
+    Group(&'a GroupWorkload),
+}
+
+impl Workload<'_> {
+    fn messages(&self) -> usize {
+        match self {
+            Workload::StoreAndForward(w) => w.messages,
+            Workload::Group(w) => w.messages,
+        }
+    }
+}
+
+async fn counted_run(kind: Kind, launch: &Launch, w: Workload<'_>, keep: Option<&Path>) -> Result<u64> {
     let dir = TempDir::new("callgrind")?;
     let out = dir.path().join("callgrind.out");
     let mut launch = launch.clone();
@@ -57,11 +72,21 @@ async fn counted_run(kind: Kind, launch: &Launch, w: &SfWorkload, keep: Option<&
     launch.mosquitto_wrapper = wrapper;
     launch.start_timeout = Duration::from_secs(300);
     let server = Server::start(kind, &launch)?;
-    store_and_forward(kind, &server, w).await?;
+    let tag = match &w {
+        Workload::StoreAndForward(sf) => {
+            store_and_forward(kind, &server, sf).await?;
+            "sf"
+        }
+        Workload::Group(g) => {
+            group(kind, &server, g).await?;
+            "group"
+        }
+    };
     server.stop(Duration::from_secs(300))?;
     if let Some(keep) = keep {
         std::fs::create_dir_all(keep)?;
-        std::fs::copy(&out, keep.join(format!("callgrind.{}.{}msgs.out", kind.name(), w.messages)))?;
+        let name = format!("callgrind.{}.{tag}.{}msgs.out", kind.name(), w.messages());
+        std::fs::copy(&out, keep.join(name))?;
     }
     total_instructions(&out)
 }
@@ -83,7 +108,21 @@ pub async fn count(
         window: 8,
         measure_disk: false,
     };
-    let base = counted_run(kind, launch, &w(0), keep).await?;
-    let loaded = counted_run(kind, launch, &w(messages), keep).await?;
+    let base = counted_run(kind, launch, Workload::StoreAndForward(&w(0)), keep).await?;
+    let loaded = counted_run(kind, launch, Workload::StoreAndForward(&w(messages)), keep).await?;
     Ok(Count { kind, messages, base, loaded })
+}
+
+/// Counts the relay's instructions per delivered message of a group send
+/// (`w.messages` each delivered to `w.members - 1` readers).
+pub async fn count_group(
+    kind: Kind,
+    launch: &Launch,
+    w: &GroupWorkload,
+    keep: Option<&Path>,
+) -> Result<Count> {
+    let empty = GroupWorkload { messages: 0, ..w.clone() };
+    let base = counted_run(kind, launch, Workload::Group(&empty), keep).await?;
+    let loaded = counted_run(kind, launch, Workload::Group(w), keep).await?;
+    Ok(Count { kind, messages: w.delivered(), base, loaded })
 }

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use argh::FromArgs;
 use qpc_bench::servers::{self, Kind, Launch};
-use qpc_bench::suite::{self, LatencyWorkload, Params};
+use qpc_bench::suite::{self, GroupWorkload, LatencyWorkload, Params};
 use qpc_bench::{callgrind, report};
 
 /// qpc-bench: measures qpc-server side by side with Mosquitto on loopback.
@@ -49,6 +49,12 @@ struct Flags {
     /// sender/recipient pairs in the latency run (default 10)
     #[argh(option, default = "10")]
     latency_pairs: usize,
+    /// messages the sender sends to the group in the group run (default 1000)
+    #[argh(option, default = "1000")]
+    group_messages: usize,
+    /// members of the group, sender included (default 10)
+    #[argh(option, default = "10")]
+    group_members: usize,
     /// idle connected clients (default 1000)
     #[argh(option, default = "1000")]
     idle_clients: usize,
@@ -145,6 +151,12 @@ async fn run(flags: Flags) -> qpc_bench::Result<()> {
             rate: flags.latency_rate,
             payload_size: 256,
         },
+        group: GroupWorkload {
+            messages: flags.group_messages,
+            members: flags.group_members,
+            payload_size: 256,
+            window: flags.window,
+        },
         idle_clients: flags.idle_clients,
         idle_settle: Duration::from_secs(2),
         handshakes: flags.handshakes,
@@ -183,20 +195,16 @@ async fn run(flags: Flags) -> qpc_bench::Result<()> {
             if flags.callgrind_mosquitto {
                 kinds.push(Kind::Mosquitto);
             }
+            let group = GroupWorkload { messages: flags.callgrind_messages / 5, ..params.group.clone() };
+            let mut per = Vec::new();
             for kind in kinds {
                 progress(&format!(
                     "{}: callgrind, {} messages of 256 B",
                     kind.name(),
                     flags.callgrind_messages
                 ));
-                let count = callgrind::count(
-                    kind,
-                    &launch,
-                    flags.callgrind_messages,
-                    256,
-                    flags.callgrind_keep.as_deref(),
-                )
-                .await?;
+                let keep = flags.callgrind_keep.as_deref();
+                let count = callgrind::count(kind, &launch, flags.callgrind_messages, 256, keep).await?;
                 println!(
                     "instructions_per_msg {} {:.0} (callgrind: {} with {} messages, {} without; 1 sender, 1 recipient, 256 B)",
                     kind.name(),
@@ -205,6 +213,27 @@ async fn run(flags: Flags) -> qpc_bench::Result<()> {
                     count.messages,
                     count.base
                 );
+                progress(&format!(
+                    "{}: callgrind, group of {}, {} messages",
+                    kind.name(),
+                    group.members,
+                    group.messages
+                ));
+                let g = callgrind::count_group(kind, &launch, &group, keep).await?;
+                println!(
+                    "instructions_per_group_msg {} {:.0} (callgrind: {} with {} messages to {} members, {} without; per delivered message)",
+                    kind.name(),
+                    g.per_message(),
+                    g.loaded,
+                    group.messages,
+                    group.members - 1,
+                    g.base
+                );
+                per.push((count.per_message(), g.per_message()));
+            }
+            if let [(q, qg), (m, mg)] = per[..] {
+                println!("ratio instructions_per_msg {:.3}", q / m);
+                println!("ratio instructions_per_group_msg {:.3}", qg / mg);
             }
         } else {
             println!("\ninstruction count skipped: valgrind not installed (apt-get install valgrind)");

@@ -16,7 +16,7 @@ use rumqttc::{
 use tokio::sync::Semaphore;
 
 use crate::servers::Server;
-use crate::suite::{LatencyWorkload, Meter, SfOutcome, SfWorkload};
+use crate::suite::{GroupWorkload, LatencyWorkload, Meter, SfOutcome, SfWorkload};
 use crate::util::{self, bounded, within};
 use crate::Result;
 
@@ -279,6 +279,45 @@ pub async fn latency(server: &Server, w: &LatencyWorkload) -> Result<Vec<u64>> {
         samples.extend(within(STEP_TIMEOUT, "mosquitto latency receivers", async { l.await? }).await?);
     }
     Ok(samples)
+}
+
+/// See `qpc_load::group`: one topic, `members - 1` online subscribers at
+/// QoS 1, one publisher with `window` messages unacknowledged.
+pub async fn group(server: &Server, w: &GroupWorkload) -> Result<f64> {
+    let broker = Broker::new(server)?;
+    let readers = w.members.saturating_sub(1).max(1);
+    let group = unique_id("group");
+    let members = bounded(readers, SETUP_CONCURRENCY, |_| {
+        let (broker, group) = (broker.clone(), group.clone());
+        async move {
+            let (client, mut events) = broker.connect(&unique_id("member"), true, 10).await?;
+            subscribe(&client, &mut events, topic(&group)).await?;
+            Ok((client, events))
+        }
+    })
+    .await?;
+    let started = Instant::now();
+    let mut listeners = Vec::new();
+    for (client, mut events) in members {
+        let expected = w.messages;
+        listeners.push(tokio::task::spawn_local(async move {
+            let mut got = 0;
+            while got < expected {
+                if let Event::Incoming(Packet::Publish(_)) = events.poll().await? {
+                    got += 1;
+                }
+            }
+            disconnect(client, events).await;
+            Ok::<_, crate::BoxError>(())
+        }));
+    }
+    let template = Rc::new(util::payload(w.payload_size));
+    let topics = Rc::new(vec![group]);
+    publish_all(&broker, topics, (0..w.messages).collect(), template, w.window).await?;
+    for l in listeners {
+        within(STEP_TIMEOUT, "mosquitto group members", async { l.await? }).await?;
+    }
+    Ok(started.elapsed().as_secs_f64())
 }
 
 /// Holds `n` idle connected clients (keep-alive running); returns the

@@ -11,7 +11,7 @@ use qpc::relay::Relay;
 use tokio::sync::Semaphore;
 
 use crate::servers::Server;
-use crate::suite::{LatencyWorkload, Meter, SfOutcome, SfWorkload};
+use crate::suite::{GroupWorkload, LatencyWorkload, Meter, SfOutcome, SfWorkload};
 use crate::util::{self, bounded, within};
 use crate::Result;
 
@@ -57,10 +57,11 @@ pub fn online(
 ) -> impl std::future::Future<Output = Result<Relay>> + 'static {
     let addr = server.addr.to_string();
     let fingerprint = server.fingerprint.clone();
+    let client = Arc::clone(&server.client);
     async move {
         let mut tries = 0;
         let relay = loop {
-            match Relay::connect(&addr, &fingerprint).await {
+            match Relay::connect_shared(&client, &addr, &fingerprint).await {
                 Ok(r) => break r,
                 Err(e) if tries >= 4 => return Err(e.into()),
                 Err(_) => tries += 1,
@@ -198,6 +199,58 @@ pub async fn latency(server: &Server, w: &LatencyWorkload) -> Result<Vec<u64>> {
     Ok(samples)
 }
 
+/// One sender to a group of `w.members`: each message goes out in one
+/// BatchEnqueue (the fan-out call) to the other members, who are online
+/// in FetchWait; returns the seconds until every member has every message.
+pub async fn group(server: &Server, w: &GroupWorkload) -> Result<f64> {
+    let readers = w.members.saturating_sub(1).max(1);
+    let keys: Rc<Vec<SigningKey>> = Rc::new((0..readers).map(|_| new_key()).collect());
+    let targets: Rc<Vec<[u8; 32]>> = Rc::new(keys.iter().map(identity).collect());
+    let members = bounded(readers, SETUP_CONCURRENCY, |i| online(server, keys[i].clone())).await?;
+    let sender = Rc::new(online(server, new_key()).await?);
+    let started = Instant::now();
+    let mut listeners = Vec::new();
+    for relay in members {
+        let expected = w.messages;
+        listeners.push(tokio::task::spawn_local(async move {
+            let mut got = 0;
+            while got < expected {
+                let page = relay.fetch_wait(PAGE, 10_000).await?;
+                let Some(last) = page.last().map(|e| e.seq) else {
+                    return Err(format!("no group message within 10 s ({got} of {expected})").into());
+                };
+                got += page.len();
+                relay.ack(last).await?;
+            }
+            relay.close().await;
+            Ok::<_, crate::BoxError>(())
+        }));
+    }
+    let gate = Arc::new(Semaphore::new(w.window.max(1)));
+    let template = util::payload(w.payload_size);
+    let mut sends = Vec::new();
+    for k in 0..w.messages {
+        let permit = gate.clone().acquire_owned().await?;
+        let (relay, targets) = (Rc::clone(&sender), Rc::clone(&targets));
+        let mut body = template.clone();
+        util::stamp(&mut body);
+        sends.push(tokio::task::spawn_local(async move {
+            let r = relay.batch_enqueue(&targets, CHANNEL, body, (k as u64).to_be_bytes().to_vec()).await;
+            drop(permit);
+            r.map(|_| ()).map_err(crate::BoxError::from)
+        }));
+    }
+    for s in sends {
+        within(STEP_TIMEOUT, "qpc group send", async { s.await? }).await?;
+    }
+    for l in listeners {
+        within(STEP_TIMEOUT, "qpc group members", async { l.await? }).await?;
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    close_all(vec![sender]).await;
+    Ok(elapsed)
+}
+
 /// Holds `n` authenticated idle connections; returns the relay's RSS (KiB)
 /// once they have settled.
 pub async fn idle(server: &Server, n: usize, settle: Duration) -> Result<u64> {
@@ -215,9 +268,9 @@ pub async fn handshakes(server: &Server, n: usize, concurrency: usize) -> Result
     let fingerprint = server.fingerprint.clone();
     let started = Instant::now();
     let closers = bounded(n, concurrency, |_| {
-        let (addr, fingerprint) = (addr.clone(), fingerprint.clone());
+        let (addr, fingerprint, client) = (addr.clone(), fingerprint.clone(), Arc::clone(&server.client));
         async move {
-            let relay = Relay::connect(&addr, &fingerprint).await?;
+            let relay = Relay::connect_shared(&client, &addr, &fingerprint).await?;
             Ok(tokio::task::spawn_local(relay.close()))
         }
     })

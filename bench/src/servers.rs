@@ -75,6 +75,9 @@ pub struct Server {
     pub fingerprint: String,
     dir: TempDir,
     log: Arc<Mutex<String>>,
+    /// One client endpoint and TLS configuration for every connection the
+    /// load generator opens to this relay, so the client side is no bound.
+    pub client: Arc<qpc::relay::SharedEndpoint>,
 }
 
 /// Flags of qpc-server that cap load, and the value that lifts the cap for
@@ -219,7 +222,7 @@ impl Server {
         std::thread::spawn(move || for _ in lines {});
         let cert = std::fs::read(dir.path().join("server-cert.der"))?;
         let fingerprint = qpc::relay::cert_fingerprint(&cert);
-        Ok(Server { kind: Kind::Qpc, child, addr, fingerprint, dir, log })
+        Ok(Server { kind: Kind::Qpc, child, addr, fingerprint, dir, log, client: Arc::default() })
     }
 
     fn start_mosquitto(launch: &Launch) -> Result<Server> {
@@ -289,7 +292,7 @@ connection_messages false
             std::thread::sleep(Duration::from_millis(50));
         }
         let fingerprint = hex::encode(Sha256::digest(&cert_der));
-        Ok(Server { kind: Kind::Mosquitto, child, addr, fingerprint, dir, log })
+        Ok(Server { kind: Kind::Mosquitto, child, addr, fingerprint, dir, log, client: Arc::default() })
     }
 
     /// The relay's process: the child, or the child's own child when a

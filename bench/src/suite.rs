@@ -34,6 +34,24 @@ pub struct LatencyWorkload {
     pub payload_size: usize,
 }
 
+/// A group send: one sender, `members` in the group (the sender and
+/// `members - 1` online readers), `messages` sent with up to `window`
+/// awaiting the relay's answer; every reader gets every message.
+#[derive(Debug, Clone)]
+pub struct GroupWorkload {
+    pub messages: usize,
+    pub members: usize,
+    pub payload_size: usize,
+    pub window: usize,
+}
+
+impl GroupWorkload {
+    /// Messages delivered in all (one per reader per message).
+    pub fn delivered(&self) -> usize {
+        self.messages * self.members.saturating_sub(1).max(1)
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct SfOutcome {
     pub send_s: f64,
@@ -104,6 +122,7 @@ pub struct Params {
     pub small_payload: usize,
     pub large_payload: usize,
     pub latency: LatencyWorkload,
+    pub group: GroupWorkload,
     pub idle_clients: usize,
     pub idle_settle: Duration,
     pub handshakes: usize,
@@ -132,6 +151,14 @@ pub async fn store_and_forward(kind: Kind, server: &Server, w: &SfWorkload) -> R
     match kind {
         Kind::Qpc => qpc_load::store_and_forward(server, w).await,
         Kind::Mosquitto => mqtt_load::store_and_forward(server, w).await,
+    }
+}
+
+/// Runs the group workload of `kind`; returns its seconds.
+pub async fn group(kind: Kind, server: &Server, w: &GroupWorkload) -> Result<f64> {
+    match kind {
+        Kind::Qpc => qpc_load::group(server, w).await,
+        Kind::Mosquitto => mqtt_load::group(server, w).await,
     }
 }
 
@@ -179,6 +206,11 @@ pub async fn run_one(kind: Kind, launch: &Launch, p: &Params, progress: &dyn Fn(
     f.insert("latency_p50".into(), ms(util::percentile(&samples, 0.50)));
     f.insert("latency_p99".into(), ms(util::percentile(&samples, 0.99)));
     f.insert("latency_max".into(), ms(samples.last().copied()));
+
+    let g = &p.group;
+    progress(&format!("{name}: group of {}, {} messages", g.members, g.messages));
+    let group_s = group(kind, &server, g).await?;
+    f.insert("group_msgs_per_s".into(), g.delivered() as f64 / group_s);
     f.insert("peak_rss".into(), mib(server.peak_rss_kib()));
 
     progress(&format!("{name}: {} idle connections", p.idle_clients));

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use qpc_bench::report::{self, RATIO_NAMES};
 use qpc_bench::servers::{Kind, Launch};
-use qpc_bench::suite::{self, LatencyWorkload, Params};
+use qpc_bench::suite::{self, GroupWorkload, LatencyWorkload, Params};
 
 const MOSQUITTO: &str = "/usr/sbin/mosquitto";
 
@@ -74,6 +74,7 @@ fn harness_produces_every_figure_for_both_relays() {
         small_payload: 256,
         large_payload: 4096,
         latency: LatencyWorkload { messages: 12, pairs: 2, rate: 100.0, payload_size: 256 },
+        group: GroupWorkload { messages: 5, members: 4, payload_size: 256, window: 2 },
         idle_clients: 8,
         idle_settle: Duration::from_millis(200),
         handshakes: 6,

@@ -12,7 +12,7 @@ use qpc::session::{Event, Session};
 use qpc::state::{password_from, State, StateError, StateLock};
 use sha2::{Digest, Sha256};
 
-use crate::Common;
+use crate::{render, Common};
 
 type Outcome = Result<(), Box<dyn Error>>;
 
@@ -127,29 +127,28 @@ fn pick_group(
     }
 }
 
-/// Prints what reading the queue brought, in the walkthrough's words.
-fn print_events(session: &mut Session, events: &[Event]) -> Outcome {
+/// Prints what reading the queue brought, in the walkthrough's words (or as
+/// JSON lines), then answers it with read receipts.
+async fn print_events(session: &mut Session, relay: &Relay, events: &[Event], json: bool) -> Outcome {
     for event in events {
-        match event {
-            Event::Invited { group, inviter } => println!(
-                "invitation to group {group} from {inviter}: qpc join --group-id {group}, or qpc decline {group}"
-            ),
-            Event::Joined { group, own_device: true } => {
-                println!("joined group: {group} (added by your other device)")
-            }
-            Event::Joined { group, own_device: false } => println!("joined group: {group}"),
-            Event::EpochAdvanced { group, epoch } => println!("group {group} is now at epoch {epoch}"),
-            Event::Removed { group } => println!("you were removed from group {group}"),
-            Event::Proposal { group, .. } => println!("proposal received in group {group}"),
-            Event::Committed { group, epoch, what } => println!("group {group}: {what} (epoch {epoch})"),
-            Event::Undecryptable { seq, from, reason } => {
-                eprintln!("message {seq} from {from} cannot be decrypted: {reason}")
+        if json {
+            println!("{}", render::event_json(event));
+        } else if let Some(line) = render::event_line(event) {
+            match event {
+                Event::Undecryptable { .. } | Event::Refused { .. } => eprintln!("{line}"),
+                _ => println!("{line}"),
             }
         }
     }
-    for (index, entry) in session.take_unshown()?.iter().enumerate() {
-        println!("[{index}] plaintext: {}", entry.text);
+    for entry in session.take_unshown()? {
+        if json {
+            println!("{}", render::message_json(session, &entry));
+        } else {
+            println!("{}", render::recv_line(&entry));
+        }
     }
+    // What was printed was read.
+    session.send_receipts(relay, &|_| true).await?;
     Ok(())
 }
 
@@ -228,9 +227,9 @@ pub async fn join(c: &Common, group: Option<&str>) -> Outcome {
             match pending.as_slice() {
                 [only] => only.clone(),
                 [] => {
-                    relay.close().await;
                     let joined = events.iter().any(|e| matches!(e, Event::Joined { .. }));
-                    print_events(&mut session, &events)?;
+                    print_events(&mut session, &relay, &events, false).await?;
+                    relay.close().await;
                     if joined {
                         println!("joined group successfully");
                         return Ok(());
@@ -251,13 +250,13 @@ pub async fn join(c: &Common, group: Option<&str>) -> Outcome {
         }
     };
     session.accept(&chosen)?;
-    relay.close().await;
     let others: Vec<Event> = events
         .into_iter()
         .filter(|e| !matches!(e, Event::Invited { group, .. } if *group == chosen))
         .collect();
     println!("joined group: {chosen}");
-    print_events(&mut session, &others)?;
+    print_events(&mut session, &relay, &others, false).await?;
+    relay.close().await;
     println!("joined group successfully");
     Ok(())
 }
@@ -271,12 +270,15 @@ pub async fn decline(c: &Common, group: &str) -> Outcome {
     Ok(())
 }
 
-pub fn invitations(c: &Common) -> Outcome {
-    let (_lock, state) = open_state(c)?;
-    if state.invitations.is_empty() {
+/// Reads the queue first, so an invitation that is waiting there counts.
+pub async fn invitations(c: &Common) -> Outcome {
+    let (_lock, mut session, relay, _) = online(c).await?;
+    session.drain(&relay, None).await?;
+    relay.close().await;
+    if session.state.invitations.is_empty() {
         println!("no pending invitations");
     }
-    for invitation in &state.invitations {
+    for invitation in &session.state.invitations {
         println!("invitation: {} from {}", invitation.group, invitation.inviter);
     }
     Ok(())
@@ -306,13 +308,13 @@ pub async fn send(c: &Common, to: Option<&str>, all: bool, msg: &str, group: Opt
     Ok(())
 }
 
-pub async fn recv(c: &Common, stream: bool) -> Outcome {
+pub async fn recv(c: &Common, stream: bool, json: bool) -> Outcome {
     let (_lock, mut session, relay, events) = online(c).await?;
-    print_events(&mut session, &events)?;
+    print_events(&mut session, &relay, &events, json).await?;
     loop {
         let wait = stream.then_some(30_000);
         let events = session.drain(&relay, wait).await?;
-        print_events(&mut session, &events)?;
+        print_events(&mut session, &relay, &events, json).await?;
         if !stream {
             break;
         }

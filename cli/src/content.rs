@@ -30,6 +30,25 @@ pub struct Content {
     pub id: Vec<u8>,
     #[prost(oneof = "Body", tags = "2, 3, 4, 5, 6, 7, 8, 9")]
     pub body: Option<Body>,
+    /// Zeros that bring the encoded message up to a size bucket.
+    #[prost(bytes = "vec", tag = "63")]
+    pub padding: Vec<u8>,
+}
+
+/// The sizes an encoded message is padded up to, so that the relay sees a
+/// handful of sizes instead of message lengths: every chat line up to about
+/// 250 bytes looks the same. Beyond the last bucket, whole multiples of it.
+/// What each costs is in docs/security.md.
+pub const PADDING_BUCKETS: [usize; 5] = [256, 1024, 4096, 16384, 65536];
+
+/// The bucket a message of `len` encoded bytes is padded to.
+pub fn bucket_for(len: usize) -> usize {
+    let last = PADDING_BUCKETS[PADDING_BUCKETS.len() - 1];
+    PADDING_BUCKETS.iter().copied().find(|b| *b >= len).unwrap_or(len.div_ceil(last) * last)
+}
+
+fn varint_len(n: usize) -> usize {
+    prost::encoding::encoded_len_varint(n as u64)
 }
 
 #[derive(Clone, PartialEq, prost::Oneof)]
@@ -143,7 +162,7 @@ pub struct Presence {
 
 impl Content {
     pub fn new(body: Body) -> Content {
-        Content { id: new_id().to_vec(), body: Some(body) }
+        Content { id: new_id().to_vec(), body: Some(body), padding: Vec::new() }
     }
 
     pub fn text(text: &str, reply_to: Option<MessageId>) -> Content {
@@ -153,12 +172,25 @@ impl Content {
         }))
     }
 
-    /// The bytes to encrypt.
+    /// The bytes to encrypt, padded to a size bucket ([`PADDING_BUCKETS`]).
     pub fn to_plaintext(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(3 + self.encoded_len());
+        let mut padded = Content { padding: Vec::new(), ..self.clone() };
+        let bare = 3 + padded.encoded_len();
+        // The padding field itself: a 2-byte key, its length, its zeros.
+        let mut target = bucket_for(bare + 3);
+        let pad = loop {
+            let room = target - bare - 2;
+            if let Some(pad) = (1..=3).map(|k| room.saturating_sub(k)).find(|p| varint_len(*p) + p == room) {
+                break pad;
+            }
+            target = bucket_for(target + 1);
+        };
+        padded.padding = vec![0; pad];
+        let mut out = Vec::with_capacity(target);
         out.extend_from_slice(&MAGIC);
         out.push(FORMAT_VERSION);
-        self.encode_raw(&mut out);
+        padded.encode_raw(&mut out);
+        debug_assert_eq!(out.len(), target);
         out
     }
 
@@ -174,15 +206,17 @@ impl Content {
                     text: String::from_utf8_lossy(bytes).into_owned(),
                     reply_to: Vec::new(),
                 })),
+                padding: Vec::new(),
             },
             Some([version, rest @ ..]) if *version == FORMAT_VERSION => {
                 let mut content = Content::decode_message(rest).unwrap_or_default();
                 if content.id.len() != 16 {
                     content.id = fallback_id.to_vec();
                 }
+                content.padding = Vec::new();
                 content
             }
-            Some(_) => Content { id: fallback_id.to_vec(), body: None },
+            Some(_) => Content { id: fallback_id.to_vec(), body: None, padding: Vec::new() },
         }
     }
 
@@ -220,7 +254,8 @@ mod tests {
             old,
             Content {
                 id: id.to_vec(),
-                body: Some(Body::Text(Text { text: "hello from 0.1".into(), reply_to: vec![] }))
+                body: Some(Body::Text(Text { text: "hello from 0.1".into(), reply_to: vec![] })),
+                padding: vec![],
             }
         );
     }
@@ -238,5 +273,25 @@ mod tests {
         assert_eq!(Content::from_plaintext(&[0x00, b'Q', 9, 1, 2, 3], fallback).body, None);
         assert_eq!(Content::from_plaintext(&[0x00, b'Q', FORMAT_VERSION, 0xff, 0xff], fallback).body, None);
         assert_eq!(Content::from_plaintext(&[0x00, b'Q'], fallback).body, None);
+    }
+
+    #[test]
+    fn every_message_is_padded_to_a_bucket() {
+        let mut seen = std::collections::BTreeSet::new();
+        for len in (0..70_000).step_by(37).chain([0, 1, 50, 200, 250, 900, 4090, 65_530, 200_000]) {
+            let text = "x".repeat(len);
+            let content = Content::text(&text, Some([1; 16]));
+            let plaintext = content.to_plaintext();
+            assert!(
+                PADDING_BUCKETS.contains(&plaintext.len()) || plaintext.len() % 65536 == 0,
+                "{len}: {}",
+                plaintext.len()
+            );
+            assert_eq!(Content::from_plaintext(&plaintext, [0; 16]), content, "{len}");
+            seen.insert(plaintext.len());
+        }
+        assert_eq!(Content::text("1", None).to_plaintext().len(), 256);
+        assert_eq!(Content::text(&"y".repeat(900), None).to_plaintext().len(), 1024);
+        assert!(seen.len() <= PADDING_BUCKETS.len() + 3, "{seen:?}");
     }
 }

@@ -4,6 +4,8 @@
 #![forbid(unsafe_code)]
 
 mod commands;
+mod output;
+mod render;
 mod repl;
 
 use std::path::PathBuf;
@@ -200,6 +202,9 @@ subcommand! {
         /// keep waiting for new messages until interrupted
         #[argh(switch)]
         stream: bool,
+        /// one JSON object per line (see the README), for scripts
+        #[argh(switch)]
+        json: bool,
     }
 }
 
@@ -250,6 +255,9 @@ subcommand! {
         /// the conversation: a username (a DM) or #group
         #[argh(option)]
         to: String,
+        /// read and write one JSON object per line (see the README), for scripts
+        #[argh(switch)]
+        json: bool,
     }
 }
 
@@ -285,7 +293,7 @@ fn main() -> ExitCode {
             Command::Update(c) => commands::update(&c.common(), c.group_id.as_deref()).await,
             Command::Join(c) => commands::join(&c.common(), c.group_id.as_deref()).await,
             Command::Decline(c) => commands::decline(&c.common(), &c.group).await,
-            Command::Invitations(c) => commands::invitations(&c.common()),
+            Command::Invitations(c) => commands::invitations(&c.common()).await,
             Command::Send(c) => {
                 commands::send(
                     &c.common(),
@@ -296,7 +304,7 @@ fn main() -> ExitCode {
                 )
                 .await
             }
-            Command::Recv(c) => commands::recv(&c.common(), c.stream).await,
+            Command::Recv(c) => commands::recv(&c.common(), c.stream, c.json).await,
             Command::FetchKey(c) => {
                 commands::fetch_key(&c.common(), commands::peer_arg(c.peer, c.peer_key)?.as_deref()).await
             }
@@ -306,8 +314,8 @@ fn main() -> ExitCode {
                 commands::register_user(&c.common(), c.token.as_deref().unwrap_or("")).await
             }
             Command::Login(c) => commands::login(&c.common()).await,
-            Command::Repl(c) => repl::run(&c.common(), None).await,
-            Command::Chat(c) => repl::run(&c.common(), Some(&c.to)).await,
+            Command::Repl(c) => repl::run(&c.common(), None, false).await,
+            Command::Chat(c) => repl::run(&c.common(), Some(&c.to), c.json).await,
         }
     });
     match result {

@@ -65,6 +65,9 @@ pub const MAX_GROUP_NAME_LEN: usize = 255;
 /// Label of the exporter secret a group's fence value is derived from.
 const FENCE_LABEL: &str = "qpc fence v1";
 
+/// Label of the exporter secret signals are sealed with, and of their signatures.
+const SIGNAL_LABEL: &str = "qpc signal v1";
+
 /// Separates a group's name from the random part of its MLS group id.
 const GROUP_ID_SEPARATOR: char = '\0';
 
@@ -911,6 +914,76 @@ impl Member {
             .into())
     }
 
+    /// Seals an ephemeral signal (typing, presence) for `group`: encrypted
+    /// under a key exported from the current epoch and signed with our
+    /// identity key, so only members of this epoch can read it and none can
+    /// forge another's. It does not touch the group's ratchets, so a signal
+    /// that is lost (its reader is offline) costs nothing.
+    ///
+    /// Layout: route (32), epoch (8, big-endian), nonce (12), then the
+    /// ChaCha20-Poly1305 box (associated data: route and epoch) of our
+    /// identity key (32), an Ed25519 signature (64) over
+    /// `SIGNAL_LABEL || route || epoch || content`, and the content.
+    pub fn seal_signal(&self, group: &str, content: &[u8]) -> Result<Vec<u8>, MlsError> {
+        use chacha20poly1305::aead::{Aead, KeyInit, Payload};
+        let route = self.route(group)?;
+        let epoch = self.epoch(group)?.to_be_bytes();
+        let key = self.signal_key(group)?;
+        let signed = [SIGNAL_LABEL.as_bytes(), &route, &epoch, content].concat();
+        let signature = self.signer.0.sign(&signed).to_bytes();
+        let mut nonce = [0u8; 12];
+        rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut nonce);
+        let plaintext = [&self.identity[..], &signature, content].concat();
+        let aad = [&route[..], &epoch].concat();
+        let sealed = chacha20poly1305::ChaCha20Poly1305::new(&key.into())
+            .encrypt(&nonce.into(), Payload { msg: &plaintext, aad: &aad })
+            .map_err(|_| protocol("sealing a signal", "the cipher refused"))?;
+        Ok([&route[..], &epoch, &nonce, &sealed].concat())
+    }
+
+    /// Opens a signal sealed by [`Member::seal_signal`]: its group, the
+    /// member who sent it, and the content; `None` for anything that is not
+    /// a signal of a current member for the current epoch of one of our
+    /// groups (a late one after a commit is simply dropped).
+    pub fn open_signal(&self, bytes: &[u8]) -> Option<(String, IdentityKey, Vec<u8>)> {
+        use chacha20poly1305::aead::{Aead, KeyInit, Payload};
+        if bytes.len() < 32 + 8 + 12 + 16 + 32 + 64 {
+            return None;
+        }
+        let (route, rest) = bytes.split_at(32);
+        let (epoch, rest) = rest.split_at(8);
+        let (nonce, sealed) = rest.split_at(12);
+        let group = self.groups.keys().find(|g| self.route(g).is_ok_and(|r| r[..] == *route))?.clone();
+        if self.epoch(&group).ok()?.to_be_bytes() != epoch {
+            return None;
+        }
+        let key = self.signal_key(&group).ok()?;
+        let aad = [route, epoch].concat();
+        let nonce: [u8; 12] = nonce.try_into().ok()?;
+        let plaintext = chacha20poly1305::ChaCha20Poly1305::new(&key.into())
+            .decrypt(&nonce.into(), Payload { msg: sealed, aad: &aad })
+            .ok()?;
+        let (sender, rest) = plaintext.split_at(32);
+        let (signature, content) = rest.split_at(64);
+        let sender: IdentityKey = sender.try_into().ok()?;
+        if !self.members(&group).ok()?.contains(&sender) {
+            return None;
+        }
+        let verifying = ed25519_dalek::VerifyingKey::from_bytes(&sender).ok()?;
+        let signature = ed25519_dalek::Signature::from_slice(signature).ok()?;
+        let signed = [SIGNAL_LABEL.as_bytes(), route, epoch, content].concat();
+        verifying.verify_strict(&signed, &signature).ok()?;
+        Some((group, sender, content.to_vec()))
+    }
+
+    fn signal_key(&self, group: &str) -> Result<[u8; 32], MlsError> {
+        let mls_group = self.groups.get(group).ok_or_else(|| no_group(group))?;
+        let secret = mls_group
+            .export_secret(self.provider.crypto(), SIGNAL_LABEL, b"", 32)
+            .map_err(|e| group_error("deriving the signal key", group, e))?;
+        secret.try_into().map_err(|_| protocol("deriving the signal key", "not 32 bytes"))
+    }
+
     /// The fence value of `group`'s current epoch (see the module docs).
     pub fn fence(&self, group: &str) -> Result<[u8; 32], MlsError> {
         let mls_group = self.groups.get(group).ok_or_else(|| no_group(group))?;
@@ -1638,5 +1711,31 @@ mod tests {
             kp.len()
         );
         assert!(per_key_package < 4096);
+    }
+
+    #[test]
+    fn signals_are_read_by_members_of_the_epoch_only() {
+        let (mut alice, bob, carol) = three_members();
+        let sealed = bob.member.seal_signal(GROUP, b"typing").unwrap();
+        assert_eq!(
+            alice.member.open_signal(&sealed),
+            Some((GROUP.to_string(), bob.id(), b"typing".to_vec()))
+        );
+        assert_eq!(
+            carol.member.open_signal(&sealed).map(|(_, s, c)| (s, c)),
+            Some((bob.id(), b"typing".to_vec()))
+        );
+        for i in (0..sealed.len()).step_by(9) {
+            let mut flipped = sealed.clone();
+            flipped[i] ^= 1;
+            assert_eq!(alice.member.open_signal(&flipped), None, "flipped byte {i}");
+        }
+        assert_eq!(alice.member.open_signal(&sealed[..sealed.len() - 1]), None);
+        // A stranger cannot read it, and after a commit it is stale.
+        let stranger = Client::new(9);
+        assert_eq!(stranger.member.open_signal(&sealed), None);
+        alice.member.self_update(GROUP).unwrap();
+        alice.member.merge_pending(GROUP).unwrap();
+        assert_eq!(alice.member.open_signal(&sealed), None);
     }
 }

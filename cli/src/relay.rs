@@ -133,6 +133,9 @@ impl ServerCertVerifier for PinnedCert {
 pub struct Relay {
     conn: quinn::Connection,
     endpoint: quinn::Endpoint,
+    /// The endpoint serves other connections too: closing this one must
+    /// not wait for it to go idle.
+    shared: bool,
     next_request: Cell<u32>,
 }
 
@@ -142,33 +145,123 @@ fn resolve(server: &str) -> Result<SocketAddr, RelayError> {
     addrs.next().ok_or_else(|| err("no address found".into()))
 }
 
+fn unreachable(server: &str, reason: String) -> RelayError {
+    RelayError::Unreachable { server: server.to_string(), reason }
+}
+
+/// The QUIC client configuration that pins `fingerprint`.
+fn client_config(
+    server: &str,
+    fingerprint: &str,
+) -> Result<(quinn::ClientConfig, Arc<PinnedCert>), RelayError> {
+    let (mut tls, verifier) =
+        pinned_tls_config(fingerprint).map_err(|e| unreachable(server, e.to_string()))?;
+    tls.alpn_protocols = vec![qpc_proto::ALPN.to_vec()];
+    let quic = quinn::crypto::rustls::QuicClientConfig::try_from(tls)
+        .map_err(|e| unreachable(server, e.to_string()))?;
+    let mut config = quinn::ClientConfig::new(Arc::new(quic));
+    let mut transport = quinn::TransportConfig::default();
+    transport.keep_alive_interval(Some(Duration::from_secs(15)));
+    config.transport_config(Arc::new(transport));
+    Ok((config, verifier))
+}
+
+fn client_endpoint(server: &str, addr: SocketAddr) -> Result<quinn::Endpoint, RelayError> {
+    let local: SocketAddr = if addr.is_ipv6() { "[::]:0".parse() } else { "0.0.0.0:0".parse() }
+        .map_err(|_| unreachable(server, "bad local address".into()))?;
+    quinn::Endpoint::client(local).map_err(|e| unreachable(server, e.to_string()))
+}
+
+/// One UDP socket and one TLS configuration per relay for many connections
+/// of one process (a load generator, a process with many identities);
+/// `Relay::connect` makes its own for each connection instead. Lives on the
+/// runtime it was made on.
+pub struct SharedEndpoint {
+    endpoints: std::sync::Mutex<Vec<(bool, quinn::Endpoint)>>,
+    configs: std::sync::Mutex<Vec<(String, quinn::ClientConfig, Arc<PinnedCert>)>>,
+}
+
+impl Default for SharedEndpoint {
+    fn default() -> Self {
+        SharedEndpoint {
+            endpoints: std::sync::Mutex::new(Vec::new()),
+            configs: std::sync::Mutex::new(Vec::new()),
+        }
+    }
+}
+
+impl SharedEndpoint {
+    fn parts(
+        &self,
+        server: &str,
+        addr: SocketAddr,
+        fingerprint: &str,
+    ) -> Result<(quinn::Endpoint, quinn::ClientConfig, Arc<PinnedCert>), RelayError> {
+        let lock = |e: &dyn std::fmt::Display| unreachable(server, e.to_string());
+        let mut endpoints = self.endpoints.lock().map_err(|e| lock(&e))?;
+        let endpoint = match endpoints.iter().find(|(v6, _)| *v6 == addr.is_ipv6()) {
+            Some((_, e)) => e.clone(),
+            None => {
+                let e = client_endpoint(server, addr)?;
+                endpoints.push((addr.is_ipv6(), e.clone()));
+                e
+            }
+        };
+        let mut configs = self.configs.lock().map_err(|e| lock(&e))?;
+        let (config, verifier) = match configs.iter().find(|(f, _, _)| f == fingerprint) {
+            Some((_, c, v)) => (c.clone(), Arc::clone(v)),
+            None => {
+                let (c, v) = client_config(server, fingerprint)?;
+                configs.push((fingerprint.to_string(), c.clone(), Arc::clone(&v)));
+                (c, v)
+            }
+        };
+        Ok((endpoint, config, verifier))
+    }
+}
+
 impl Relay {
     /// Connects to `server` (HOST:PORT), trusting only the certificate whose
     /// SHA-256 is `fingerprint`.
     pub async fn connect(server: &str, fingerprint: &str) -> Result<Relay, RelayError> {
         let addr = resolve(server)?;
-        let unreachable = |reason: String| RelayError::Unreachable { server: server.to_string(), reason };
-        let (mut tls, verifier) = pinned_tls_config(fingerprint).map_err(|e| unreachable(e.to_string()))?;
-        tls.alpn_protocols = vec![qpc_proto::ALPN.to_vec()];
-        let quic =
-            quinn::crypto::rustls::QuicClientConfig::try_from(tls).map_err(|e| unreachable(e.to_string()))?;
-        let mut config = quinn::ClientConfig::new(Arc::new(quic));
-        let mut transport = quinn::TransportConfig::default();
-        transport.keep_alive_interval(Some(Duration::from_secs(15)));
-        config.transport_config(Arc::new(transport));
-        let local: SocketAddr = if addr.is_ipv6() { "[::]:0".parse() } else { "0.0.0.0:0".parse() }
-            .map_err(|_| unreachable("bad local address".into()))?;
-        let mut endpoint = quinn::Endpoint::client(local).map_err(|e| unreachable(e.to_string()))?;
-        endpoint.set_default_client_config(config);
+        let (config, verifier) = client_config(server, fingerprint)?;
+        let endpoint = client_endpoint(server, addr)?;
+        Self::handshake(server, addr, endpoint, config, verifier, false).await
+    }
+
+    /// Like `connect`, over `shared`'s endpoint and configuration.
+    pub async fn connect_shared(
+        shared: &SharedEndpoint,
+        server: &str,
+        fingerprint: &str,
+    ) -> Result<Relay, RelayError> {
+        let addr = resolve(server)?;
+        let (endpoint, config, verifier) = shared.parts(server, addr, fingerprint)?;
+        Self::handshake(server, addr, endpoint, config, verifier, true).await
+    }
+
+    async fn handshake(
+        server: &str,
+        addr: SocketAddr,
+        endpoint: quinn::Endpoint,
+        config: quinn::ClientConfig,
+        verifier: Arc<PinnedCert>,
+        shared: bool,
+    ) -> Result<Relay, RelayError> {
         let host = server.rsplit_once(':').map(|(h, _)| h.trim_matches(['[', ']'])).unwrap_or("localhost");
         let name = if ServerName::try_from(host.to_string()).is_ok() { host } else { "localhost" };
-        let connecting = endpoint.connect(addr, name).map_err(|e| unreachable(e.to_string()))?;
+        let connecting =
+            endpoint.connect_with(config, addr, name).map_err(|e| unreachable(server, e.to_string()))?;
         let conn = match tokio::time::timeout(CONNECT_TIMEOUT, connecting).await {
             Err(_) => {
-                return Err(unreachable(format!(
-                    "no answer within {} s (is qpc-server running there?)",
-                    CONNECT_TIMEOUT.as_secs()
-                )))
+                return Err(unreachable(
+                    server,
+                    format!(
+                        "no answer within {} s (is qpc-server running there?)",
+                        CONNECT_TIMEOUT.as_secs()
+                    ),
+                ))
             }
             Ok(Err(e)) => {
                 if let Some(presented) = verifier.presented() {
@@ -178,11 +271,11 @@ impl Relay {
                         presented,
                     });
                 }
-                return Err(unreachable(e.to_string()));
+                return Err(unreachable(server, e.to_string()));
             }
             Ok(Ok(conn)) => conn,
         };
-        Ok(Relay { conn, endpoint, next_request: Cell::new(1) })
+        Ok(Relay { conn, endpoint, shared, next_request: Cell::new(1) })
     }
 
     /// The QUIC connection, for tests that misbehave on purpose.
@@ -311,6 +404,15 @@ impl Relay {
         self.call(Method::KeyPackageStatus, &pb::KeyPackageStatusRequest {}).await
     }
 
+    /// Pushes an ephemeral signal to whichever devices of `recipients` are
+    /// connected; returns how many connections it reached.
+    pub async fn signal(&self, recipients: &[[u8; 32]], payload: Vec<u8>) -> Result<u32, RelayError> {
+        let req =
+            pb::SignalRequest { recipient_keys: recipients.iter().map(|r| r.to_vec()).collect(), payload };
+        let r: pb::SignalResponse = self.call(Method::Signal, &req).await?;
+        Ok(r.delivered)
+    }
+
     /// A fenced commit (method 600): admitted, or refused with `conflict`
     /// when another commit took its epoch.
     pub async fn group_commit(
@@ -388,6 +490,8 @@ impl Relay {
     /// Closes the connection and waits briefly for the relay to hear it.
     pub async fn close(self) {
         self.conn.close(0u32.into(), b"bye");
-        let _ = tokio::time::timeout(Duration::from_secs(1), self.endpoint.wait_idle()).await;
+        if !self.shared {
+            let _ = tokio::time::timeout(Duration::from_secs(1), self.endpoint.wait_idle()).await;
+        }
     }
 }

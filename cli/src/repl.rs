@@ -9,10 +9,10 @@
 //! history. What this file owns is the conversation on the terminal: every
 //! MLS step, save, send and ack goes through [`qpc::session`].
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::error::Error;
-use std::io::BufRead;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::io::{BufRead, IsTerminal};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use qpc::account::{self, AccountError};
 use qpc::relay::{Relay, RelayError};
@@ -23,7 +23,8 @@ use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 
 use crate::commands::{connect_anonymous, resolve_peer};
-use crate::Common;
+use crate::output::{self, say};
+use crate::{render, Common};
 
 type Outcome = Result<(), Box<dyn Error>>;
 
@@ -32,6 +33,12 @@ pub const MAX_TEXT: usize = 64 * 1024;
 
 /// How long one FetchWait waits before it is asked again (the relay may cap it).
 const WAIT_MS: u32 = 25_000;
+
+/// At most one typing signal this often while a line is being typed.
+const TYPING_EVERY: Duration = Duration::from_secs(3);
+
+/// `* bob is typing` at most this often per person and conversation.
+const TYPING_SHOWN_EVERY: Duration = Duration::from_secs(5);
 
 const HELP: &[(&str, &str)] = &[
     ("/dm <user>", "open (or start) a DM with a user; /dm <yourself> is a local notepad"),
@@ -48,6 +55,11 @@ const HELP: &[(&str, &str)] = &[
     ("/history [n]", "the last n lines of the active conversation (default 20)"),
     ("/whoami", "identity key, fingerprint, relay, active conversation, epoch"),
     ("/update", "rotate your own leaf key in the active group"),
+    ("/reply <n> <text>", "answer message n of the active conversation"),
+    ("/react <n> <emoji>", "react to message n (again to take it back)"),
+    ("/edit <n> <text>", "change the text of your message n, for everyone"),
+    ("/delete <n>", "delete your message n for everyone"),
+    ("/presence on|off", "share online / last seen (and see others'), or not"),
     ("/help", "this list"),
     ("/quit", "leave the session"),
 ];
@@ -68,10 +80,22 @@ fn clock(t: u64) -> String {
     format!("{:02}:{:02}", (t / 3600) % 24, (t / 60) % 60)
 }
 
-/// Lines of standard input, read on their own thread (a pipe works as well as
-/// a terminal); `None` at the end of input.
-fn stdin_lines() -> mpsc::UnboundedReceiver<Option<String>> {
+/// What the person does: a line, a keystroke in a line being typed (for
+/// the typing signal), or the end of input.
+enum Input {
+    Line(String),
+    Typing,
+    End,
+}
+
+/// The person's input, read on its own thread: through the line editor
+/// (history on the arrow keys, editing, incoming lines printed above the
+/// line being typed) on a terminal, else plain lines (a pipe, `--json`).
+fn input(json: bool) -> mpsc::UnboundedReceiver<Input> {
     let (tx, rx) = mpsc::unbounded_channel();
+    if !json && std::io::stdin().is_terminal() && line_editor(tx.clone()).is_ok() {
+        return rx;
+    }
     std::thread::spawn(move || {
         let stdin = std::io::stdin();
         let mut input = stdin.lock();
@@ -80,14 +104,14 @@ fn stdin_lines() -> mpsc::UnboundedReceiver<Option<String>> {
             buf.clear();
             match input.read_until(b'\n', &mut buf) {
                 Ok(0) | Err(_) => {
-                    let _ = tx.send(None);
+                    let _ = tx.send(Input::End);
                     return;
                 }
                 Ok(_) => {
                     while buf.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
                         buf.pop();
                     }
-                    if tx.send(Some(String::from_utf8_lossy(&buf).into_owned())).is_err() {
+                    if tx.send(Input::Line(String::from_utf8_lossy(&buf).into_owned())).is_err() {
                         return;
                     }
                 }
@@ -95,6 +119,54 @@ fn stdin_lines() -> mpsc::UnboundedReceiver<Option<String>> {
         }
     });
     rx
+}
+
+/// Tells the session when a text line is being typed (rustyline asks for a
+/// hint after every keystroke), at most every couple of seconds.
+struct TypingHints {
+    tx: mpsc::UnboundedSender<Input>,
+    last: std::cell::Cell<Option<Instant>>,
+}
+
+impl rustyline::hint::Hinter for TypingHints {
+    type Hint = String;
+
+    fn hint(&self, line: &str, _pos: usize, _ctx: &rustyline::Context<'_>) -> Option<String> {
+        let due = self.last.get().is_none_or(|t| t.elapsed() >= TYPING_EVERY);
+        if !line.is_empty() && !line.starts_with('/') && due {
+            self.last.set(Some(Instant::now()));
+            let _ = self.tx.send(Input::Typing);
+        }
+        None
+    }
+}
+impl rustyline::completion::Completer for TypingHints {
+    type Candidate = String;
+}
+impl rustyline::highlight::Highlighter for TypingHints {}
+impl rustyline::validate::Validator for TypingHints {}
+impl rustyline::Helper for TypingHints {}
+
+fn line_editor(tx: mpsc::UnboundedSender<Input>) -> rustyline::Result<()> {
+    let mut editor: rustyline::Editor<TypingHints, rustyline::history::DefaultHistory> =
+        rustyline::Editor::new()?;
+    editor.set_helper(Some(TypingHints { tx: tx.clone(), last: std::cell::Cell::new(None) }));
+    output::set_printer(Box::new(editor.create_external_printer()?));
+    std::thread::spawn(move || loop {
+        match editor.readline("> ") {
+            Ok(line) => {
+                let _ = editor.add_history_entry(line.as_str());
+                if tx.send(Input::Line(line)).is_err() {
+                    return;
+                }
+            }
+            Err(_) => {
+                let _ = tx.send(Input::End);
+                return;
+            }
+        }
+    });
+    Ok(())
 }
 
 /// Signs in as `--username`: logs in with an existing state file, else
@@ -106,18 +178,18 @@ async fn sign_in(c: &Common, password: &str) -> Result<(Relay, State, String), B
     let state = if State::exists(&c.state) {
         let state = State::load_with_password(&c.state, &password)?;
         for warning in &state.warnings {
-            println!("! {warning}");
+            say!("! {warning}");
         }
         account::login(&relay, &username, &password, &state.signing_key).await?;
-        println!("signed in as {username}");
+        say!("signed in as {username}");
         state
     } else {
         let mut state = State::generate_protected(&c.state, Some(&username), &password);
         match account::register(&relay, &username, &password, "", &state.signing_key).await {
-            Ok(()) => println!("registered and signed in as {username}"),
+            Ok(()) => say!("registered and signed in as {username}"),
             Err(AccountError::Relay(e)) if e.status() == Some(Status::Conflict) => {
                 account::login(&relay, &username, &password, &state.signing_key).await?;
-                println!("signed in as {username} (new device)");
+                say!("signed in as {username} (new device)");
             }
             Err(AccountError::Relay(e)) if e.status() == Some(Status::Forbidden) => {
                 return Err(format!(
@@ -144,6 +216,10 @@ struct Repl<'c> {
     active: Option<String>,
     /// `qpc chat`: every line is text for the active conversation.
     chat_mode: bool,
+    /// When `* X is typing` was last shown, per conversation and person.
+    typing_shown: HashMap<(String, String), Instant>,
+    /// Who is online, and since when they were last seen (this run only).
+    presence: HashMap<String, (bool, u64)>,
 }
 
 /// Outcome of a step: errors that end the REPL are told apart by `fatal`.
@@ -183,39 +259,69 @@ impl Repl<'_> {
     /// Prints what the session reports, then the messages not shown yet.
     fn show(&mut self, events: &[Event]) -> Step<()> {
         for event in events {
+            if output::is_json() {
+                if let Event::Presence { by, online, last_seen } = event {
+                    self.presence.insert(by.clone(), (*online, *last_seen));
+                }
+                output::emit(render::event_json(event));
+                continue;
+            }
             match event {
                 Event::Invited { group, inviter } => {
                     let label = self.label_of(group);
                     let name = if label.starts_with('@') { label.clone() } else { group.clone() };
                     if label.starts_with('@') {
-                        println!("* {inviter} invites you to a DM {label}: /join {name} or /decline {name}");
+                        say!("* {inviter} invites you to a DM {label}: /join {name} or /decline {name}");
                     } else {
-                        println!("* {inviter} invites you to {label}: /join {name} or /decline {name}");
+                        say!("* {inviter} invites you to {label}: /join {name} or /decline {name}");
                     }
                 }
                 Event::Joined { group, .. } => {
                     let label = self.label_of(group);
-                    println!("* joined {label} (added by your other device)");
+                    say!("* joined {label} (added by your other device)");
                     self.activate_if_idle(&label);
                 }
                 Event::EpochAdvanced { group, epoch } => {
-                    println!("* {} is now at epoch {epoch}", self.label_of(group))
+                    say!("* {} is now at epoch {epoch}", self.label_of(group))
                 }
                 Event::Removed { group } => {
                     let label = self.label_of(group);
-                    println!("* you were removed from {label}");
+                    say!("* you were removed from {label}");
                     if self.active.as_deref() == Some(label.as_str()) {
                         self.active = None;
                     }
                 }
-                Event::Proposal { group, from } => {
-                    println!("* {}: proposal from {from}", self.label_of(group))
-                }
+                Event::Proposal { group, from } => say!("* {}: proposal from {from}", self.label_of(group)),
                 Event::Committed { group, epoch, what } => {
-                    println!("* {}: {what} (epoch {epoch})", self.label_of(group))
+                    say!("* {}: {what} (epoch {epoch})", self.label_of(group))
                 }
                 Event::Undecryptable { from, reason, .. } => {
-                    println!("! a message from {from} cannot be decrypted: {reason}")
+                    say!("! a message from {from} cannot be decrypted: {reason}")
+                }
+                Event::Refused { conversation, from, why } => say!("! {conversation}: {from} {why}"),
+                Event::Typing { conversation, by, active: true } => {
+                    let key = (conversation.clone(), by.clone());
+                    let due = self.typing_shown.get(&key).is_none_or(|t| t.elapsed() >= TYPING_SHOWN_EVERY);
+                    if due && self.active.as_deref() == Some(conversation.as_str()) {
+                        self.typing_shown.insert(key, Instant::now());
+                        say!("* {by} is typing");
+                    }
+                }
+                Event::Typing { conversation, by, active: false } => {
+                    self.typing_shown.remove(&(conversation.clone(), by.clone()));
+                }
+                Event::Presence { by, online, last_seen } => {
+                    self.presence.insert(by.clone(), (*online, *last_seen));
+                    if *online {
+                        say!("* {by} is online");
+                    } else {
+                        say!("* {by} went away ({})", clock(*last_seen));
+                    }
+                }
+                other => {
+                    if let Some(line) = render::event_line(other) {
+                        say!("* {line}");
+                    }
                 }
             }
         }
@@ -226,38 +332,73 @@ impl Repl<'_> {
     }
 
     fn print_line(&self, entry: &HistoryEntry) {
-        if self.active.as_deref() == Some(entry.conversation.as_str()) {
-            println!("[{}] {}", entry.sender, entry.text);
+        if output::is_json() {
+            output::emit(render::message_json(&self.session, entry));
         } else {
-            println!("({}) [{}] {}", entry.conversation, entry.sender, entry.text);
+            say!("{}", render::live_line(&self.session, entry, self.active.as_deref()));
         }
+    }
+
+    /// An error for the person (an error object under `--json`).
+    fn error(&self, message: &str) {
+        if output::is_json() {
+            output::emit(render::error_json(message));
+        } else {
+            say!("! {message}");
+        }
+    }
+
+    /// Tells the active conversation that we are typing (or stopped).
+    async fn typing(&mut self, relay: &Relay, active: bool) {
+        let Some(group) = self.active.clone().and_then(|label| self.group_of(&label)) else { return };
+        let body = qpc::content::Body::Typing(qpc::content::Typing { active });
+        // A signal is a courtesy: a failure to send one is not worth a word.
+        let _ = self.session.send_signal(relay, &group, body).await;
     }
 
     fn activate_if_idle(&mut self, label: &str) {
         if self.active.is_none() {
             self.active = Some(label.to_string());
-            println!("* now talking in {label}");
+            say!("* now talking in {label}");
         }
     }
 
     /// Processes queued messages and shows what they brought.
     async fn receive(&mut self, relay: &Relay, envelopes: Vec<pb::Envelope>) -> Step<()> {
         let events = self.session.receive(relay, envelopes).await?;
-        self.show(&events)
+        self.show(&events)?;
+        // Read where it was shown in the active conversation, else delivered.
+        let active = self.active.as_deref().and_then(|label| self.group_of(label));
+        self.session.send_receipts(relay, &|group| active.as_deref() == Some(group)).await?;
+        Ok(())
     }
 
     /// Sends `text` to the active conversation.
     async fn send_text(&mut self, relay: &Relay, text: &str) -> Step<()> {
+        self.send(relay, text, |text| qpc::content::Content::text(text, None)).await
+    }
+
+    /// Sends a text-bearing message built by `make` to the active
+    /// conversation, after the checks every line gets.
+    async fn send(
+        &mut self,
+        relay: &Relay,
+        text: &str,
+        make: impl FnOnce(&str) -> qpc::content::Content,
+    ) -> Step<()> {
         if text.trim().is_empty() {
-            println!("(empty line: nothing sent)");
+            say!("(empty line: nothing sent)");
             return Ok(());
         }
         if text.len() > MAX_TEXT {
-            println!("! message too long ({} bytes; the limit is {MAX_TEXT}): not sent", text.len());
+            self.error(&format!(
+                "message too long ({} bytes; the limit is {MAX_TEXT}): not sent",
+                text.len()
+            ));
             return Ok(());
         }
         let Some(label) = self.active.clone() else {
-            println!("! no active conversation: /dm <user>, /create-group <name> or /switch first");
+            self.error("no active conversation: /dm <user>, /create-group <name> or /switch first");
             return Ok(());
         };
         if label == self.notepad() {
@@ -272,17 +413,90 @@ impl Repl<'_> {
             return self.save();
         }
         let Some(group) = self.group_of(&label) else {
-            println!("! {label} is gone; /switch to another conversation");
+            self.error(&format!("{label} is gone; /switch to another conversation"));
             self.active = None;
             return Ok(());
         };
-        match self.session.send_text(relay, &group, text).await {
-            Err(SessionError::NotPossible(why)) if why.contains("no other members") => {
-                println!("! nobody else is in {label} yet: /invite <user>");
+        self.typing(relay, false).await;
+        match self.session.send_content(relay, &group, make(text)).await {
+            Ok(id) => {
+                let seq = self.session.state.history.iter().rev().find(|e| e.id == id).map(|e| e.seq);
+                output::emit(
+                    serde_json::json!({"type": "sent", "conversation": label, "seq": seq, "id": hex::encode(id)}),
+                );
                 Ok(())
             }
-            other => Ok(other?),
+            Err(SessionError::NotPossible(why)) if why.contains("no other members") => {
+                self.error(&format!("nobody else is in {label} yet: /invite <user>"));
+                Ok(())
+            }
+            Err(e) => Err(e.into()),
         }
+    }
+
+    /// Message `n` of the active conversation, or a word why there is none.
+    fn message(&self, command: &str, n: &str) -> Option<(String, HistoryEntry)> {
+        let Some(label) = self.active.clone() else {
+            self.error(&format!("{command}: no active conversation"));
+            return None;
+        };
+        let Some(entry) = n
+            .trim_start_matches('#')
+            .parse::<u64>()
+            .ok()
+            .and_then(|n| self.session.state.message_at(&label, n))
+        else {
+            self.error(&format!("{command}: there is no message {n} in {label} (see /history)"));
+            return None;
+        };
+        if entry.id.is_empty() {
+            self.error(&format!("{command}: message {n} in {label} is local only"));
+            return None;
+        }
+        Some((label, entry.clone()))
+    }
+
+    /// `/reply N text`, `/react N emoji`, `/edit N text`, `/delete N`: a
+    /// message about message N of the active conversation.
+    async fn about(&mut self, relay: &Relay, command: &str, n: &str, rest: &str) -> Step<()> {
+        use qpc::content::{Body, Content, Delete, Edit, Reaction};
+        let Some((label, entry)) = self.message(command, n) else { return Ok(()) };
+        let mine = entry.sender == self.me;
+        let target = entry.id.clone();
+        let content = match command {
+            "/reply" => {
+                let target: Option<[u8; 16]> = target.as_slice().try_into().ok();
+                return self.send(relay, rest, |text| Content::text(text, target)).await;
+            }
+            "/react" if rest.is_empty() || rest.contains(char::is_whitespace) => {
+                self.error(&usage("/react"));
+                return Ok(());
+            }
+            "/react" => {
+                // Reacting again with the same emoji takes it back.
+                let remove = entry.reactions.iter().any(|m| m.emoji == rest && m.by == self.me);
+                Content::new(Body::Reaction(Reaction { target, emoji: rest.into(), remove }))
+            }
+            "/edit" | "/delete" if !mine => {
+                self.error(&format!("{command}: message {n} in {label} is {}'s, not yours", entry.sender));
+                return Ok(());
+            }
+            "/edit" if rest.trim().is_empty() => {
+                self.error(&usage("/edit"));
+                return Ok(());
+            }
+            "/edit" => Content::new(Body::Edit(Edit { target, text: rest.into() })),
+            _ => Content::new(Body::Delete(Delete { target })),
+        };
+        let Some(group) = self.group_of(&label) else { return Ok(()) };
+        match self.session.send_content(relay, &group, content).await {
+            Ok(_) | Err(SessionError::NotPossible(_)) => {}
+            Err(e) => return Err(e.into()),
+        }
+        if let Some(entry) = self.session.state.message_at(&label, entry.seq) {
+            say!("{}", render::history_line(&self.session, entry, &clock(entry.time)));
+        }
+        self.save()
     }
 
     /// The keys of `user`, or a message saying there is no such user.
@@ -290,12 +504,12 @@ impl Repl<'_> {
         match resolve_peer(relay, user).await {
             Ok(keys) if !keys.is_empty() => Ok(Some(keys)),
             Ok(_) => {
-                println!("! no user named {user} on this relay");
+                say!("! no user named {user} on this relay");
                 Ok(None)
             }
             Err(e) => match e.downcast_ref::<RelayError>() {
                 Some(r) if r.status() == Some(Status::NotFound) => {
-                    println!("! no user named {user} on this relay");
+                    say!("! no user named {user} on this relay");
                     Ok(None)
                 }
                 _ => Err(e),
@@ -309,7 +523,7 @@ impl Repl<'_> {
         match self.session.add(relay, group, user, keys).await {
             Ok(_) => Ok(true),
             Err(SessionError::NotPossible(why)) => {
-                println!("! {why}");
+                say!("! {why}");
                 Ok(false)
             }
             Err(e) => Err(e.into()),
@@ -319,19 +533,19 @@ impl Repl<'_> {
     /// The active MLS group, or a message why there is none.
     fn active_group(&self, command: &str, dm_ok: bool) -> Option<(String, String)> {
         let Some(label) = self.active.clone() else {
-            println!("! {command}: no active conversation (/switch #group first)");
+            say!("! {command}: no active conversation (/switch #group first)");
             return None;
         };
         if label == self.notepad() {
-            println!("! {command}: {label} is your local notepad, not a group");
+            say!("! {command}: {label} is your local notepad, not a group");
             return None;
         }
         if label.starts_with('@') && !dm_ok {
-            println!("! {command}: {label} is a DM; /create-group <name> for more people");
+            say!("! {command}: {label} is a DM; /create-group <name> for more people");
             return None;
         }
         let Some(group) = self.group_of(&label) else {
-            println!("! {command}: {label} is gone");
+            say!("! {command}: {label} is gone");
             return None;
         };
         Some((label, group))
@@ -346,25 +560,25 @@ impl Repl<'_> {
             None => match pending.as_slice() {
                 [only] => only.clone(),
                 [] => {
-                    println!("* no pending invitation");
+                    say!("* no pending invitation");
                     return Ok(());
                 }
                 several => {
                     let labels: Vec<String> = several.iter().map(|g| self.label_of(g)).collect();
-                    println!("! several invitations: /join one of {}", labels.join(", "));
+                    say!("! several invitations: /join one of {}", labels.join(", "));
                     return Ok(());
                 }
             },
         };
         if !pending.contains(&group) {
-            println!("! no pending invitation to {}", self.label_of(&group));
+            say!("! no pending invitation to {}", self.label_of(&group));
             return Ok(());
         }
         self.session.accept(&group)?;
         let label = self.label_of(&group);
-        println!("* joined {label}");
+        say!("* joined {label}");
         self.active = Some(label.clone());
-        println!("* now talking in {label}");
+        say!("* now talking in {label}");
         for entry in self.session.take_unshown()? {
             self.print_line(&entry);
         }
@@ -381,27 +595,27 @@ impl Repl<'_> {
             "/quit" | "/exit" if args.is_empty() => return Ok(false),
             "/help" if args.is_empty() => {
                 for (u, what) in HELP {
-                    println!("  {u:<22} {what}");
+                    say!("  {u:<22} {what}");
                 }
-                println!("  a line without a slash goes to the active conversation");
+                say!("  a line without a slash goes to the active conversation");
             }
             "/dm" => match one(&args) {
                 Some(user) => self.dm(relay, &user).await?,
-                None => println!("{}", usage("/dm")),
+                None => say!("{}", usage("/dm")),
             },
             "/create-group" => match one(&args) {
                 Some(name) if name.starts_with(DM_PREFIX) || name.starts_with(['#', '@']) => {
-                    println!("! a group name may not start with {DM_PREFIX:?}, '#' or '@'");
+                    say!("! a group name may not start with {DM_PREFIX:?}, '#' or '@'");
                 }
                 Some(name) => match self.session.state.member.create_group(&name) {
                     Ok(()) => {
                         self.save()?;
                         self.active = Some(format!("#{name}"));
-                        println!("* created #{name}; /invite <user> to add members");
+                        say!("* created #{name}; /invite <user> to add members");
                     }
-                    Err(e) => println!("! {e}"),
+                    Err(e) => say!("! {e}"),
                 },
-                None => println!("{}", usage("/create-group")),
+                None => say!("{}", usage("/create-group")),
             },
             "/invite" => match one(&args) {
                 Some(user) => {
@@ -409,50 +623,50 @@ impl Repl<'_> {
                     let Some(keys) = self.user_keys(relay, &user).await? else { return Ok(true) };
                     let members = self.session.state.member.members(&group)?;
                     if keys.iter().all(|k| members.contains(k)) {
-                        println!("! {user} is already a member of {label}");
+                        say!("! {user} is already a member of {label}");
                         return Ok(true);
                     }
                     if self.add(relay, &group, &user, &keys).await? {
-                        println!(
+                        say!(
                             "* invited {user} to {label} (epoch {})",
                             self.session.state.member.epoch(&group)?
                         );
                     }
                 }
-                None => println!("{}", usage("/invite")),
+                None => say!("{}", usage("/invite")),
             },
             "/remove" => match one(&args) {
                 Some(user) => {
                     let Some((label, group)) = self.active_group("/remove", false) else { return Ok(true) };
                     if user == self.me {
-                        println!("! to leave {label} yourself, use /leave");
+                        say!("! to leave {label} yourself, use /leave");
                         return Ok(true);
                     }
                     let Some(keys) = self.user_keys(relay, &user).await? else { return Ok(true) };
                     let members = self.session.state.member.members(&group)?;
                     let targets: Vec<_> = keys.into_iter().filter(|k| members.contains(k)).collect();
                     if targets.is_empty() {
-                        println!("! {user} is not a member of {label}");
+                        say!("! {user} is not a member of {label}");
                         return Ok(true);
                     }
                     match self.session.remove(relay, &group, &user, &targets).await {
-                        Ok(epoch) => println!("* removed {user} from {label} (epoch {epoch})"),
-                        Err(SessionError::NotPossible(why)) => println!("! {why}"),
+                        Ok(epoch) => say!("* removed {user} from {label} (epoch {epoch})"),
+                        Err(SessionError::NotPossible(why)) => say!("! {why}"),
                         Err(e) => return Err(e.into()),
                     }
                 }
-                None => println!("{}", usage("/remove")),
+                None => say!("{}", usage("/remove")),
             },
             "/update" if args.is_empty() => {
                 let Some((label, group)) = self.active_group("/update", true) else { return Ok(true) };
                 let epoch = self.session.update(relay, &group).await?;
-                println!("* your key in {label} is rotated (epoch {epoch})");
+                say!("* your key in {label} is rotated (epoch {epoch})");
             }
             "/leave" if args.is_empty() => {
                 let Some((label, group)) = self.active_group("/leave", true) else { return Ok(true) };
                 self.session.leave(relay, &group).await?;
                 self.active = None;
-                println!("* you left {label}");
+                say!("* you left {label}");
             }
             "/join" if args.len() <= 1 => {
                 if self.session.state.invitations.is_empty() {
@@ -465,41 +679,41 @@ impl Repl<'_> {
                 Some(target) => {
                     let group = self.group_named(&target).unwrap_or_default();
                     match self.session.decline(relay, &group).await {
-                        Ok(()) => println!("* declined the invitation to {}", self.label_of(&group)),
-                        Err(SessionError::NotPossible(why)) => println!("! {why}"),
+                        Ok(()) => say!("* declined the invitation to {}", self.label_of(&group)),
+                        Err(SessionError::NotPossible(why)) => say!("! {why}"),
                         Err(e) => return Err(e.into()),
                     }
                 }
-                None => println!("{}", usage("/decline")),
+                None => say!("{}", usage("/decline")),
             },
             "/invites" if args.is_empty() => {
                 if self.session.state.invitations.is_empty() {
-                    println!("* no pending invitations");
+                    say!("* no pending invitations");
                 }
                 for invitation in self.session.state.invitations.clone() {
-                    println!("  {} from {}", self.label_of(&invitation.group), invitation.inviter);
+                    say!("  {} from {}", self.label_of(&invitation.group), invitation.inviter);
                 }
             }
             "/switch" => match one(&args) {
                 Some(target) if target.starts_with(['@', '#']) && target.len() > 1 => {
                     if target == self.notepad() || self.group_of(&target).is_some() {
-                        println!("* now talking in {target}");
+                        say!("* now talking in {target}");
                         self.active = Some(target);
                     } else if let Some(user) = target.strip_prefix('@') {
-                        println!("! no DM with {user} yet: /dm {user}");
+                        say!("! no DM with {user} yet: /dm {user}");
                     } else {
-                        println!("! no conversation {target} (see /list)");
+                        say!("! no conversation {target} (see /list)");
                     }
                 }
-                _ => println!("{}", usage("/switch")),
+                _ => say!("{}", usage("/switch")),
             },
             "/list" | "/ls" if args.is_empty() => {
                 let mark = |l: &str| if self.active.as_deref() == Some(l) { "*" } else { " " };
                 let notepad = self.notepad();
-                println!("{} {notepad} (notepad, local only)", mark(&notepad));
+                say!("{} {notepad} (notepad, local only)", mark(&notepad));
                 for group in self.session.groups() {
                     let label = self.label_of(&group);
-                    println!(
+                    say!(
                         "{} {label} ({} members, epoch {})",
                         mark(&label),
                         self.session.state.member.members(&group)?.len(),
@@ -509,11 +723,11 @@ impl Repl<'_> {
             }
             "/members" if args.is_empty() => {
                 let Some(label) = self.active.clone() else {
-                    println!("! /members: no active conversation");
+                    say!("! /members: no active conversation");
                     return Ok(true);
                 };
                 if label == self.notepad() {
-                    println!("members of {label}: {}", self.me);
+                    say!("members of {label}: {}", self.me);
                     return Ok(true);
                 }
                 let Some((_, group)) = self.active_group("/members", true) else { return Ok(true) };
@@ -521,51 +735,81 @@ impl Repl<'_> {
                 for key in self.session.state.member.members(&group)? {
                     names.insert(self.session.name(relay, &key).await);
                 }
-                println!("members of {label}: {}", names.into_iter().collect::<Vec<_>>().join(", "));
+                let shown: Vec<String> = names
+                    .into_iter()
+                    .map(|name| match self.presence.get(&name) {
+                        Some((true, _)) => format!("{name} (online)"),
+                        Some((false, seen)) => format!("{name} (last seen {})", clock(*seen)),
+                        None => name,
+                    })
+                    .collect();
+                say!("members of {label}: {}", shown.join(", "));
+            }
+            "/reply" | "/edit" if args.len() >= 2 => {
+                let rest = line.splitn(3, char::is_whitespace).nth(2).unwrap_or_default().trim().to_string();
+                self.about(relay, command, args[0], &rest).await?;
+            }
+            "/react" if args.len() == 2 => self.about(relay, command, args[0], args[1]).await?,
+            "/delete" if args.len() == 1 => self.about(relay, command, args[0], "").await?,
+            "/presence" if args.len() == 1 && matches!(args[0], "on" | "off") => {
+                let on = args[0] == "on";
+                if !on {
+                    self.session.announce_presence(relay, false).await?;
+                }
+                self.session.state.presence = on;
+                self.save()?;
+                if on {
+                    self.session.announce_presence(relay, true).await?;
+                    say!("* presence on: your contacts see when you are online, and you see theirs");
+                } else {
+                    self.presence.clear();
+                    say!("* presence off: nobody sees when you are online, and you see nobody's");
+                }
             }
             "/history" if args.len() <= 1 => {
                 let n = match args.first().map(|a| a.parse::<usize>()) {
                     None => 20,
                     Some(Ok(n)) if n > 0 => n,
                     _ => {
-                        println!("{}", usage("/history"));
+                        say!("{}", usage("/history"));
                         return Ok(true);
                     }
                 };
                 let Some(label) = self.active.clone() else {
-                    println!("! /history: no active conversation");
+                    say!("! /history: no active conversation");
                     return Ok(true);
                 };
                 let lines = self.session.state.history_of(&label, n);
-                println!("history of {label} ({} lines):", lines.len());
+                say!("history of {label} ({} lines):", lines.len());
                 for e in lines {
-                    println!("  {} [{}] {}", clock(e.time), e.sender, e.text);
+                    say!("{}", render::history_line(&self.session, e, &clock(e.time)));
                 }
             }
             "/whoami" if args.is_empty() => {
                 let key = self.session.me();
-                println!("username : {}", self.me);
-                println!("identity_key : {}", hex::encode(key));
-                println!("fingerprint : {}", hex::encode(Sha256::digest(key)));
-                println!("relay : {}", self.common.server);
+                say!("username : {}", self.me);
+                say!("identity_key : {}", hex::encode(key));
+                say!("fingerprint : {}", hex::encode(Sha256::digest(key)));
+                say!("relay : {}", self.common.server);
                 match self.active.clone() {
                     Some(label) => match self.group_of(&label) {
                         Some(group) => {
-                            println!("active : {label} (epoch {})", self.session.state.member.epoch(&group)?)
+                            say!("active : {label} (epoch {})", self.session.state.member.epoch(&group)?)
                         }
-                        None => println!("active : {label}"),
+                        None => say!("active : {label}"),
                     },
-                    None => println!("active : none"),
+                    None => say!("active : none"),
                 }
             }
             "/quit" | "/exit" | "/help" | "/update" | "/leave" | "/join" | "/invites" | "/list" | "/ls"
-            | "/members" | "/history" | "/whoami" => {
-                println!("{}", usage(command));
+            | "/members" | "/history" | "/whoami" | "/reply" | "/edit" | "/react" | "/delete"
+            | "/presence" => {
+                say!("{}", usage(command));
             }
             other => {
-                println!("! unknown command {other}; commands:");
+                say!("! unknown command {other}; commands:");
                 for (u, _) in HELP {
-                    println!("  {u}");
+                    say!("  {u}");
                 }
             }
         }
@@ -576,11 +820,11 @@ impl Repl<'_> {
         let label = format!("@{user}");
         if user == self.me {
             self.active = Some(label.clone());
-            println!("* now talking in {label} (your notepad: it stays on this device)");
+            say!("* now talking in {label} (your notepad: it stays on this device)");
             return Ok(());
         }
         if user.starts_with(['@', '#']) || user.contains(':') {
-            println!("{}", usage("/dm"));
+            say!("{}", usage("/dm"));
             return Ok(());
         }
         let group = dm_group(&self.me, user);
@@ -589,12 +833,12 @@ impl Repl<'_> {
         }
         if self.group_of(&label).is_some() {
             self.active = Some(label.clone());
-            println!("* now talking in {label}");
+            say!("* now talking in {label}");
             if self.session.state.member.members(&group)?.len() < 2 {
                 // The peer left this DM: invite them back.
                 let Some(keys) = self.user_keys(relay, user).await? else { return Ok(()) };
                 if self.add(relay, &group, user, &keys).await? {
-                    println!("* invited {user} back to {label}");
+                    say!("* invited {user} back to {label}");
                 }
             }
             return Ok(());
@@ -607,17 +851,62 @@ impl Repl<'_> {
             return Ok(());
         }
         self.active = Some(label.clone());
-        println!("* DM with {user} started; now talking in {label}");
+        say!("* DM with {user} started; now talking in {label}");
         Ok(())
     }
 
     /// One line typed by the user; `Ok(false)` ends the session.
     async fn line(&mut self, relay: &Relay, line: &str) -> Step<bool> {
+        if output::is_json() {
+            self.json_line(relay, line).await?;
+            return Ok(true);
+        }
         if !self.chat_mode && line.starts_with('/') {
             return self.command(relay, line).await;
         }
         self.send_text(relay, line).await?;
         Ok(true)
+    }
+
+    /// One JSON object from a script (`qpc chat --json`; the README lists
+    /// them): send, reply, react, edit, delete, typing. A line that is not
+    /// one gets an error object, and the session goes on.
+    async fn json_line(&mut self, relay: &Relay, line: &str) -> Step<()> {
+        let value: serde_json::Value = match serde_json::from_str(line) {
+            Ok(value) => value,
+            Err(e) => {
+                self.error(&format!("not a JSON object ({e}): {line}"));
+                return Ok(());
+            }
+        };
+        let field = |name: &str| value.get(name).and_then(|v| v.as_str()).map(str::to_string);
+        let seq = value.get("seq").and_then(|v| v.as_u64()).map(|n| n.to_string());
+        let kind = field("type").unwrap_or_default();
+        match (kind.as_str(), seq) {
+            ("send", _) => match (field("text"), value.get("reply_to").and_then(|v| v.as_u64())) {
+                (Some(text), None) => self.send_text(relay, &text).await?,
+                (Some(text), Some(n)) => self.about(relay, "/reply", &n.to_string(), &text).await?,
+                (None, _) => self.error("send needs \"text\""),
+            },
+            ("react", Some(n)) => match field("emoji") {
+                Some(emoji) => self.about(relay, "/react", &n, &emoji).await?,
+                None => self.error("react needs \"emoji\""),
+            },
+            ("edit", Some(n)) => match field("text") {
+                Some(text) => self.about(relay, "/edit", &n, &text).await?,
+                None => self.error("edit needs \"text\""),
+            },
+            ("delete", Some(n)) => self.about(relay, "/delete", &n, "").await?,
+            ("typing", _) => {
+                let active = value.get("active").and_then(|v| v.as_bool()).unwrap_or(true);
+                self.typing(relay, active).await;
+            }
+            ("react" | "edit" | "delete", None) => {
+                self.error(&format!("{kind} needs \"seq\": the message's number"))
+            }
+            _ => self.error(&format!("unknown \"type\" {kind:?}: one of send, react, edit, delete, typing")),
+        }
+        Ok(())
     }
 }
 
@@ -634,7 +923,7 @@ fn lost(e: &(dyn Error + 'static)) -> bool {
         || e.downcast_ref::<SessionError>().is_some_and(SessionError::is_lost)
 }
 
-type Lines = mpsc::UnboundedReceiver<Option<String>>;
+type Lines = mpsc::UnboundedReceiver<Input>;
 
 /// Why [`Session::serve`] returned.
 enum Ended {
@@ -650,14 +939,35 @@ impl Repl<'_> {
         let mut wait = Box::pin(relay.fetch_wait(0, WAIT_MS));
         loop {
             tokio::select! {
-                line = lines.recv() => {
-                    let Some(Some(line)) = line else { return Ok(Ended::Quit) };
+                input = lines.recv() => {
+                    let line = match input {
+                        Some(Input::Line(line)) => line,
+                        Some(Input::Typing) => {
+                            self.typing(relay, true).await;
+                            continue;
+                        }
+                        Some(Input::End) | None => return Ok(Ended::Quit),
+                    };
                     match self.line(relay, &line).await {
                         Ok(true) => {}
                         Ok(false) => return Ok(Ended::Quit),
                         Err(e) if lost(e.as_ref()) => return Ok(Ended::Lost(e)),
                         Err(e) if fatal(e.as_ref()) => return Err(e),
-                        Err(e) => println!("! {e}"),
+                        Err(e) => self.error(&e.to_string()),
+                    }
+                }
+                pushed = relay.next_event() => {
+                    match pushed {
+                        Ok((event, payload)) if event == qpc_proto::Event::Signal.id() => {
+                            if let Ok(signal) = <pb::SignalEvent as prost::Message>::decode(payload.as_slice()) {
+                                if let Some(event) = self.session.read_signal(relay, &signal.payload).await {
+                                    self.show(&[event])?;
+                                }
+                            }
+                        }
+                        // A new message: the FetchWait below has it already.
+                        Ok(_) => {}
+                        Err(e) => return Ok(Ended::Lost(e.into())),
                     }
                 }
                 fetched = &mut wait => {
@@ -669,7 +979,7 @@ impl Repl<'_> {
                         Ok(()) => {}
                         Err(e) if lost(e.as_ref()) => return Ok(Ended::Lost(e)),
                         Err(e) if fatal(e.as_ref()) => return Err(e),
-                        Err(e) => println!("! {e}"),
+                        Err(e) => self.error(&e.to_string()),
                     }
                     wait = Box::pin(relay.fetch_wait(0, WAIT_MS));
                 }
@@ -689,25 +999,27 @@ impl Repl<'_> {
             };
             tokio::select! {
                 line = lines.recv() => match line {
-                    Some(Some(l)) if l.trim() != "/quit" && l.trim() != "/exit" => {
-                        println!("! not connected to the relay (reconnecting): not sent");
+                    Some(Input::Typing) => continue,
+                    Some(Input::Line(l)) if l.trim() != "/quit" && l.trim() != "/exit" => {
+                        say!("! not connected to the relay (reconnecting): not sent");
                         continue;
                     }
                     _ => return None,
                 },
                 result = attempt => match result {
                     Ok(relay) => {
-                        println!("* reconnected to the relay");
+                        say!("* reconnected to the relay");
                         return Some(relay);
                     }
                     Err(e) if lost(e.as_ref()) => {}
-                    Err(e) => println!("! reconnecting: {e}"),
+                    Err(e) => say!("! reconnecting: {e}"),
                 },
             }
             tokio::select! {
                 line = lines.recv() => match line {
-                    Some(Some(l)) if l.trim() != "/quit" && l.trim() != "/exit" => {
-                        println!("! not connected to the relay (reconnecting): not sent");
+                    Some(Input::Typing) => {}
+                    Some(Input::Line(l)) if l.trim() != "/quit" && l.trim() != "/exit" => {
+                        say!("! not connected to the relay (reconnecting): not sent");
                     }
                     _ => return None,
                 },
@@ -718,18 +1030,27 @@ impl Repl<'_> {
     }
 }
 
-/// `qpc repl` (no target) and `qpc chat --to TARGET`.
-pub async fn run(c: &Common, target: Option<&str>) -> Outcome {
+/// `qpc repl` (no target) and `qpc chat --to TARGET` (with `--json`, one
+/// JSON object per line both ways).
+pub async fn run(c: &Common, target: Option<&str>, json: bool) -> Outcome {
+    output::set_json(json);
     c.username.as_deref().ok_or("--username is required")?;
     let _lock = StateLock::take(&c.state)?;
     let password = password_from(c.password.clone())?;
     let (relay, state, me) = sign_in(c, &password).await?;
-    let mut repl =
-        Repl { common: c, session: Session::new(state), me, active: None, chat_mode: target.is_some() };
+    let mut repl = Repl {
+        common: c,
+        session: Session::new(state),
+        me,
+        active: None,
+        chat_mode: target.is_some(),
+        typing_shown: HashMap::new(),
+        presence: HashMap::new(),
+    };
     // What is still to be sent, and KeyPackages for peers to invite us with.
     let events = repl.session.start(&relay).await?;
     if target.is_none() {
-        println!("type /help for the commands");
+        say!("type /help for the commands");
     }
     // Then what arrived while we were away.
     repl.show(&events)?;
@@ -749,14 +1070,15 @@ pub async fn run(c: &Common, target: Option<&str>) -> Outcome {
             return Err(format!("cannot open a conversation with {target}").into());
         }
     }
+    repl.session.announce_presence(&relay, true).await?;
 
-    let mut lines = stdin_lines();
+    let mut lines = input(json);
     let mut relay = relay;
     loop {
         match repl.serve(&relay, &mut lines).await? {
             Ended::Quit => break,
             Ended::Lost(e) => {
-                println!("! {e}; reconnecting");
+                say!("! {e}; reconnecting");
                 match repl.reconnect(&password, &mut lines).await {
                     Some(fresh) => {
                         relay = fresh;
@@ -772,6 +1094,7 @@ pub async fn run(c: &Common, target: Option<&str>) -> Outcome {
             }
         }
     }
+    let _ = repl.session.announce_presence(&relay, false).await;
     repl.save()?;
     relay.close().await;
     Ok(())

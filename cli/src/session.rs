@@ -31,12 +31,14 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use prost::Message as _;
 use qpc_proto::{pb, Method, Status};
 use rand::RngCore;
+use sha2::{Digest, Sha256};
 
+use crate::content::{self, Body, Content, FileAnnouncement, MessageId, Receipt};
 use crate::mls::{Commit, IdentityKey, Incoming, MlsError};
 use crate::relay::{Relay, RelayError};
 use crate::state::{
-    HistoryEntry, Intent, Invitation, OutboxEntry, State, StateError, INTENT_ADD, INTENT_PROPOSALS,
-    INTENT_REMOVE, INTENT_UPDATE,
+    HistoryEntry, Intent, Invitation, OutboxEntry, ReactionMark, State, StateError, INTENT_ADD,
+    INTENT_PROPOSALS, INTENT_REMOVE, INTENT_UPDATE,
 };
 
 /// KeyPackages a device keeps on the relay; topped up below half of it.
@@ -130,6 +132,21 @@ pub enum Event {
     Committed { group: String, epoch: u64, what: String },
     /// A message that cannot be read (it is acknowledged all the same).
     Undecryptable { seq: u64, from: String, reason: String },
+    /// `by` reacted to message `seq` of `conversation` (or took it back).
+    Reacted { conversation: String, seq: u64, emoji: String, by: String, removed: bool },
+    /// Its author changed the text of message `seq`.
+    Edited { conversation: String, seq: u64, by: String, text: String },
+    /// Its author deleted message `seq` for everyone.
+    Deleted { conversation: String, seq: u64, by: String },
+    /// `by` has received (or read) our messages `seqs`.
+    Receipt { conversation: String, seqs: Vec<u64>, by: String, read: bool },
+    /// A change that only a message's author may make, from someone else:
+    /// ignored.
+    Refused { conversation: String, from: String, why: String },
+    /// Ephemeral (a relay push, never stored): `by` is typing, or stopped.
+    Typing { conversation: String, by: String, active: bool },
+    /// Ephemeral: `by` came online or went away.
+    Presence { by: String, online: bool, last_seen: u64 },
 }
 
 /// How a sent outbox entry ended.
@@ -148,11 +165,18 @@ pub struct Session {
     own_devices: Option<Vec<IdentityKey>>,
     /// Highest queue position processed and acknowledged this run.
     done_seq: u64,
+    /// Messages received this run that no receipt has answered yet.
+    unreceipted: Vec<(String, Vec<u8>)>,
 }
 
 impl Session {
     pub fn new(state: State) -> Session {
-        Session { state, names: HashMap::new(), own_devices: None, done_seq: 0 }
+        let names = state
+            .names
+            .iter()
+            .filter_map(|n| Some((<[u8; 32]>::try_from(n.key.as_slice()).ok()?, n.name.clone())))
+            .collect();
+        Session { state, names, own_devices: None, done_seq: 0, unreceipted: Vec::new() }
     }
 
     pub fn me(&self) -> IdentityKey {
@@ -188,10 +212,33 @@ impl Session {
         match relay.resolve_identity(key).await {
             Ok(Some(name)) => {
                 self.names.insert(*key, name.clone());
+                // Saved with the next change of the state.
+                self.state.names.push(crate::state::KnownName { key: key.to_vec(), name: name.clone() });
                 name
             }
             _ => short(key),
         }
+    }
+
+    /// The people in `group` other than us (by name; our own other devices
+    /// are not others).
+    pub fn other_people(&self, group: &str) -> Vec<String> {
+        let me = self.me();
+        let own = self.own_devices.clone().unwrap_or_default();
+        let mine = self.state.username.clone().unwrap_or_default();
+        let mut people: Vec<String> = self
+            .state
+            .member
+            .members(group)
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|k| *k != me && !own.contains(k))
+            .map(|k| self.names.get(&k).cloned().unwrap_or_else(|| short(&k)))
+            .filter(|name| *name != mine)
+            .collect();
+        people.sort();
+        people.dedup();
+        people
     }
 
     /// The conversation label of an MLS group: `@user` for a DM, `#name`.
@@ -237,9 +284,15 @@ impl Session {
 
     // ----- sending -----------------------------------------------------------
 
-    /// Encrypts `text` for every other member of `group` (our other devices
-    /// included) and sends it through the outbox.
-    pub async fn send_text(&mut self, relay: &Relay, group: &str, text: &str) -> Result<()> {
+    /// Sends `text` to `group` (see [`Session::send_content`]).
+    pub async fn send_text(&mut self, relay: &Relay, group: &str, text: &str) -> Result<MessageId> {
+        self.send_content(relay, group, Content::text(text, None)).await
+    }
+
+    /// Encrypts `content` for every other member of `group` (our other
+    /// devices included), applies it to our own history as readers will
+    /// apply it to theirs, and sends it through the outbox.
+    pub async fn send_content(&mut self, relay: &Relay, group: &str, content: Content) -> Result<MessageId> {
         if self.is_pending(group) {
             return Err(SessionError::NotPossible(format!(
                 "accept the invitation to group {group} first (qpc join --group-id {group})"
@@ -255,17 +308,156 @@ impl Session {
         if recipients.is_empty() {
             return Err(SessionError::NotPossible(format!("group {group} has no other members yet")));
         }
-        let ciphertext = self.state.member.encrypt(group, text.as_bytes())?;
+        let ciphertext = self.state.member.encrypt(group, &content.to_plaintext())?;
         let sender = self.state.username.clone().unwrap_or_else(|| short(&me));
-        self.state.record(HistoryEntry {
-            conversation: self.label_of(group),
-            sender,
-            time: now(),
-            text: text.into(),
-            unshown: false,
-            group: group.into(),
-        });
-        self.send_batch(relay, &recipients, group, ciphertext).await
+        let id = content.id();
+        self.apply(group, me, sender, content, false);
+        self.send_batch(relay, &recipients, group, ciphertext).await?;
+        Ok(id)
+    }
+
+    /// Applies a message's content to the history: a text or a file becomes
+    /// a new entry; a reaction, edit, delete or receipt changes the entry it
+    /// names (edits and deletes only from its author).
+    fn apply(
+        &mut self,
+        group: &str,
+        sender: IdentityKey,
+        name: String,
+        content: Content,
+        received: bool,
+    ) -> Option<Event> {
+        let conversation = self.label_of(group);
+        let id = content.id.clone();
+        let entry = |text: String, reply_to: Vec<u8>, file: Option<FileAnnouncement>, unsupported: bool| {
+            HistoryEntry {
+                conversation: conversation.clone(),
+                sender: name.clone(),
+                time: now(),
+                text,
+                unshown: received,
+                group: group.into(),
+                id: id.clone(),
+                reply_to,
+                file,
+                sender_key: sender.to_vec(),
+                unsupported,
+                ..HistoryEntry::default()
+            }
+        };
+        let new = match content.body {
+            Some(Body::Text(t)) => Some(entry(t.text, t.reply_to, None, false)),
+            Some(Body::File(f)) => Some(entry(f.name.clone(), f.reply_to.clone(), Some(f), false)),
+            None => Some(entry("(unsupported message)".into(), Vec::new(), None, true)),
+            Some(Body::Typing(_) | Body::Presence(_)) => return None,
+            Some(Body::Reaction(r)) => {
+                let target = self.state.message_mut(&r.target)?;
+                let mark = ReactionMark { emoji: r.emoji.clone(), by: name.clone() };
+                target.reactions.retain(|m| *m != mark);
+                if !r.remove {
+                    target.reactions.push(mark);
+                }
+                return Some(Event::Reacted {
+                    conversation: target.conversation.clone(),
+                    seq: target.seq,
+                    emoji: r.emoji,
+                    by: name,
+                    removed: r.remove,
+                });
+            }
+            Some(Body::Edit(content::Edit { target, text })) => {
+                let target = self.state.message_mut(&target)?;
+                if target.sender != name || target.deleted {
+                    return Some(Event::Refused {
+                        conversation: target.conversation.clone(),
+                        from: name,
+                        why: format!("tried to edit message {} of {}: ignored", target.seq, target.sender),
+                    });
+                }
+                target.text = text.clone();
+                target.edited = true;
+                return Some(Event::Edited {
+                    conversation: target.conversation.clone(),
+                    seq: target.seq,
+                    by: name,
+                    text,
+                });
+            }
+            Some(Body::Delete(content::Delete { target })) => {
+                let target = self.state.message_mut(&target)?;
+                if target.sender != name {
+                    return Some(Event::Refused {
+                        conversation: target.conversation.clone(),
+                        from: name,
+                        why: format!("tried to delete message {} of {}: ignored", target.seq, target.sender),
+                    });
+                }
+                target.text = "deleted".into();
+                target.deleted = true;
+                target.file = None;
+                return Some(Event::Deleted {
+                    conversation: target.conversation.clone(),
+                    seq: target.seq,
+                    by: name,
+                });
+            }
+            Some(Body::Receipt(Receipt { targets, read })) => {
+                let me = self.me().to_vec();
+                let mut seqs = Vec::new();
+                let mut conversation = conversation.clone();
+                for target in targets {
+                    let Some(entry) = self.state.message_mut(&target) else { continue };
+                    if entry.sender_key != me {
+                        continue;
+                    }
+                    if !entry.delivered_to.contains(&name) {
+                        entry.delivered_to.push(name.clone());
+                    }
+                    if read && !entry.read_by.contains(&name) {
+                        entry.read_by.push(name.clone());
+                    }
+                    conversation = entry.conversation.clone();
+                    seqs.push(entry.seq);
+                }
+                return (!seqs.is_empty()).then_some(Event::Receipt { conversation, seqs, by: name, read });
+            }
+        };
+        let mut new = new?;
+        if received {
+            new.number = Some(self.state.next_number);
+            self.state.next_number += 1;
+            self.unreceipted.push((group.to_string(), id));
+        }
+        self.state.record(new);
+        None
+    }
+
+    /// Answers the messages received this run with receipts, one per group:
+    /// read where `read(group)` says the person has seen them, else only
+    /// delivered. Groups whose invitation is pending tell nothing.
+    pub async fn send_receipts(&mut self, relay: &Relay, read: &dyn Fn(&str) -> bool) -> Result<()> {
+        let mut by_group: Vec<(String, Vec<Vec<u8>>)> = Vec::new();
+        for (group, id) in std::mem::take(&mut self.unreceipted) {
+            if self.is_pending(&group) {
+                self.unreceipted.push((group, id));
+                continue;
+            }
+            match by_group.iter_mut().find(|(g, _)| *g == group) {
+                Some((_, ids)) => ids.push(id),
+                None => by_group.push((group, vec![id])),
+            }
+        }
+        for (group, targets) in by_group {
+            if !self.state.member.groups().contains(&group) {
+                continue;
+            }
+            let receipt = Content::new(Body::Receipt(Receipt { targets, read: read(&group) }));
+            match self.send_content(relay, &group, receipt).await {
+                Ok(_) | Err(SessionError::NotPossible(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
     }
 
     /// Puts one payload for `recipients` in the outbox and sends it.
@@ -483,6 +675,16 @@ impl Session {
         let members = self.state.member.members(group)?;
         let mut intent = Intent { kind: INTENT_ADD, who: who.into(), ..Intent::default() };
         let mut missing_key_package = false;
+        // Our own other devices come along in the same commit (a new group
+        // holds every device of ours before its first message).
+        let own: Vec<IdentityKey> =
+            self.own_devices(relay).await?.into_iter().filter(|k| !keys.contains(k)).collect();
+        let mut own_added = Vec::new();
+        for key in own.iter().filter(|k| !members.contains(k)) {
+            if let Ok(kp) = relay.fetch_key_package(key).await {
+                own_added.push((key.to_vec(), kp));
+            }
+        }
         for key in keys.iter().filter(|k| !members.contains(k)) {
             match relay.fetch_key_package(key).await {
                 Ok(kp) => {
@@ -491,6 +693,12 @@ impl Session {
                 }
                 Err(e) if e.status() == Some(Status::NotFound) => missing_key_package = true,
                 Err(e) => return Err(e.into()),
+            }
+        }
+        if !intent.keys.is_empty() {
+            for (key, kp) in own_added {
+                intent.keys.push(key);
+                intent.key_packages.push(kp);
             }
         }
         if intent.keys.is_empty() {
@@ -604,15 +812,10 @@ impl Session {
         match self.state.member.process(&env.payload) {
             Ok(Incoming::Application { group, sender, plaintext }) => {
                 let name = self.name(relay, &sender).await;
-                self.state.record(HistoryEntry {
-                    conversation: self.label_of(&group),
-                    sender: name,
-                    time: now(),
-                    text: String::from_utf8_lossy(&plaintext).into_owned(),
-                    unshown: true,
-                    group,
-                });
-                Ok(None)
+                // Bare text from an older client: an id every member derives alike.
+                let fallback: MessageId = Sha256::digest(&env.payload)[..16].try_into().unwrap_or([0; 16]);
+                let content = Content::from_plaintext(&plaintext, fallback);
+                Ok(self.apply(&group, sender, name, content, true))
             }
             Ok(Incoming::Welcome(welcome)) => {
                 let inviter = self.name(relay, &from).await;
@@ -702,9 +905,9 @@ impl Session {
         Ok(events)
     }
 
-    /// Adds the devices of our own account that are missing from our
-    /// groups (a device that logged in since), once per run.
-    async fn add_own_devices(&mut self, relay: &Relay) -> Result<Vec<Event>> {
+    /// The devices of our own account (ourselves included), looked up once
+    /// per run; none without an account.
+    async fn own_devices(&mut self, relay: &Relay) -> Result<Vec<IdentityKey>> {
         let Some(username) = self.state.username.clone() else { return Ok(Vec::new()) };
         if self.own_devices.is_none() {
             let devices = match relay.resolve_user(&username).await {
@@ -714,7 +917,13 @@ impl Session {
             };
             self.own_devices = Some(devices);
         }
-        let devices = self.own_devices.clone().unwrap_or_default();
+        Ok(self.own_devices.clone().unwrap_or_default())
+    }
+
+    /// Adds the devices of our own account that are missing from our
+    /// groups (a device that logged in since), once per run.
+    async fn add_own_devices(&mut self, relay: &Relay) -> Result<Vec<Event>> {
+        let devices = self.own_devices(relay).await?;
         let mut events = Vec::new();
         for group in self.groups() {
             let members = self.state.member.members(&group)?;
@@ -733,6 +942,56 @@ impl Session {
             }
         }
         Ok(events)
+    }
+
+    // ----- ephemeral signals -------------------------------------------------
+
+    /// Sends a typing or presence signal to the other members of `group`
+    /// that are connected now; nothing is stored anywhere.
+    pub async fn send_signal(&mut self, relay: &Relay, group: &str, body: Body) -> Result<u32> {
+        if self.is_pending(group) {
+            return Ok(0);
+        }
+        let me = self.me();
+        let recipients: Vec<IdentityKey> =
+            self.state.member.members(group)?.into_iter().filter(|m| *m != me).collect();
+        if recipients.is_empty() {
+            return Ok(0);
+        }
+        let sealed = self.state.member.seal_signal(group, &Content::new(body).to_plaintext())?;
+        Ok(relay.signal(&recipients, sealed).await?)
+    }
+
+    /// Tells every accepted group that we are online (or going away), when
+    /// the person shares presence.
+    pub async fn announce_presence(&mut self, relay: &Relay, online: bool) -> Result<()> {
+        if !self.state.presence {
+            return Ok(());
+        }
+        let last_seen = now();
+        for group in self.groups() {
+            self.send_signal(relay, &group, Body::Presence(content::Presence { online, last_seen })).await?;
+        }
+        Ok(())
+    }
+
+    /// Reads a pushed signal; `None` for anything not worth showing (not a
+    /// current member's, our own, presence while we share none).
+    pub async fn read_signal(&mut self, relay: &Relay, payload: &[u8]) -> Option<Event> {
+        let (group, sender, bytes) = self.state.member.open_signal(payload)?;
+        if sender == self.me() || self.is_pending(&group) {
+            return None;
+        }
+        let by = self.name(relay, &sender).await;
+        match Content::from_plaintext(&bytes, [0; 16]).body? {
+            Body::Typing(t) => {
+                Some(Event::Typing { conversation: self.label_of(&group), by, active: t.active })
+            }
+            Body::Presence(p) if self.state.presence => {
+                Some(Event::Presence { by, online: p.online, last_seen: p.last_seen })
+            }
+            _ => None,
+        }
     }
 
     // ----- KeyPackages -------------------------------------------------------

@@ -152,6 +152,22 @@ struct StateBody {
     outbox: Vec<Vec<u8>>,
     #[prost(message, repeated, tag = "7")]
     invitations: Vec<Invitation>,
+    #[prost(uint64, tag = "8")]
+    next_number: u64,
+    #[prost(bool, tag = "9")]
+    presence: bool,
+    #[prost(message, repeated, tag = "10")]
+    names: Vec<KnownName>,
+}
+
+/// A device's username, as the directory said (so marks and labels read
+/// right after a restart, before the relay is asked again).
+#[derive(Clone, PartialEq, Message)]
+pub struct KnownName {
+    #[prost(bytes = "vec", tag = "1")]
+    pub key: Vec<u8>,
+    #[prost(string, tag = "2")]
+    pub name: String,
 }
 
 /// Something on its way to the relay: saved before it is sent, removed
@@ -232,6 +248,51 @@ pub struct HistoryEntry {
     /// The MLS group it belongs to.
     #[prost(string, tag = "6")]
     pub group: String,
+    /// The message's stable id (the same on every device of every member).
+    #[prost(bytes = "vec", tag = "7")]
+    pub id: Vec<u8>,
+    /// The id of the message this one answers.
+    #[prost(bytes = "vec", tag = "8")]
+    pub reply_to: Vec<u8>,
+    /// A file shared with this message.
+    #[prost(message, optional, tag = "9")]
+    pub file: Option<crate::content::FileAnnouncement>,
+    /// Its author changed the text.
+    #[prost(bool, tag = "10")]
+    pub edited: bool,
+    /// Its author deleted it for everyone.
+    #[prost(bool, tag = "11")]
+    pub deleted: bool,
+    #[prost(message, repeated, tag = "12")]
+    pub reactions: Vec<ReactionMark>,
+    /// For our own messages: who has received them, and who has read them.
+    #[prost(string, repeated, tag = "13")]
+    pub delivered_to: Vec<String>,
+    #[prost(string, repeated, tag = "14")]
+    pub read_by: Vec<String>,
+    /// The identity key of the device that sent it.
+    #[prost(bytes = "vec", tag = "15")]
+    pub sender_key: Vec<u8>,
+    /// For a received message: its number in `qpc recv` (`[N]`) and for
+    /// `qpc save-file N`, counted over the whole state file from 0.
+    #[prost(uint64, optional, tag = "16")]
+    pub number: Option<u64>,
+    /// Its position in its conversation, from 1 (what the REPL's `/reply N`
+    /// and `/react N` name).
+    #[prost(uint64, tag = "17")]
+    pub seq: u64,
+    /// A message of a kind this client does not know (from a newer one).
+    #[prost(bool, tag = "18")]
+    pub unsupported: bool,
+}
+
+/// One person's reaction to a message.
+#[derive(Clone, PartialEq, Message)]
+pub struct ReactionMark {
+    #[prost(string, tag = "1")]
+    pub emoji: String,
+    #[prost(string, tag = "2")]
+    pub by: String,
 }
 
 /// What an encrypted state needs to save again without the password.
@@ -363,6 +424,12 @@ pub struct State {
     /// What was wrong with the file but could be set aside (damaged outbox
     /// entries): for the person to read.
     pub warnings: Vec<String>,
+    /// The `number` the next received message gets.
+    pub next_number: u64,
+    /// Whether this person shares (and so sees) online / last seen.
+    pub presence: bool,
+    /// Usernames of the devices seen so far.
+    pub names: Vec<KnownName>,
     /// `Some` when the file is (to be) saved encrypted.
     sealing: Option<Sealing>,
 }
@@ -382,6 +449,9 @@ impl State {
             outbox: Vec::new(),
             invitations: Vec::new(),
             warnings: Vec::new(),
+            next_number: 0,
+            presence: false,
+            names: Vec::new(),
             sealing: None,
         }
     }
@@ -512,14 +582,19 @@ impl State {
             outbox,
             invitations: body.invitations,
             warnings,
+            next_number: body.next_number,
+            presence: body.presence,
+            names: body.names,
             sealing,
         })
     }
 
     /// Appends a history line, dropping the oldest lines of its
     /// conversation beyond [`HISTORY_PER_CONVERSATION`]. Not saved yet.
-    pub fn record(&mut self, entry: HistoryEntry) {
+    pub fn record(&mut self, mut entry: HistoryEntry) {
         let conversation = entry.conversation.clone();
+        entry.seq =
+            self.history.iter().rev().find(|e| e.conversation == conversation).map_or(0, |e| e.seq) + 1;
         self.history.push(entry);
         let count = self.history.iter().filter(|e| e.conversation == conversation).count();
         if count > HISTORY_PER_CONVERSATION {
@@ -533,6 +608,16 @@ impl State {
                 }
             });
         }
+    }
+
+    /// The entry of message `id`, wherever it is.
+    pub fn message_mut(&mut self, id: &[u8]) -> Option<&mut HistoryEntry> {
+        self.history.iter_mut().rev().find(|e| !id.is_empty() && e.id == id)
+    }
+
+    /// Entry `seq` of `conversation`.
+    pub fn message_at(&self, conversation: &str, seq: u64) -> Option<&HistoryEntry> {
+        self.history.iter().find(|e| e.conversation == conversation && e.seq == seq)
     }
 
     /// The last `n` history lines of `conversation`, oldest first.
@@ -557,6 +642,9 @@ impl State {
             history: self.history.clone(),
             outbox: self.outbox.iter().map(Message::encode_to_vec).collect(),
             invitations: self.invitations.clone(),
+            next_number: self.next_number,
+            presence: self.presence,
+            names: self.names.clone(),
         };
         let encoded = Zeroizing::new(body.encode_to_vec());
         zeroize::Zeroize::zeroize(&mut body.identity_seed);
@@ -765,6 +853,9 @@ mod tests {
             history: Vec::new(),
             outbox: Vec::new(),
             invitations: Vec::new(),
+            next_number: 0,
+            presence: false,
+            names: Vec::new(),
         };
         let mut bytes = b"QPCSTATE\x01".to_vec();
         bytes.extend_from_slice(&old.encode_to_vec());

@@ -8,10 +8,6 @@ use qpc::relay::{cert_fingerprint, Relay};
 use qpc::state::State;
 use qpc_proto::Status;
 
-fn block_on<F: std::future::Future>(f: F) -> F::Output {
-    tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(f)
-}
-
 /// `qpc` as a user: --username NAME --password PW, state in `dir`.
 fn as_user(
     server: &Server,

@@ -8,10 +8,6 @@ use prost::Message;
 use qpc::relay::{cert_fingerprint, Relay};
 use qpc_proto::{pb, Method, RequestFrame, Status};
 
-fn block_on<F: std::future::Future>(f: F) -> F::Output {
-    tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(f)
-}
-
 fn fingerprint(server: &Server) -> String {
     cert_fingerprint(&std::fs::read(server.cert()).unwrap())
 }

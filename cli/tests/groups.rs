@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use ed25519_dalek::SigningKey;
-use qpc::relay::{cert_fingerprint, Relay};
+use qpc::relay::Relay;
 use qpc::state::State;
 use qpc_proto::{pb, Status};
 
@@ -667,21 +667,10 @@ fn every_device_of_a_person_shows_both_sides() {
 // The fence
 // ---------------------------------------------------------------------------
 
-fn block_on<F: std::future::Future>(f: F) -> F::Output {
-    tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(f)
-}
-
 /// The status and message of a GroupCommit the relay must refuse.
 async fn refused(relay: &Relay, req: pb::GroupCommitRequest) -> (Option<Status>, String) {
     let err = relay.group_commit(req).await.expect_err("the relay must refuse this commit");
     (err.status(), err.to_string())
-}
-
-async fn signed_in(server: &Server, key: &SigningKey) -> Relay {
-    let fp = cert_fingerprint(&std::fs::read(server.cert()).unwrap());
-    let relay = Relay::connect(&server.addr, &fp).await.unwrap();
-    relay.authenticate(key).await.unwrap();
-    relay
 }
 
 #[test]

@@ -9,6 +9,9 @@
 //!   the relay may create the socket there (and no other relay holds it);
 //! - else `DATA_DIR/admin.sock`.
 //!
+//! `backup` is answered with `ok` and then the backup file itself (see
+//! `store::backup`), streamed from a copy the store makes of itself.
+//!
 //! Whichever it is, `DATA_DIR/admin.sock` leads to it (a symbolic link when
 //! the socket lives elsewhere), so `qpc-server status --data-dir DATA_DIR`
 //! finds the relay started with that data directory. A relay refuses to
@@ -25,7 +28,6 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use rand::RngCore;
-use rusqlite::OptionalExtension;
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
@@ -34,7 +36,8 @@ use crate::cmd::accounts::check_username;
 use crate::config::Registration;
 use crate::server::Relay;
 use crate::status::{json_string, Facts, Figures};
-use crate::store::{now_ms, StoreError};
+use crate::store::accounts::{self, Deleted};
+use crate::store::{identities, now_ms, StoreError};
 
 /// The run directory of the relay on OpenWrt and other Linux systems.
 pub const RUN_DIR: &str = "/var/run/qpc";
@@ -253,6 +256,15 @@ async fn serve_client(admin: Rc<Admin>, stream: UnixStream) {
         ))
     } else {
         match request {
+            Ok(Ok(n)) if n > 0 && line == "backup\n" => {
+                if let Err(e) = send_backup(&admin, &mut write).await {
+                    log::warn!("admin socket: backup failed: {e}");
+                    // Only heard when nothing was sent yet; else the file is cut short.
+                    let _ = write.write_all(Reply::Error(e).encode().as_bytes()).await;
+                }
+                let _ = write.shutdown().await;
+                return;
+            }
             Ok(Ok(n)) if n > 0 && line.ends_with('\n') => answer(&admin, line.trim_end()).await,
             Ok(Ok(0)) => return, // connected and left: a liveness check
             _ => Reply::Error("expected one request line, e.g. `status json`".into()),
@@ -262,12 +274,45 @@ async fn serve_client(admin: Rc<Admin>, stream: UnixStream) {
     let _ = write.shutdown().await;
 }
 
+/// Copies the store with SQLite's backup API (committed state only: every
+/// answered write is in it; the storage thread makes the copy between two
+/// batches, so the loop goes on), then streams `ok` and the backup file. An error before the first byte is the caller's to send.
+async fn send_backup(admin: &Admin, write: &mut tokio::net::unix::OwnedWriteHalf) -> Result<(), String> {
+    use crate::store::backup;
+    let dir = &admin.facts.data_dir;
+    let copy = dir.join(backup::COPY_FILE);
+    let key = admin.facts.db_key.clone();
+    let target = copy.clone();
+    // On the storage thread, between batches: the loop goes on meanwhile.
+    admin
+        .relay
+        .store
+        .read(move |conn| Ok(backup::copy_store(conn, &target, &key).map_err(|e| e.to_string())))
+        .await
+        .map_err(|e| e.to_string())??;
+    let pieces = backup::Pieces::new(dir, &copy);
+    // Open, the copy needs no name any more.
+    let _ = std::fs::remove_file(&copy);
+    let pieces = pieces.map_err(|e| e.to_string())?;
+    write.write_all(b"ok\n").await.map_err(|e| e.to_string())?;
+    let mut size = 0u64;
+    for piece in pieces {
+        // Past `ok`, a failure can only cut the file short, which the
+        // caller's check of it finds.
+        let piece = piece.map_err(|e| e.to_string())?;
+        size += piece.len() as u64;
+        write.write_all(&piece).await.map_err(|e| e.to_string())?;
+    }
+    log::info!("admin socket: backup of {size} bytes sent");
+    Ok(())
+}
+
 async fn answer(admin: &Admin, request: &str) -> Reply {
     let (command, argument) = request.split_once(' ').unwrap_or((request, ""));
     let relay = &admin.relay;
     let result = match (command, argument) {
         ("status", format @ ("" | "text" | "json" | "prometheus")) => {
-            Figures::gather(relay, &admin.facts).map_err(|e| e.to_string()).map(|f| {
+            Figures::gather(relay, &admin.facts).await.map_err(|e| e.to_string()).map(|f| {
                 Reply::ok(match format {
                     "json" => f.json(),
                     "prometheus" => f.prometheus(),
@@ -275,7 +320,7 @@ async fn answer(admin: &Admin, request: &str) -> Reply {
                 })
             })
         }
-        ("users", format @ ("" | "text" | "json")) => users(relay, format == "json"),
+        ("users", format @ ("" | "text" | "json")) => users(relay, format == "json").await,
         ("user-delete", name) => user_delete(relay, name).await,
         ("invite-token", "") => invite_token(relay).await,
         _ => Err(format!(
@@ -288,7 +333,7 @@ async fn answer(admin: &Admin, request: &str) -> Reply {
 /// One row per account: its device keys (16 hex digits each, as the client
 /// shows them) and the messages waiting for them; as a table, or as a JSON
 /// array of `{"username", "devices", "queued", "keys"}`.
-fn users(relay: &Relay, json: bool) -> Result<Reply, String> {
+async fn users(relay: &Relay, json: bool) -> Result<Reply, String> {
     struct User {
         name: String,
         keys: Vec<String>,
@@ -296,26 +341,8 @@ fn users(relay: &Relay, json: bool) -> Result<Reply, String> {
     }
     let (rows, unbound) = relay
         .store
-        .read(|c| {
-            let mut stmt = c.prepare(
-                "SELECT a.username, k.identity_key, coalesce(q.msgs, 0)
-                 FROM accounts a
-                 LEFT JOIN account_keys k ON k.username = a.username
-                 LEFT JOIN queue_heads q ON q.recipient = k.identity_key
-                 ORDER BY a.username, k.added_at_ms",
-            )?;
-            let rows = stmt
-                .query_map([], |r| {
-                    Ok((r.get::<_, String>(0)?, r.get::<_, Option<Vec<u8>>>(1)?, r.get::<_, u64>(2)?))
-                })?
-                .collect::<rusqlite::Result<Vec<_>>>()?;
-            let unbound: u64 = c.query_row(
-                "SELECT count(*) FROM identities WHERE identity_key NOT IN (SELECT identity_key FROM account_keys)",
-                [],
-                |r| r.get(0),
-            )?;
-            Ok((rows, unbound))
-        })
+        .read(|c| Ok((accounts::list(c)?, identities::count_unbound(c)?)))
+        .await
         .map_err(|e| e.to_string())?;
     let mut users: Vec<User> = Vec::new();
     for (name, key, queued) in rows {
@@ -365,24 +392,6 @@ fn users(relay: &Relay, json: bool) -> Result<Reply, String> {
     Ok(Reply::Ok { note, body })
 }
 
-/// Why an account could not be deleted.
-enum DeleteError {
-    NoSuchUser(String),
-    Store(StoreError),
-}
-
-impl From<StoreError> for DeleteError {
-    fn from(e: StoreError) -> DeleteError {
-        DeleteError::Store(e)
-    }
-}
-
-impl From<rusqlite::Error> for DeleteError {
-    fn from(e: rusqlite::Error) -> DeleteError {
-        DeleteError::Store(StoreError::Sqlite(e))
-    }
-}
-
 /// Removes the account, its device keys and everything stored for them
 /// (queues, KeyPackages, hybrid keys), in one transaction, then closes the
 /// connections that speak for them. Messages the user sent others stay
@@ -390,37 +399,12 @@ impl From<rusqlite::Error> for DeleteError {
 async fn user_delete(relay: &Rc<Relay>, name: &str) -> Result<Reply, String> {
     check_username(name).map_err(|r| r.message)?;
     let username = name.to_string();
-    let deleted = relay
-        .store
-        .write(move |c| {
-            let exists: Option<i64> = c
-                .query_row("SELECT 1 FROM accounts WHERE username = ?1", [&username], |r| r.get(0))
-                .optional()?;
-            if exists.is_none() {
-                return Err(DeleteError::NoSuchUser(username));
-            }
-            let keys: Vec<Vec<u8>> = {
-                let mut stmt = c.prepare("SELECT identity_key FROM account_keys WHERE username = ?1")?;
-                let keys = stmt.query_map([&username], |r| r.get(0))?.collect::<rusqlite::Result<_>>()?;
-                keys
-            };
-            let mut messages = 0;
-            for key in &keys {
-                messages += c.execute("DELETE FROM messages WHERE recipient = ?1", [key])?;
-                c.execute("DELETE FROM queue_heads WHERE recipient = ?1", [key])?;
-                c.execute("DELETE FROM key_packages WHERE identity_key = ?1", [key])?;
-                c.execute("DELETE FROM hybrid_keys WHERE identity_key = ?1", [key])?;
-                c.execute("DELETE FROM identities WHERE identity_key = ?1", [key])?;
-            }
-            c.execute("DELETE FROM account_keys WHERE username = ?1", [&username])?;
-            c.execute("DELETE FROM accounts WHERE username = ?1", [&username])?;
-            Ok((keys, messages))
-        })
-        .await;
-    let (keys, messages) = match deleted {
-        Ok(d) => d,
-        Err(DeleteError::NoSuchUser(name)) => return Err(format!("no account named {name:?} on this relay")),
-        Err(DeleteError::Store(e)) => return Err(e.to_string()),
+    let deleted =
+        relay.store.write(move |tx| accounts::delete(tx, &username).map_err(StoreError::from)).await;
+    let Deleted { keys, messages } = match deleted {
+        Ok(Some(d)) => d,
+        Ok(None) => return Err(format!("no account named {name:?} on this relay")),
+        Err(e) => return Err(e.to_string()),
     };
     for key in &keys {
         if let Ok(key) = <[u8; 32]>::try_from(key.as_slice()) {
@@ -446,13 +430,7 @@ async fn invite_token(relay: &Rc<Relay>) -> Result<Reply, String> {
     let hash = Sha256::digest(token.as_bytes()).to_vec();
     relay
         .store
-        .write(move |c| {
-            c.execute(
-                "INSERT INTO registration_tokens (token_hash, created_at_ms) VALUES (?1, ?2)",
-                (&hash, now_ms()),
-            )
-            .map_err(StoreError::from)
-        })
+        .write(move |tx| accounts::add_token(tx, &hash, now_ms()).map_err(StoreError::from))
         .await
         .map_err(|e| e.to_string())?;
     log::info!("admin: minted a one-time registration token");
@@ -473,6 +451,7 @@ pub async fn metrics_loop(relay: Rc<Relay>, facts: Rc<Facts>, path: PathBuf, eve
     let mut failing = false;
     loop {
         let written = Figures::gather(&relay, &facts)
+            .await
             .map_err(|e| e.to_string())
             .and_then(|f| write_atomically(&path, f.prometheus().as_bytes()).map_err(|e| e.to_string()));
         match written {

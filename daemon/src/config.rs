@@ -2,7 +2,7 @@
 //! environment equivalent used when the flag is absent, then a default.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 use argh::FromArgs;
@@ -37,16 +37,16 @@ pub struct Flags {
     /// the token new accounts must present in token mode (QPC_REGISTRATION_TOKEN)
     #[argh(option)]
     pub registration_token: Option<String>,
-    /// most messages queued per recipient (QPC_MAX_QUEUE_MESSAGES; default 5000)
+    /// most messages queued per recipient (QPC_MAX_QUEUE_MESSAGES; default 1000)
     #[argh(option)]
     pub max_queue_messages: Option<u64>,
     /// most bytes queued per recipient (QPC_MAX_QUEUE_BYTES; default 8388608)
     #[argh(option)]
     pub max_queue_bytes: Option<u64>,
-    /// most bytes queued on the whole relay (QPC_STORE_CAP_BYTES; default 67108864)
+    /// most bytes queued on the whole relay (QPC_STORE_CAP_BYTES; default 33554432)
     #[argh(option)]
     pub store_cap_bytes: Option<u64>,
-    /// seconds an undelivered message is kept (QPC_MESSAGE_TTL_SECS; default 1209600, 14 days)
+    /// seconds an undelivered message is kept (QPC_MESSAGE_TTL_SECS; default 1209600, 14 days; at most 31536000)
     #[argh(option)]
     pub message_ttl_secs: Option<u64>,
     /// directory holding the blob (file) chunks, e.g. on USB storage (QPC_BLOB_DIR; default DATA_DIR/blobs)
@@ -188,11 +188,30 @@ pub struct Limits {
     pub blob_lifetime_secs: u64,
 }
 
+/// The limits a relay has when nothing sets them: the values the OpenWrt
+/// package ships in uci/qpc (a test holds the two to one list), so a limit
+/// removed from /etc/config/qpc means what the file and LuCI showed.
+pub mod defaults {
+    pub const MAX_QUEUE_MESSAGES: u64 = 1_000;
+    pub const MAX_QUEUE_BYTES: u64 = 8 << 20;
+    pub const STORE_CAP_BYTES: u64 = 32 << 20;
+    pub const MESSAGE_TTL_SECS: u64 = 14 * 86_400;
+    pub const PORT: u16 = 7000;
+}
+
+/// Longest --message-ttl-secs: a year; longer keeps flash full of messages
+/// nobody fetches.
+const MAX_MESSAGE_TTL_SECS: u64 = 365 * 86_400;
+
 /// Largest --max-payload accepted: more would let a few streams claim a
 /// router's memory.
 const MAX_PAYLOAD_CAP: u32 = 16 << 20;
 
-fn at_most(name: &'static str, value: u32, cap: u32) -> Result<u32, ConfigError> {
+fn at_most<T: PartialOrd + std::fmt::Display>(
+    name: &'static str,
+    value: T,
+    cap: T,
+) -> Result<T, ConfigError> {
     if value > cap {
         return Err(ConfigError::Invalid {
             name,
@@ -233,11 +252,28 @@ where
 }
 
 fn parse_addr(name: &'static str, s: &str) -> Result<SocketAddr, ConfigError> {
-    s.parse().map_err(|e: std::net::AddrParseError| ConfigError::Invalid {
-        name,
-        value: s.to_string(),
-        reason: format!("{e} (expected IP:PORT, e.g. [::]:7000 or 127.0.0.1:7000)"),
+    let invalid = |reason: String| ConfigError::Invalid { name, value: s.to_string(), reason };
+    let with_zone = with_zone_index(s).map_err(invalid)?;
+    with_zone.parse().map_err(|e: std::net::AddrParseError| {
+        invalid(format!("{e} (expected IP:PORT, e.g. [::]:7000, 127.0.0.1:7000 or [fe80::1%br-lan]:7000)"))
     })
+}
+
+/// `[fe80::1%br-lan]:7000` as the standard library reads it,
+/// `[fe80::1%5]:7000`: an interface name in the zone becomes its index.
+fn with_zone_index(s: &str) -> Result<String, String> {
+    let Some((head, rest)) = s.split_once('%') else { return Ok(s.to_string()) };
+    let Some((zone, tail)) = rest.split_once(']') else { return Ok(s.to_string()) };
+    if zone.is_empty() || zone.bytes().all(|b| b.is_ascii_digit()) {
+        return Ok(s.to_string());
+    }
+    if !zone.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.-@".contains(&b)) {
+        return Err(format!("{zone:?} is not an interface name"));
+    }
+    let index_file = Path::new("/sys/class/net").join(zone).join("ifindex");
+    let index = std::fs::read_to_string(&index_file)
+        .map_err(|e| format!("no network interface {zone:?} ({}: {e})", index_file.display()))?;
+    Ok(format!("{head}%{}]{tail}", index.trim()))
 }
 
 impl Config {
@@ -247,7 +283,7 @@ impl Config {
         } else {
             let env = env_list("QPC_LISTEN");
             if env.is_empty() {
-                (vec!["[::]:7000".to_string()], "--listen")
+                (vec![format!("[::]:{}", defaults::PORT)], "--listen")
             } else {
                 (env, "QPC_LISTEN")
             }
@@ -279,12 +315,20 @@ impl Config {
             )?,
             max_key_packages: pick(flags.max_key_packages, "QPC_MAX_KEY_PACKAGES", 50)?,
             max_wait_ms: pick(flags.max_wait_ms, "QPC_MAX_WAIT_MS", 30_000)?,
-            max_queue_messages: pick(flags.max_queue_messages, "QPC_MAX_QUEUE_MESSAGES", 5_000)?,
-            max_queue_bytes: pick(flags.max_queue_bytes, "QPC_MAX_QUEUE_BYTES", 8 << 20)?,
-            store_cap_bytes: pick(flags.store_cap_bytes, "QPC_STORE_CAP_BYTES", 64 << 20)?,
-            message_ttl_secs: positive(
+            max_queue_messages: pick(
+                flags.max_queue_messages,
+                "QPC_MAX_QUEUE_MESSAGES",
+                defaults::MAX_QUEUE_MESSAGES,
+            )?,
+            max_queue_bytes: pick(flags.max_queue_bytes, "QPC_MAX_QUEUE_BYTES", defaults::MAX_QUEUE_BYTES)?,
+            store_cap_bytes: pick(flags.store_cap_bytes, "QPC_STORE_CAP_BYTES", defaults::STORE_CAP_BYTES)?,
+            message_ttl_secs: at_most(
                 "--message-ttl-secs",
-                pick(flags.message_ttl_secs, "QPC_MESSAGE_TTL_SECS", 14 * 86_400)?,
+                positive(
+                    "--message-ttl-secs",
+                    pick(flags.message_ttl_secs, "QPC_MESSAGE_TTL_SECS", defaults::MESSAGE_TTL_SECS)?,
+                )?,
+                MAX_MESSAGE_TTL_SECS,
             )?,
             max_connections: pick(flags.max_connections, "QPC_MAX_CONNECTIONS", 256)?,
             max_streams: positive("--max-streams", pick(flags.max_streams, "QPC_MAX_STREAMS", 32)?.into())?
@@ -351,5 +395,40 @@ impl Config {
             limits,
             log_level,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `option NAME 'VALUE'` of the shipped /etc/config/qpc.
+    fn shipped(name: &str) -> u64 {
+        let uci = include_str!("../../uci/qpc");
+        let line = uci
+            .lines()
+            .map(str::trim)
+            .find(|l| l.starts_with(&format!("option {name} ")))
+            .unwrap_or_else(|| panic!("uci/qpc has no option {name}"));
+        line.split('\'').nth(1).and_then(|v| v.parse().ok()).unwrap_or_else(|| panic!("{line}"))
+    }
+
+    #[test]
+    fn defaults_are_the_shipped_uci_values() {
+        assert_eq!(defaults::MAX_QUEUE_MESSAGES, shipped("max_queue_messages"));
+        assert_eq!(defaults::MAX_QUEUE_BYTES, shipped("max_queue_bytes"));
+        assert_eq!(defaults::STORE_CAP_BYTES, shipped("store_cap_bytes"));
+        assert_eq!(defaults::MESSAGE_TTL_SECS, shipped("message_ttl_secs"));
+        assert_eq!(u64::from(defaults::PORT), shipped("port"));
+    }
+
+    #[test]
+    fn listen_zones_by_name_and_number() {
+        assert_eq!(parse_addr("--listen", "[fe80::1%1]:7000").unwrap().to_string(), "[fe80::1%1]:7000");
+        let lo = parse_addr("--listen", "[fe80::1%lo]:7000").unwrap();
+        assert!(matches!(lo, SocketAddr::V6(a) if a.scope_id() >= 1), "{lo}");
+        let e = parse_addr("--listen", "[fe80::1%no-such-if0]:7000").unwrap_err().to_string();
+        assert!(e.contains("no network interface \"no-such-if0\""), "{e}");
+        assert!(parse_addr("--listen", "garbage").is_err());
     }
 }

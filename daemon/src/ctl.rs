@@ -1,8 +1,9 @@
-//! `qpc-server status | users | user-delete | invite-token`: the other end
-//! of the admin socket (see `admin`). Finds the socket of the relay started
-//! with the same `--data-dir` (or `--socket`), sends one request line and
-//! prints the answer. Exit status: 0 done, 1 refused or failed, 2 usage,
-//! 3 no relay answers.
+//! `qpc-server status | users | user-delete | invite-token | backup`: the
+//! other end of the admin socket (see `admin`). Finds the socket of the
+//! relay started with the same `--data-dir` (or `--socket`), sends one
+//! request line and prints the answer. `restore` needs no relay: it refuses
+//! to run while one answers, and writes the data directory itself.
+//! Exit status: 0 done, 1 refused or failed, 2 usage, 3 no relay answers.
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -26,6 +27,38 @@ pub enum Command {
     Users(Users),
     UserDelete(UserDelete),
     InviteToken(InviteToken),
+    Backup(Backup),
+    Restore(Restore),
+}
+
+/// write a consistent copy of the running relay (store, certificate, key) to FILE
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "backup")]
+pub struct Backup {
+    /// the backup file to write (mode 0600: it holds the certificate's key)
+    #[argh(positional)]
+    file: PathBuf,
+    /// data directory of the relay (QPC_DATA_DIR; finds DATA_DIR/admin.sock)
+    #[argh(option)]
+    data_dir: Option<PathBuf>,
+    /// admin socket of the relay (QPC_SOCKET)
+    #[argh(option)]
+    socket: Option<PathBuf>,
+}
+
+/// restore a backup into a stopped relay's data directory (the store key in QPC_DB_KEY)
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "restore")]
+pub struct Restore {
+    /// the backup file (from qpc-server backup)
+    #[argh(positional)]
+    file: PathBuf,
+    /// data directory to restore into (QPC_DATA_DIR; default ./data)
+    #[argh(option)]
+    data_dir: Option<PathBuf>,
+    /// move a store already there into DATA_DIR/before-restore-TIME/ first
+    #[argh(switch)]
+    replace: bool,
 }
 
 /// show the running relay's figures (for a person, --json or --prometheus)
@@ -116,19 +149,40 @@ pub fn socket_path(
     Path::new("./data").join(DATA_DIR_SOCKET)
 }
 
+/// Prints the note or the error of a command; its exit status.
+fn finish(result: Result<impl Into<Option<String>>, CtlError>) -> ExitCode {
+    match result {
+        Ok(note) => {
+            if let Some(note) = note.into() {
+                eprintln!("qpc-server: {note}");
+            }
+            ExitCode::SUCCESS
+        }
+        Err(CtlError::Refused(message)) => {
+            eprintln!("qpc-server: {message}");
+            ExitCode::FAILURE
+        }
+        Err(CtlError::NotRunning(message)) => {
+            eprintln!("qpc-server: {message}");
+            ExitCode::from(3)
+        }
+    }
+}
+
 /// Why the relay could not be asked.
 #[derive(Debug)]
-enum CtlError {
+pub enum CtlError {
     /// No relay answers (exit 3).
     NotRunning(String),
     /// The relay refused or failed (exit 1).
     Refused(String),
 }
 
-fn ask(path: &Path, request: &str) -> Result<(Option<String>, String), CtlError> {
+/// Connects to the admin socket at `path`, saying why not.
+pub fn connect(path: &Path) -> Result<std::os::unix::net::UnixStream, CtlError> {
     use std::io::ErrorKind;
     let shown = path.display();
-    let mut stream = std::os::unix::net::UnixStream::connect(path).map_err(|e| match e.kind() {
+    std::os::unix::net::UnixStream::connect(path).map_err(|e| match e.kind() {
         ErrorKind::NotFound => CtlError::NotRunning(format!(
             "no relay is running there: {shown} does not exist (pass the --data-dir or --socket qpc-server runs with)"
         )),
@@ -139,7 +193,12 @@ fn ask(path: &Path, request: &str) -> Result<(Option<String>, String), CtlError>
             "permission denied on {shown}: only root and the relay's own user may use the admin socket"
         )),
         _ => CtlError::NotRunning(format!("cannot reach the relay at {shown}: {e}")),
-    })?;
+    })
+}
+
+fn ask(path: &Path, request: &str) -> Result<(Option<String>, String), CtlError> {
+    let shown = path.display();
+    let mut stream = connect(path)?;
     let lost = |e: std::io::Error| CtlError::NotRunning(format!("the relay at {shown} did not answer: {e}"));
     stream.set_read_timeout(Some(ANSWER_TIMEOUT)).map_err(lost)?;
     // The relay may refuse (wrong uid) before reading: a failed write is
@@ -167,8 +226,23 @@ fn ask(path: &Path, request: &str) -> Result<(Option<String>, String), CtlError>
 
 /// Runs a subcommand against the running relay; `top_*` are the relay
 /// flags given before it (`qpc-server --data-dir D status`).
-pub fn run(command: Command, top_data_dir: Option<PathBuf>, top_socket: Option<PathBuf>) -> ExitCode {
+pub fn run(
+    command: Command,
+    top_data_dir: Option<PathBuf>,
+    top_socket: Option<PathBuf>,
+    top_db_key: Option<String>,
+) -> ExitCode {
     let (request, socket, data_dir) = match command {
+        Command::Backup(b) => {
+            let path = socket_path(b.socket, b.data_dir, top_socket, top_data_dir);
+            return finish(crate::restore::backup(&path, &b.file));
+        }
+        Command::Restore(r) => {
+            let dir =
+                r.data_dir.or(top_data_dir).or_else(|| env_path("QPC_DATA_DIR")).unwrap_or("./data".into());
+            let key = top_db_key.or_else(|| std::env::var("QPC_DB_KEY").ok()).unwrap_or_default();
+            return finish(crate::restore::restore(&r.file, &dir, &key, r.replace));
+        }
         Command::Status(s) => {
             let format = match (s.json, s.prometheus) {
                 (true, true) => {
@@ -194,22 +268,9 @@ pub fn run(command: Command, top_data_dir: Option<PathBuf>, top_socket: Option<P
         Command::InviteToken(t) => ("invite-token".to_string(), t.socket, t.data_dir),
     };
     let path = socket_path(socket, data_dir, top_socket, top_data_dir);
-    match ask(&path, &request) {
-        Ok((note, body)) => {
-            if let Some(note) = note {
-                eprintln!("qpc-server: {note}");
-            }
-            print!("{body}");
-            let _ = std::io::stdout().flush();
-            ExitCode::SUCCESS
-        }
-        Err(CtlError::Refused(message)) => {
-            eprintln!("qpc-server: {message}");
-            ExitCode::FAILURE
-        }
-        Err(CtlError::NotRunning(message)) => {
-            eprintln!("qpc-server: {message}");
-            ExitCode::from(3)
-        }
-    }
+    finish(ask(&path, &request).map(|(note, body)| {
+        print!("{body}");
+        let _ = std::io::stdout().flush();
+        note
+    }))
 }

@@ -1,6 +1,16 @@
-//! Who is waiting for which queue: FetchWait callers parked on a `Notify`,
-//! and proven connections that get a push event when a message arrives.
-//! Told only after a message is durable.
+//! Who is waiting for which queue: FetchWait callers parked on a
+//! [`Waiter`], and proven connections that get a push event when a message
+//! is stored.
+//!
+//! A message reaches a waiting FetchWait as soon as the storage thread has
+//! accepted it (before its commit is durable; the sender's answer still
+//! waits for the commit). That is safe for acks only because a waiter takes
+//! a message early only if its sequence number directly follows the last
+//! one the waiter read from committed state (or took early): then an ack of
+//! it covers nothing the reader has not seen. Anything else (a gap, a
+//! message that arrived while the waiter's read was in flight) only wakes
+//! the waiter to read again. Push events are sent once the message is
+//! durable.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -12,24 +22,113 @@ use tokio::sync::Notify;
 
 pub type IdentityKey = [u8; 32];
 
+/// A message the storage thread accepted, for the queues in `to`.
+pub struct Accepted {
+    pub sender: IdentityKey,
+    pub channel_id: Vec<u8>,
+    pub payload: Vec<u8>,
+    pub enqueued_at_ms: u64,
+    /// Recipient and the sequence number the message got there; duplicates
+    /// (already stored under the same client message id) are left out.
+    pub to: Vec<(IdentityKey, u64)>,
+}
+
+/// One waiting FetchWait.
+pub struct Waiter {
+    notify: Notify,
+    state: RefCell<WaitState>,
+}
+
+struct WaitState {
+    channel: Option<Vec<u8>>,
+    /// Messages the waiter may take at most.
+    limit: usize,
+    /// The last sequence number the waiter knows of: `None` while its read
+    /// is in flight (anything accepted then makes the read stale).
+    after: Option<u64>,
+    stale: bool,
+    early: Vec<pb::Envelope>,
+}
+
+impl Waiter {
+    /// Parks the waiter after a read that ended at `last_seq`; false if the
+    /// read is already stale (read again).
+    pub fn arm(&self, last_seq: u64) -> bool {
+        let mut s = self.state.borrow_mut();
+        if std::mem::take(&mut s.stale) {
+            return false;
+        }
+        s.after = Some(last_seq);
+        true
+    }
+
+    /// Back to "read in flight".
+    pub fn disarm(&self) {
+        self.state.borrow_mut().after = None;
+    }
+
+    pub async fn woken(&self) {
+        self.notify.notified().await
+    }
+
+    /// What was handed over early, if anything.
+    pub fn take_early(&self) -> Vec<pb::Envelope> {
+        std::mem::take(&mut self.state.borrow_mut().early)
+    }
+
+    fn offer(&self, seq: u64, m: &Accepted) {
+        let mut s = self.state.borrow_mut();
+        let ours = s.channel.as_ref().is_none_or(|c| *c == m.channel_id);
+        match s.after {
+            Some(after) if seq == after + 1 => {
+                s.after = Some(seq);
+                if !ours {
+                    // Not for this reader, and its acks cannot reach it.
+                    return;
+                }
+                if s.early.len() < s.limit {
+                    s.early.push(pb::Envelope {
+                        seq,
+                        sender_key: m.sender.to_vec(),
+                        channel_id: m.channel_id.clone(),
+                        payload: m.payload.clone(),
+                        enqueued_at_ms: m.enqueued_at_ms,
+                    });
+                }
+            }
+            // Already holding some: those go out, this one is read later.
+            _ if !s.early.is_empty() => {}
+            _ => s.stale = true,
+        }
+        drop(s);
+        self.notify.notify_one();
+    }
+}
+
 #[derive(Default)]
 pub struct Hub {
-    waiters: RefCell<HashMap<IdentityKey, Rc<Notify>>>,
+    waiters: RefCell<HashMap<IdentityKey, Vec<Rc<Waiter>>>>,
     listeners: RefCell<HashMap<IdentityKey, Vec<quinn::Connection>>>,
 }
 
 impl Hub {
-    /// The notifier of `recipient`'s queue; hold it while waiting.
-    pub fn waiter(&self, recipient: IdentityKey) -> Rc<Notify> {
-        Rc::clone(self.waiters.borrow_mut().entry(recipient).or_default())
+    /// Registers a FetchWait of `recipient` (before its first read).
+    pub fn wait(&self, recipient: IdentityKey, channel: Option<Vec<u8>>, limit: usize) -> Rc<Waiter> {
+        let waiter = Rc::new(Waiter {
+            notify: Notify::new(),
+            state: RefCell::new(WaitState { channel, limit, after: None, stale: false, early: Vec::new() }),
+        });
+        self.waiters.borrow_mut().entry(recipient).or_default().push(Rc::clone(&waiter));
+        waiter
     }
 
-    /// Drops the notifier of `recipient` once nobody else holds it.
-    pub fn release(&self, recipient: IdentityKey, waiter: Rc<Notify>) {
-        drop(waiter);
+    pub fn release(&self, recipient: IdentityKey, waiter: &Rc<Waiter>) {
         let mut waiters = self.waiters.borrow_mut();
-        if waiters.get(&recipient).is_some_and(|n| Rc::strong_count(n) == 1) {
-            waiters.remove(&recipient);
+        if let Some(list) = waiters.get_mut(&recipient) {
+            list.retain(|w| !Rc::ptr_eq(w, waiter));
+            if list.is_empty() {
+                waiters.remove(&recipient);
+            }
         }
     }
 
@@ -59,24 +158,101 @@ impl Hub {
         }
     }
 
-    /// A message for `recipient` is durable: wake its FetchWait callers and
-    /// push an event to its connections.
-    pub fn message_stored(&self, recipient: IdentityKey, seq: u64, channel_id: &[u8]) {
-        if let Some(n) = self.waiters.borrow().get(&recipient) {
-            n.notify_waiters();
+    /// The storage thread ran the write that stores `m` (not yet durable):
+    /// hand it to waiting readers where that is safe.
+    pub fn message_accepted(&self, m: &Accepted) {
+        let waiters = self.waiters.borrow();
+        for (recipient, seq) in &m.to {
+            for w in waiters.get(recipient).into_iter().flatten() {
+                w.offer(*seq, m);
+            }
         }
-        let Some(conns) = self.listeners.borrow().get(&recipient).cloned() else { return };
+    }
+
+    /// A message for `recipient` is durable: wake its FetchWait callers
+    /// that hold nothing yet (they read it now) and push an event to its
+    /// connections.
+    pub fn message_stored(&self, recipient: IdentityKey, seq: u64, channel_id: &[u8]) {
+        for w in self.waiters.borrow().get(&recipient).into_iter().flatten() {
+            if w.state.borrow().early.is_empty() {
+                w.notify.notify_one();
+            }
+        }
         let event = pb::NewMessageEvent { seq, channel_id: channel_id.to_vec() }.encode_to_vec();
-        let frame = PushFrame::new(Event::NewMessage.id(), event).encode();
-        for conn in conns {
-            let frame = frame.clone();
+        self.push(recipient, Event::NewMessage, event);
+    }
+
+    /// Pushes an ephemeral signal to `recipient`'s connections; returns how
+    /// many there were. Nothing is stored, nothing waits for one who is away.
+    pub fn signal(&self, recipient: IdentityKey, sender: IdentityKey, payload: &[u8]) -> usize {
+        let event =
+            pb::SignalEvent { sender_key: sender.to_vec(), payload: payload.to_vec() }.encode_to_vec();
+        self.push(recipient, Event::Signal, event)
+    }
+
+    fn push(&self, recipient: IdentityKey, event: Event, payload: Vec<u8>) -> usize {
+        let Some(conns) = self.listeners.borrow().get(&recipient).cloned() else { return 0 };
+        let frame = PushFrame::new(event.id(), payload).encode();
+        for conn in &conns {
+            let (conn, frame) = (conn.clone(), frame.clone());
             tokio::task::spawn_local(async move {
-                // A push is a hint; the message itself waits in the queue.
+                // A push is a hint or a signal; a message itself waits in the queue.
                 if let Ok(mut send) = conn.open_uni().await {
                     let _ = send.write_all(&frame).await;
                     let _ = send.finish();
                 }
             });
         }
+        conns.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn accepted(to: &[(IdentityKey, u64)], channel: &[u8]) -> Accepted {
+        Accepted {
+            sender: [9; 32],
+            channel_id: channel.to_vec(),
+            payload: b"m".to_vec(),
+            enqueued_at_ms: 1,
+            to: to.to_vec(),
+        }
+    }
+
+    #[test]
+    fn only_the_next_sequence_number_is_handed_over_early() {
+        let hub = Hub::default();
+        let me = [1u8; 32];
+        let w = hub.wait(me, None, 10);
+        // Accepted while the read is in flight: read again.
+        hub.message_accepted(&accepted(&[(me, 5)], b""));
+        assert!(!w.arm(4));
+        assert!(w.arm(5));
+        // A gap: read again, take nothing.
+        hub.message_accepted(&accepted(&[(me, 7)], b""));
+        assert!(w.take_early().is_empty());
+        assert!(!w.arm(5));
+        assert!(w.arm(7));
+        hub.message_accepted(&accepted(&[(me, 8)], b""));
+        hub.message_accepted(&accepted(&[([2; 32], 9)], b""));
+        hub.message_accepted(&accepted(&[(me, 9)], b""));
+        hub.message_accepted(&accepted(&[(me, 11)], b""));
+        assert_eq!(w.take_early().iter().map(|e| e.seq).collect::<Vec<_>>(), [8, 9]);
+        hub.release(me, &w);
+        assert!(hub.waiters.borrow().is_empty());
+    }
+
+    #[test]
+    fn a_channel_waiter_skips_other_channels_in_order() {
+        let hub = Hub::default();
+        let me = [1u8; 32];
+        let w = hub.wait(me, Some(b"c".to_vec()), 1);
+        assert!(w.arm(0));
+        hub.message_accepted(&accepted(&[(me, 1)], b"other"));
+        hub.message_accepted(&accepted(&[(me, 2)], b"c"));
+        hub.message_accepted(&accepted(&[(me, 3)], b"c"));
+        assert_eq!(w.take_early().iter().map(|e| e.seq).collect::<Vec<_>>(), [2], "limit 1");
     }
 }

@@ -5,10 +5,12 @@ mod admin;
 mod cmd;
 mod config;
 mod ctl;
+mod data_dir;
 mod hub;
 mod limits;
 mod logger;
 mod refusal;
+mod restore;
 mod server;
 mod status;
 mod store;
@@ -19,7 +21,7 @@ use std::process::ExitCode;
 fn main() -> ExitCode {
     let mut flags: config::Flags = argh::from_env();
     if let Some(command) = flags.command.take() {
-        return ctl::run(command, flags.data_dir.take(), flags.socket.take());
+        return ctl::run(command, flags.data_dir.take(), flags.socket.take(), flags.db_key.take());
     }
     let config = match config::Config::from_flags(flags) {
         Ok(c) => c,

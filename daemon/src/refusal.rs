@@ -26,6 +26,13 @@ impl From<StoreError> for Refusal {
             StoreError::Closed => {
                 Refusal::new(Status::Unavailable, "the relay is shutting down; retry shortly")
             }
+            e if e.is_unavailable() => {
+                log::error!("store: {e}");
+                Refusal::new(
+                    Status::Unavailable,
+                    "the relay could not write to its disk (full or failing); nothing of this request was stored; retry later",
+                )
+            }
             other => {
                 log::error!("store: {other}");
                 Refusal::new(Status::Internal, "the relay could not store this request; nothing was changed")

@@ -13,7 +13,6 @@ use qpc_proto::frame::{Header, RequestHeader};
 use qpc_proto::opaque::opaque_ke::{ServerLogin, ServerSetup};
 use qpc_proto::opaque::Suite;
 use qpc_proto::{pb, FrameError, ResponseFrame, Status};
-use rusqlite::OptionalExtension;
 use tokio::sync::watch;
 
 use crate::admin::{self, AdminError, AdminSocket};
@@ -23,7 +22,7 @@ use crate::hub::Hub;
 use crate::limits::{AddressBuckets, Bucket, LoginGuard};
 use crate::refusal::Refusal;
 use crate::status::Facts;
-use crate::store::{Store, StoreError};
+use crate::store::{self, Store, StoreError};
 use crate::tls::{self, TlsError};
 
 /// How long a client may take to send a whole request once it opened a stream.
@@ -33,8 +32,8 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
-    #[error("data directory {path}: {source}")]
-    DataDir { path: String, source: std::io::Error },
+    #[error(transparent)]
+    DataDir(#[from] crate::data_dir::DataDirError),
     #[error("blob directory {path}: {source}")]
     BlobDir { path: String, source: std::io::Error },
     #[error(transparent)]
@@ -146,8 +145,7 @@ fn bind(addr: SocketAddr, server_config: quinn::ServerConfig) -> Result<quinn::E
 pub async fn run(config: Config) -> Result<(), ServeError> {
     let up_since = Instant::now();
     let dir = &config.data_dir;
-    std::fs::create_dir_all(dir)
-        .map_err(|source| ServeError::DataDir { path: dir.display().to_string(), source })?;
+    crate::data_dir::prepare(dir)?;
     // First, so that a second relay on this data directory stops here.
     let admin_socket = AdminSocket::bind(dir, config.socket.as_deref())?;
     let identity = tls::load_or_create(dir, &config.hostnames)?;
@@ -155,9 +153,13 @@ pub async fn run(config: Config) -> Result<(), ServeError> {
     if config.db_key.is_empty() {
         log::warn!("no database key set (--db-key / QPC_DB_KEY): the database is stored unencrypted");
     }
-    let store = Rc::new(Store::open(&dir.join("qpc.db"), &config.db_key)?);
-    let opaque = opaque_setup(&store)?;
-    let blobs = cmd::blob::BlobDir::open(&config.blob_dir, &store)
+    let store = Rc::new(Store::open(
+        &dir.join(crate::data_dir::STORE_FILE),
+        &config.db_key,
+        store::Options::from_env(),
+    )?);
+    let opaque = opaque_setup(&store).await?;
+    let blobs = cmd::blob::BlobDir::open(&config.blob_dir)
         .map_err(|source| ServeError::BlobDir { path: config.blob_dir.display().to_string(), source })?;
     let server_config = tls::server_config(&identity, &config.limits)?;
     log::info!("registration {}", config.registration.name());
@@ -198,6 +200,7 @@ pub async fn run(config: Config) -> Result<(), ServeError> {
         listen: listening,
         fingerprint: identity.fingerprint.clone(),
         data_dir: dir.clone(),
+        db_key: config.db_key.clone(),
     });
     let _admin = admin_socket.start(Rc::clone(&relay), Rc::clone(&facts));
     if let Some(path) = &config.metrics_file {
@@ -221,7 +224,7 @@ pub async fn run(config: Config) -> Result<(), ServeError> {
     for endpoint in &endpoints {
         let _ = tokio::time::timeout(Duration::from_secs(1), endpoint.wait_idle()).await;
     }
-    relay.store.close();
+    relay.store.close().await;
     if let Some(path) = &config.metrics_file {
         let _ = std::fs::remove_file(path);
     }
@@ -445,17 +448,15 @@ fn rate_limited(relay: &Relay, session: &Session) -> Option<Refusal> {
 
 /// Loads the relay's OPAQUE keys, making them on first start. Changing them
 /// would lock every account out, so they live in the (encrypted) database.
-fn opaque_setup(store: &Rc<Store>) -> Result<ServerSetup<Suite>, ServeError> {
-    let stored: Option<Vec<u8>> = store.read(|c| {
-        c.query_row("SELECT value FROM meta WHERE key = 'opaque_setup'", [], |r| r.get(0)).optional()
-    })?;
+async fn opaque_setup(store: &Store) -> Result<ServerSetup<Suite>, ServeError> {
+    let stored = store.read(store::meta::opaque_setup).await?;
     if let Some(bytes) = stored {
         return ServerSetup::<Suite>::deserialize(&bytes)
             .map_err(|_| ServeError::Corrupt("the stored OPAQUE server setup is unreadable".into()));
     }
     let setup = ServerSetup::<Suite>::new(&mut rand::rngs::OsRng);
     let bytes = setup.serialize().to_vec();
-    store.read(|c| c.execute("INSERT INTO meta (key, value) VALUES ('opaque_setup', ?1)", [&bytes]))?;
+    store.write(move |tx| store::meta::set_opaque_setup(tx, &bytes).map_err(StoreError::from)).await?;
     Ok(setup)
 }
 
@@ -465,13 +466,16 @@ async fn sweep_loop(relay: Rc<Relay>) {
     let every = Duration::from_secs((ttl / 4).clamp(1, 60));
     let mut shutdown = relay.shutdown.clone();
     loop {
-        let cutoff = crate::store::now_ms()
-            .saturating_sub(i64::try_from(ttl.saturating_mul(1000)).unwrap_or(i64::MAX));
-        let expired = relay.store.write(move |c| {
-            crate::store::fences::expire_before(c, cutoff)?;
-            cmd::ack::expire_before(c, cutoff).map_err(StoreError::from)
-        });
-        match expired.await {
+        let cutoff =
+            store::now_ms().saturating_sub(i64::try_from(ttl.saturating_mul(1000)).unwrap_or(i64::MAX));
+        match relay
+            .store
+            .write(move |tx| {
+                store::fences::expire_before(tx, cutoff)?;
+                store::queues::expire_before(tx, cutoff).map_err(StoreError::from)
+            })
+            .await
+        {
             Ok(0) => {}
             Ok(n) => {
                 bump(&relay.stats.expired, n);

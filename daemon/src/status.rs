@@ -11,7 +11,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use crate::logger::{self, LastError};
 use crate::server::Relay;
-use crate::store::StoreError;
+use crate::store::{meta, StoreError};
 
 /// What the relay knows about itself that the store does not hold.
 pub struct Facts {
@@ -19,6 +19,8 @@ pub struct Facts {
     pub listen: Vec<SocketAddr>,
     pub fingerprint: String,
     pub data_dir: PathBuf,
+    /// The store's key, for the copy a backup makes (never shown).
+    pub db_key: String,
 }
 
 /// One snapshot of the figures.
@@ -59,17 +61,10 @@ pub fn store_bytes(data_dir: &Path) -> u64 {
 }
 
 impl Figures {
-    pub fn gather(relay: &Relay, facts: &Facts) -> Result<Figures, StoreError> {
-        let (accounts, identities, queued_messages, queued_bytes) = relay.store.read(|c| {
-            c.query_row(
-                "SELECT (SELECT count(*) FROM accounts), (SELECT count(*) FROM identities),
-                        (SELECT coalesce(sum(msgs), 0) FROM queue_heads),
-                        (SELECT coalesce(sum(bytes), 0) FROM queue_heads)",
-                [],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
-            )
-        })?;
-        let (blobs, blob_bytes) = crate::cmd::blob::totals(relay)?;
+    pub async fn gather(relay: &Relay, facts: &Facts) -> Result<Figures, StoreError> {
+        let meta::Totals { accounts, identities, queued_messages, queued_bytes } =
+            relay.store.read(meta::totals).await?;
+        let (blobs, blob_bytes) = crate::cmd::blob::totals(relay).await?;
         let stats = &relay.stats;
         Ok(Figures {
             version: env!("CARGO_PKG_VERSION"),

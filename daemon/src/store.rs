@@ -1,21 +1,43 @@
-//! The relay's durable state: one SQLCipher database in the data directory.
+//! The relay's durable state: one SQLCipher database in the data directory,
+//! owned by one storage thread.
 //!
-//! Owns opening (key, WAL, durability), the versioned schema, and group
-//! commit: every write that arrives in one turn of the event loop runs inside
-//! one transaction, each in its own savepoint so one failure does not undo
-//! the others, and each caller is answered only after the commit is on disk.
-//! The SQL of each command lives with the command in `cmd/`.
+//! The event loop never touches the database. It hands the storage thread
+//! jobs through a channel: reads, and writes that are closures over a
+//! [`Tx`]. The thread takes everything that has arrived as one batch, runs
+//! the reads against committed state, then every write inside one
+//! transaction, each in its own savepoint so that one failure undoes only
+//! itself, and commits. While a commit syncs, the next batch gathers in the
+//! channel, so a batch is whatever arrived during the previous sync (group
+//! commit that grows with load). A write's caller is answered only once its
+//! commit is on disk; if the commit fails, every write of that batch is
+//! answered with [`StoreError::CommitFailed`].
+//!
+//! Every SQL statement of the daemon lives below this module, behind typed
+//! operations: `queues`, `key_packages`, `accounts`, `directory`,
+//! `identities`, `hybrid_keys`, `fences`, `meta`, `blobs`. A command composes them in one
+//! write closure when it needs several steps to be all-or-nothing.
+
+pub mod accounts;
+pub mod blobs;
+pub mod directory;
+pub mod fences;
+pub mod hybrid_keys;
+pub mod identities;
+pub mod key_packages;
+pub mod meta;
+pub mod queues;
+mod schema;
+mod worker;
+
+pub mod backup;
 
 use std::cell::{Cell, RefCell};
 use std::path::{Path, PathBuf};
-use std::rc::Rc;
 
 use rusqlite::Connection;
 use tokio::sync::oneshot;
 
-pub mod blobs;
-pub mod fences;
-pub mod key_packages;
+pub use worker::Tx;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -27,6 +49,8 @@ pub enum StoreError {
         "{path}: schema version {found} is newer than this qpc-server knows ({known}); upgrade qpc-server"
     )]
     TooNew { path: PathBuf, found: i64, known: i64 },
+    #[error("cannot start the storage thread: {0}")]
+    Thread(std::io::Error),
     #[error("database: {0}")]
     Sqlite(#[from] rusqlite::Error),
     #[error("the database is closed (the relay is shutting down)")]
@@ -35,115 +59,19 @@ pub enum StoreError {
     CommitFailed(String),
 }
 
-/// Versioned schema; entry N migrates version N to N+1. Never edit a
-/// released entry: append a new one.
-pub(crate) const MIGRATIONS: &[&str] = &[
-    // 1: identities, accounts, key packages, hybrid keys, queues.
-    "CREATE TABLE meta (
-        key TEXT PRIMARY KEY,
-        value BLOB NOT NULL
-     ) WITHOUT ROWID;
-     CREATE TABLE identities (
-        identity_key BLOB PRIMARY KEY,
-        created_at_ms INTEGER NOT NULL
-     ) WITHOUT ROWID;
-     CREATE TABLE accounts (
-        username TEXT PRIMARY KEY,
-        opaque_record BLOB NOT NULL,
-        created_at_ms INTEGER NOT NULL
-     ) WITHOUT ROWID;
-     CREATE TABLE account_keys (
-        identity_key BLOB PRIMARY KEY,
-        username TEXT NOT NULL,
-        added_at_ms INTEGER NOT NULL
-     ) WITHOUT ROWID;
-     CREATE INDEX account_keys_by_user ON account_keys (username, added_at_ms);
-     CREATE TABLE registration_tokens (
-        token_hash BLOB PRIMARY KEY,
-        created_at_ms INTEGER NOT NULL
-     ) WITHOUT ROWID;
-     CREATE TABLE key_packages (
-        id INTEGER PRIMARY KEY,
-        identity_key BLOB NOT NULL,
-        package BLOB NOT NULL
-     );
-     CREATE INDEX key_packages_by_identity ON key_packages (identity_key, id);
-     CREATE TABLE hybrid_keys (
-        identity_key BLOB PRIMARY KEY,
-        public_key BLOB NOT NULL
-     ) WITHOUT ROWID;
-     CREATE TABLE queue_heads (
-        recipient BLOB PRIMARY KEY,
-        last_seq INTEGER NOT NULL,
-        msgs INTEGER NOT NULL DEFAULT 0,
-        bytes INTEGER NOT NULL DEFAULT 0
-     ) WITHOUT ROWID;
-     CREATE TABLE messages (
-        recipient BLOB NOT NULL,
-        seq INTEGER NOT NULL,
-        sender BLOB NOT NULL,
-        channel_id BLOB NOT NULL,
-        client_msg_id BLOB,
-        payload BLOB NOT NULL,
-        enqueued_at_ms INTEGER NOT NULL,
-        PRIMARY KEY (recipient, seq)
-     ) WITHOUT ROWID;
-     CREATE UNIQUE INDEX messages_client_id ON messages (recipient, client_msg_id)
-        WHERE client_msg_id IS NOT NULL;
-     CREATE INDEX messages_by_age ON messages (enqueued_at_ms);",
-    // 2: commit fences per group route; last-resort KeyPackages.
-    "CREATE TABLE group_fences (
-        route BLOB PRIMARY KEY,
-        epoch INTEGER NOT NULL,
-        fence_hash BLOB NOT NULL,
-        updated_at_ms INTEGER NOT NULL
-     ) WITHOUT ROWID;
-     CREATE TABLE group_commits (
-        route BLOB NOT NULL,
-        epoch INTEGER NOT NULL,
-        client_msg_id BLOB NOT NULL,
-        at_ms INTEGER NOT NULL,
-        PRIMARY KEY (route, epoch)
-     ) WITHOUT ROWID;
-     ALTER TABLE key_packages ADD COLUMN last_resort INTEGER NOT NULL DEFAULT 0;
-     ALTER TABLE key_packages ADD COLUMN handed_out INTEGER NOT NULL DEFAULT 0;",
-    // 3: blobs (files): metadata, chunk hashes, recipients; see store::blobs.
-    "CREATE TABLE blobs (
-        id BLOB PRIMARY KEY,
-        owner BLOB NOT NULL,
-        account TEXT NOT NULL,
-        size INTEGER NOT NULL,
-        chunk_size INTEGER NOT NULL,
-        blob_sha256 BLOB NOT NULL,
-        read_token_hash BLOB NOT NULL,
-        received_chunks INTEGER NOT NULL DEFAULT 0,
-        complete INTEGER NOT NULL DEFAULT 0,
-        created_at_ms INTEGER NOT NULL,
-        expires_at_ms INTEGER NOT NULL
-     ) WITHOUT ROWID;
-     CREATE INDEX blobs_by_account ON blobs (account, expires_at_ms);
-     CREATE INDEX blobs_by_expiry ON blobs (expires_at_ms);
-     CREATE TABLE blob_chunks (
-        id BLOB NOT NULL,
-        idx INTEGER NOT NULL,
-        sha256 BLOB NOT NULL,
-        PRIMARY KEY (id, idx)
-     ) WITHOUT ROWID;
-     CREATE TABLE blob_recipients (
-        id BLOB NOT NULL,
-        recipient BLOB NOT NULL,
-        received INTEGER NOT NULL DEFAULT 0,
-        PRIMARY KEY (id, recipient)
-     ) WITHOUT ROWID;",
-];
-
-type Finish = Box<dyn FnOnce(Result<(), String>)>;
-type Op = Box<dyn FnOnce(&Connection) -> Finish>;
-
-pub struct Store {
-    conn: RefCell<Option<Connection>>,
-    pending: RefCell<Vec<Op>>,
-    flush_scheduled: Cell<bool>,
+impl StoreError {
+    /// Whether the disk, not the request, is at fault (full, failing, busy):
+    /// the caller may retry later and nothing of the request was kept.
+    pub fn is_unavailable(&self) -> bool {
+        use rusqlite::ErrorCode::*;
+        match self {
+            StoreError::Closed | StoreError::CommitFailed(_) => true,
+            StoreError::Sqlite(rusqlite::Error::SqliteFailure(e, _)) => {
+                matches!(e.code, DiskFull | SystemIoFailure | DatabaseBusy | DatabaseLocked | CannotOpen)
+            }
+            _ => false,
+        }
+    }
 }
 
 pub fn now_ms() -> i64 {
@@ -151,158 +79,293 @@ pub fn now_ms() -> i64 {
     i64::try_from(since.as_millis()).unwrap_or(i64::MAX)
 }
 
-impl Store {
-    /// Opens (or creates) `path`, keyed with `key` unless it is empty, and
-    /// brings the schema up to date.
-    pub fn open(path: &Path, key: &str) -> Result<Store, StoreError> {
-        let open_err = |source| StoreError::Open { path: path.into(), source };
-        let conn = Connection::open(path).map_err(open_err)?;
-        if !key.is_empty() {
-            conn.pragma_update(None, "key", key).map_err(open_err)?;
-        }
-        // The first read is where SQLCipher finds out whether the key fits.
-        if conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get::<_, i64>(0)).is_err() {
-            return Err(StoreError::WrongKey { path: path.into() });
-        }
-        conn.pragma_update(None, "journal_mode", "WAL").map_err(open_err)?;
-        // FULL: a commit is on disk before the caller is answered.
-        conn.pragma_update(None, "synchronous", "FULL").map_err(open_err)?;
-        conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(open_err)?;
-        migrate(&conn, path)?;
-        Ok(Store {
-            conn: RefCell::new(Some(conn)),
-            pending: RefCell::default(),
-            flush_scheduled: Cell::new(false),
-        })
-    }
+/// The event loop's handle on the storage thread.
+pub struct Store {
+    jobs: std::sync::mpsc::Sender<worker::Job>,
+    thread: RefCell<Option<std::thread::JoinHandle<()>>>,
+    closed: Cell<bool>,
+}
 
-    /// Runs a read against committed state.
-    pub fn read<T>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T, StoreError> {
-        let conn = self.conn.borrow();
-        let conn = conn.as_ref().ok_or(StoreError::Closed)?;
-        Ok(f(conn)?)
-    }
+/// What a test may slow down (`QPC_TEST_COMMIT_DELAY_MS`: a sleep before
+/// every commit, standing in for a slow disk).
+#[derive(Clone, Copy, Default)]
+pub struct Options {
+    pub commit_delay: std::time::Duration,
+}
 
-    /// Runs `op` in the transaction of this turn of the event loop and
-    /// returns its result once that transaction is committed. An `Err` from
-    /// `op` rolls back only `op`'s own changes.
-    pub async fn write<T, E>(
-        self: &Rc<Self>,
-        op: impl FnOnce(&Connection) -> Result<T, E> + 'static,
-    ) -> Result<T, E>
-    where
-        T: 'static,
-        E: From<StoreError> + 'static,
-    {
-        let (tx, rx) = oneshot::channel::<Result<T, E>>();
-        let run: Op = Box::new(move |conn| {
-            let result = in_savepoint(conn, op);
-            Box::new(move |committed: Result<(), String>| {
-                let answer = match committed {
-                    Ok(()) => result,
-                    Err(e) => Err(E::from(StoreError::CommitFailed(e))),
-                };
-                let _ = tx.send(answer);
-            })
-        });
-        self.pending.borrow_mut().push(run);
-        if !self.flush_scheduled.replace(true) {
-            let store = Rc::clone(self);
-            tokio::task::spawn_local(async move {
-                // Let every task woken in this turn add its write first.
-                tokio::task::yield_now().await;
-                store.flush();
-            });
-        }
-        rx.await.unwrap_or_else(|_| Err(E::from(StoreError::Closed)))
-    }
-
-    /// Commits everything pending in one transaction and answers the callers.
-    pub fn flush(&self) {
-        self.flush_scheduled.set(false);
-        let ops = std::mem::take(&mut *self.pending.borrow_mut());
-        if ops.is_empty() {
-            return;
-        }
-        let conn = self.conn.borrow();
-        let Some(conn) = conn.as_ref() else {
-            drop(ops); // callers see StoreError::Closed
-            return;
-        };
-        let outcome = conn.execute_batch("BEGIN IMMEDIATE").map_err(StoreError::from).and_then(|()| {
-            let finishes: Vec<Finish> = ops.into_iter().map(|op| op(conn)).collect();
-            Ok(finishes)
-        });
-        match outcome {
-            Ok(finishes) => {
-                let committed = conn.execute_batch("COMMIT").map_err(|e| e.to_string());
-                if let Err(e) = &committed {
-                    log::error!("commit failed, {} writes refused: {e}", finishes.len());
-                    let _ = conn.execute_batch("ROLLBACK");
-                }
-                for finish in finishes {
-                    finish(committed.clone());
-                }
-            }
-            Err(e) => log::error!("cannot begin a transaction: {e}"),
-        }
-    }
-
-    /// Commits what is pending and closes the database (checkpointing the WAL).
-    pub fn close(&self) {
-        self.flush();
-        if let Some(conn) = self.conn.borrow_mut().take() {
-            if let Err((_, e)) = conn.close() {
-                log::error!("closing the database: {e}");
-            }
-        }
+impl Options {
+    pub fn from_env() -> Options {
+        let ms = std::env::var("QPC_TEST_COMMIT_DELAY_MS").ok().and_then(|v| v.parse().ok()).unwrap_or(0);
+        Options { commit_delay: std::time::Duration::from_millis(ms) }
     }
 }
 
-/// Runs `op` in a savepoint. The statements are cached: compiling them
-/// again for every write was a quarter of the relay's instructions.
-fn in_savepoint<T, E: From<StoreError>>(
-    conn: &Connection,
-    op: impl FnOnce(&Connection) -> Result<T, E>,
-) -> Result<T, E> {
-    let sql = |s: &str| {
-        let statements: Vec<&str> = s.split("; ").collect();
-        statements
-            .iter()
-            .try_for_each(|one| conn.prepare_cached(one).and_then(|mut st| st.execute([])).map(|_| ()))
-            .map_err(|e| E::from(StoreError::Sqlite(e)))
-    };
-    sql("SAVEPOINT op")?;
-    let result = op(conn);
-    match &result {
-        Ok(_) => sql("RELEASE op")?,
-        Err(_) => sql("ROLLBACK TO op; RELEASE op")?,
+/// A write whose effect can be seen before it is durable: `accepted` yields
+/// what the write chose to show early (or nothing if it failed), `durable`
+/// its result once committed.
+pub struct Staged<T, A, E> {
+    accepted: oneshot::Receiver<A>,
+    durable: oneshot::Receiver<Result<T, E>>,
+}
+
+impl<T, A, E: From<StoreError>> Staged<T, A, E> {
+    /// What the write showed, as soon as it ran (before its commit).
+    pub async fn accepted(&mut self) -> Option<A> {
+        (&mut self.accepted).await.ok()
     }
-    result
+
+    /// The write's result once its commit is on disk.
+    pub async fn durable(self) -> Result<T, E> {
+        self.durable.await.unwrap_or_else(|_| Err(E::from(StoreError::Closed)))
+    }
+}
+
+impl Store {
+    /// Opens (or creates) `path`, keyed with `key` unless it is empty,
+    /// brings the schema up to date and starts the storage thread.
+    pub fn open(path: &Path, key: &str, options: Options) -> Result<Store, StoreError> {
+        let (conn, state) = schema::open(path, key)?;
+        let (jobs, queue) = std::sync::mpsc::channel();
+        let thread = std::thread::Builder::new()
+            .name("qpc-store".into())
+            .spawn(move || worker::run(conn, state, queue, options))
+            .map_err(StoreError::Thread)?;
+        Ok(Store { jobs, thread: RefCell::new(Some(thread)), closed: Cell::new(false) })
+    }
+
+    fn send(&self, job: worker::Job) -> bool {
+        !self.closed.get() && self.jobs.send(job).is_ok()
+    }
+
+    /// Runs `f` against committed state on the storage thread.
+    pub async fn read<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let (tx, rx) = oneshot::channel();
+        if !self.send(worker::Job::Read(Box::new(move |c| {
+            let _ = tx.send(f(c).map_err(StoreError::from));
+        }))) {
+            return Err(StoreError::Closed);
+        }
+        rx.await.unwrap_or(Err(StoreError::Closed))
+    }
+
+    /// Runs `op` in the next batch's transaction and returns its result once
+    /// that transaction is committed. An `Err` from `op` rolls back only
+    /// `op`'s own changes.
+    pub async fn write<T, E>(&self, op: impl FnOnce(&Tx) -> Result<T, E> + Send + 'static) -> Result<T, E>
+    where
+        T: Send + 'static,
+        E: From<StoreError> + Send + 'static,
+    {
+        self.write_staged(move |tx| op(tx).map(|t| (t, ()))).durable().await
+    }
+
+    /// Like [`Store::write`], but `op` also returns something to show before
+    /// the commit is durable (a message for a recipient who is online).
+    pub fn write_staged<T, A, E>(
+        &self,
+        op: impl FnOnce(&Tx) -> Result<(T, A), E> + Send + 'static,
+    ) -> Staged<T, A, E>
+    where
+        T: Send + 'static,
+        A: Send + 'static,
+        E: From<StoreError> + Send + 'static,
+    {
+        let (job, staged) = staged_job(op);
+        // If the thread is gone, the dropped senders answer `Closed`.
+        self.send(worker::Job::Write(job));
+        staged
+    }
+
+    /// Commits everything queued before it, marks the store as closed
+    /// cleanly, checkpoints the WAL and stops the storage thread.
+    pub async fn close(&self) {
+        let (tx, rx) = oneshot::channel();
+        if self.send(worker::Job::Close(tx)) {
+            let _ = rx.await;
+        }
+        self.closed.set(true);
+        if let Some(thread) = self.thread.borrow_mut().take() {
+            let _ = thread.join();
+        }
+    }
 }
 
 /// A database in memory with the whole schema, for the store's unit tests.
 #[cfg(test)]
 pub(crate) fn memory_db() -> Connection {
-    let conn = Connection::open_in_memory().expect("an in-memory database");
-    for sql in MIGRATIONS {
-        conn.execute_batch(sql).expect("the migrations apply");
-    }
-    conn
+    schema::memory().0
 }
 
-fn migrate(conn: &Connection, path: &Path) -> Result<(), StoreError> {
-    let known = MIGRATIONS.len() as i64;
-    let found: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
-    if found > known {
-        return Err(StoreError::TooNew { path: path.into(), found, known });
+/// The storage thread's side of [`Store::write_staged`]: runs `op` in a
+/// savepoint, shows its early part at once, answers after the commit.
+fn staged_job<T, A, E>(
+    op: impl FnOnce(&Tx) -> Result<(T, A), E> + Send + 'static,
+) -> (worker::WriteOp, Staged<T, A, E>)
+where
+    T: Send + 'static,
+    A: Send + 'static,
+    E: From<StoreError> + Send + 'static,
+{
+    let (early_tx, accepted) = oneshot::channel::<A>();
+    let (done_tx, durable) = oneshot::channel::<Result<T, E>>();
+    let job: worker::WriteOp = Box::new(move |tx: Option<&Tx>| {
+        let result = match tx.map(|tx| tx.in_savepoint(op)) {
+            Some(Ok((t, a))) => {
+                let _ = early_tx.send(a);
+                Ok(t)
+            }
+            Some(Err(e)) => Err(e),
+            None => Err(E::from(StoreError::CommitFailed("not run".into()))),
+        };
+        Box::new(move |committed: Result<(), String>| {
+            let answer = match committed {
+                Ok(()) => result,
+                Err(e) => Err(E::from(StoreError::CommitFailed(e))),
+            };
+            let _ = done_tx.send(answer);
+        })
+    });
+    (job, Staged { accepted, durable })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::queues::{self, NewMessage, Quota};
+    use super::worker::{run_batch, SEQ_SKIP};
+    use super::*;
+
+    type Answer = Staged<u64, u64, StoreError>;
+
+    fn append_job(to: [u8; 32], payload: &[u8]) -> (worker::WriteOp, Answer) {
+        let m = NewMessage {
+            sender: [0; 32],
+            channel_id: vec![],
+            client_msg_id: None,
+            payload: payload.to_vec(),
+        };
+        let quota = Quota { queue_messages: 100, queue_bytes: 1000, store_bytes: 1000 };
+        staged_job(move |tx: &Tx| {
+            let seq = queues::append(tx, &quota, &to, &m, 1).map_err(|e| match e {
+                queues::AppendError::Sqlite(e) => StoreError::Sqlite(e),
+                other => StoreError::CommitFailed(other.to_string()),
+            })?;
+            Ok((seq.seq, seq.seq))
+        })
     }
-    for (version, sql) in MIGRATIONS.iter().enumerate().skip(found as usize) {
-        let tx = conn.unchecked_transaction()?;
-        tx.execute_batch(sql)?;
-        tx.pragma_update(None, "user_version", version as i64 + 1)?;
-        tx.commit()?;
-        log::info!("database schema migrated to version {}", version + 1);
+
+    fn answer(mut a: Answer) -> (Option<u64>, Result<u64, StoreError>) {
+        (a.accepted.try_recv().ok(), a.durable.try_recv().unwrap())
     }
-    Ok(())
+
+    #[test]
+    fn a_failed_write_rolls_back_alone_and_the_rest_commits() {
+        let (c, mut state) = schema::memory();
+        let (a, b) = ([1u8; 32], [2u8; 32]);
+        identities::insert(&c, &a, 1).unwrap();
+        identities::insert(&c, &b, 1).unwrap();
+        let (one, first) = append_job(a, b"one");
+        // Fails after writing: its own row must go, the others' stay.
+        let (broken, second) = staged_job(move |tx: &Tx| {
+            queues::append(
+                tx,
+                &Quota { queue_messages: 9, queue_bytes: 99, store_bytes: 99 },
+                &b,
+                &NewMessage {
+                    sender: [0; 32],
+                    channel_id: vec![],
+                    client_msg_id: None,
+                    payload: b"lost".to_vec(),
+                },
+                1,
+            )
+            .map_err(|e| StoreError::CommitFailed(e.to_string()))?;
+            tx.execute("INSERT INTO no_such_table VALUES (1)", [])?;
+            Ok::<_, StoreError>((0u64, 0u64))
+        });
+        let (three, third) = append_job(a, b"three");
+        run_batch(&c, &mut state, vec![one, broken, three], std::time::Duration::ZERO).unwrap();
+        assert_eq!(answer(first).1.unwrap(), 1);
+        let (shown, result) = answer(second);
+        assert!(shown.is_none() && matches!(result, Err(StoreError::Sqlite(_))), "{result:?}");
+        let (shown, result) = answer(third);
+        assert_eq!((shown, result.unwrap()), (Some(2), 2));
+        assert!(queues::page(&c, &b, None, 10, 1000).unwrap().messages.is_empty());
+        assert_eq!(queues::page(&c, &a, None, 10, 1000).unwrap().messages.len(), 2);
+        assert_eq!(state.store_bytes, 8, "the failed write's bytes are not counted");
+        assert_eq!(queues::store_bytes(&c).unwrap(), 8);
+    }
+
+    #[test]
+    fn a_failed_commit_refuses_the_whole_batch_and_skips_the_counters() {
+        let (c, mut state) = schema::memory();
+        let a = [1u8; 32];
+        identities::insert(&c, &a, 1).unwrap();
+        // A deferred foreign key: every statement succeeds, the COMMIT fails.
+        c.execute_batch(
+            "PRAGMA foreign_keys = ON;
+             CREATE TABLE parent (id INTEGER PRIMARY KEY);
+             CREATE TABLE child (p INTEGER REFERENCES parent (id) DEFERRABLE INITIALLY DEFERRED);",
+        )
+        .unwrap();
+        let (one, first) = append_job(a, b"one");
+        let (orphan, second) = staged_job(|tx: &Tx| {
+            tx.execute("INSERT INTO child VALUES (7)", [])?;
+            Ok::<_, StoreError>((0u64, 0u64))
+        });
+        let failed = run_batch(&c, &mut state, vec![one, orphan], std::time::Duration::ZERO);
+        assert!(failed.is_err());
+        let (shown, result) = answer(first);
+        assert_eq!(shown, Some(1), "the append was shown before the commit");
+        assert!(matches!(result, Err(StoreError::CommitFailed(_))), "{result:?}");
+        assert!(result.unwrap_err().is_unavailable());
+        assert!(matches!(answer(second).1, Err(StoreError::CommitFailed(_))));
+        assert!(queues::page(&c, &a, None, 10, 1000).unwrap().messages.is_empty());
+        assert_eq!((state.store_bytes, queues::store_bytes(&c).unwrap()), (0, 0));
+        // What the run loop does next; the store keeps serving, and the seq
+        // that was shown is never used again.
+        worker::skip_ahead(&c, &mut state).unwrap();
+        let (again, later) = append_job(a, b"again");
+        run_batch(&c, &mut state, vec![again], std::time::Duration::ZERO).unwrap();
+        assert_eq!(answer(later).1.unwrap(), SEQ_SKIP as u64 + 1);
+    }
+
+    #[test]
+    fn the_thread_answers_reads_writes_and_closes_cleanly() {
+        let dir = std::env::temp_dir().join(format!("qpc-store-test-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("qpc.db");
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(async {
+            let store = Store::open(
+                &path,
+                "x'0102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f20'",
+                Options::default(),
+            )
+            .unwrap();
+            store.write(|tx| identities::insert(tx, &[1; 32], 1).map_err(StoreError::from)).await.unwrap();
+            let (job, staged) = append_job([1; 32], b"hi");
+            store.send(worker::Job::Write(job));
+            assert_eq!(staged.durable().await.unwrap(), 1);
+            let page = store.read(|c| queues::page(c, &[1; 32], None, 10, 100)).await.unwrap();
+            assert_eq!(page.messages.len(), 1);
+            store.close().await;
+            assert!(matches!(store.read(meta::is_open).await, Err(StoreError::Closed)));
+        });
+        // Closed cleanly: the next open does not skip the counters.
+        let (c, state) =
+            schema::open(&path, "x'0102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f20'")
+                .unwrap();
+        assert_eq!((state.seq_floor, state.store_bytes), (0, 2));
+        drop(c);
+        // Not closed: it does.
+        let (_, state) =
+            schema::open(&path, "x'0102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f20'")
+                .unwrap();
+        assert_eq!(state.seq_floor, SEQ_SKIP);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

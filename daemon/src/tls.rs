@@ -111,6 +111,15 @@ pub fn server_config(
     let mut transport = quinn::TransportConfig::default();
     transport.max_concurrent_bidi_streams(limits.max_streams.into());
     transport.max_concurrent_uni_streams(0u8.into());
+    // Windows for a router: what one connection may make the relay buffer
+    // (quinn's defaults allow 1.25 MB per stream and unbounded per
+    // connection). A request still may be up to --max-payload; it then
+    // takes a few more window updates.
+    let stream_window = (limits.max_payload / 4).clamp(64 * 1024, 256 * 1024);
+    transport.stream_receive_window(stream_window.into());
+    transport.receive_window((4 * stream_window).into());
+    transport.send_window(u64::from(4 * stream_window));
+    transport.datagram_receive_buffer_size(None);
     let idle = quinn::IdleTimeout::try_from(Duration::from_secs(limits.idle_timeout_secs))
         .map_err(|e| TlsError::Quic(e.to_string()))?;
     transport.max_idle_timeout(Some(idle));

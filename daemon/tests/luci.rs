@@ -1,8 +1,13 @@
 //! luci-app-qpc against the real relay: the rpcd backend answers `list` and
-//! `call status|users|invite_token` with valid JSON, both the way the router
+//! `call status|users|invite_token|backup|restore` with valid JSON (written
+//! with jshn; a stand-in of libubox's jshn.sh here), both the way the router
 //! runs it (data directory from UCI) and with QPC_DATA_DIR; the view parses
-//! as LuCI loads it (node --check); and headless Chromium renders the page
-//! with the status of a running relay into out/luci-qpc.png.
+//! as LuCI loads it (node --check); its form refuses what the init script
+//! refuses (tests/openwrt/rules.txt); its QR code decodes to the invite
+//! string (zbarimg); its strings are all in po/templates/qpc.pot; and
+//! headless Chromium renders the page with the status of a running relay
+//! into out/luci-qpc.png, then clicks Save and Save & Apply and checks
+//! what reached uci.
 
 mod common;
 
@@ -41,7 +46,9 @@ fn rpcd(args: &[&str], env: &[(&str, &str)], path: &str) -> Output {
         .arg(backend())
         .args(args)
         .env("PATH", path)
+        .env("JSHN", root().join("daemon/tests/luci/jshn.sh"))
         .env_remove("QPC_SOCKET")
+        .env_remove("QPC_DB_KEY")
         .env_remove("QPC_DATA_DIR")
         .envs(env.iter().copied())
         .stdin(Stdio::piped())
@@ -100,7 +107,7 @@ fn rpcd_backend_answers_list_and_call_with_json_from_the_relay() {
 
     let list = json(rpcd(&["list"], &[], &path));
     let methods: BTreeSet<&str> = list.keys().map(String::as_str).collect();
-    assert_eq!(methods, BTreeSet::from(["status", "users", "invite_token"]));
+    assert_eq!(methods, BTreeSet::from(["status", "users", "invite_token", "backup", "restore"]));
     assert!(list.values().all(|v| v == &serde_json::json!({})), "no arguments: {list:?}");
 
     let status = json(rpcd(&["call", "status"], &env, &path));
@@ -141,6 +148,36 @@ fn rpcd_backend_answers_list_and_call_with_json_from_the_relay() {
     std::fs::set_permissions(&uci, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     let routed = json(rpcd(&["call", "status"], &[], &path_with(Some(&bin))));
     assert_eq!(routed["fingerprint"], direct["fingerprint"]);
+
+    // A backup for the page to download, and its restore on another data
+    // directory (the init script's stop and start stand in by a script
+    // that notes them).
+    let backup = json(rpcd(&["call", "backup"], &env, &path));
+    let file = PathBuf::from(backup["path"].as_str().unwrap());
+    assert_eq!(file, Path::new("/tmp/qpc-backup.qpcb"));
+    assert_eq!(backup["size"].as_u64().unwrap(), std::fs::metadata(&file).unwrap().len());
+    let restore_file = Path::new("/tmp/qpc-restore.qpcb");
+    let missing = json(rpcd(&["call", "restore"], &env, &path));
+    if !restore_file.exists() {
+        assert!(missing["error"].as_str().unwrap().contains("no backup uploaded"), "{missing:?}");
+    }
+    std::fs::rename(&file, restore_file).unwrap();
+    let init = dir.join("init");
+    std::fs::write(&init, format!("#!/bin/sh\necho \"$1\" >> '{}'\n", dir.join("init.log").display()))
+        .unwrap();
+    std::fs::set_permissions(&init, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let other = dir.join("restored");
+    let other_s = other.to_string_lossy().into_owned();
+    let init_s = init.to_string_lossy().into_owned();
+    let restored = json(rpcd(
+        &["call", "restore"],
+        &[("QPC_DATA_DIR", other_s.as_str()), ("QPC_INIT_SCRIPT", init_s.as_str())],
+        &path,
+    ));
+    assert_eq!(restored["restored"], true, "{restored:?}");
+    assert_eq!(std::fs::read_to_string(dir.join("init.log")).unwrap(), "stop\nstart\n");
+    assert_eq!(std::fs::read(other.join("server-cert.der")).unwrap(), std::fs::read(server.cert()).unwrap());
+    assert!(!restore_file.exists(), "the upload is removed once restored");
 
     // A stopped relay: still JSON, saying so.
     let mut server = server;
@@ -198,11 +235,15 @@ fn luci_view_parses_as_luci_loads_it() {
     let wrapped = dir.join("qpc.js");
     std::fs::write(
         &wrapped,
-        format!("(function(view, dom, poll, rpc, uci, ui, form) {{\n{}\n}});\n", view_source()),
+        format!("(function(view, dom, poll, rpc, uci, ui, form, fs, qrcode) {{\n{}\n}});\n", view_source()),
     )
     .unwrap();
     let out = Command::new(&node).arg("--check").arg(&wrapped).output().unwrap();
     assert!(out.status.success(), "node --check: {}", stderr(&out));
+    let qr = dir.join("qrcode.js");
+    std::fs::write(&qr, format!("(function(baseclass) {{\n{}\n}});\n", qrcode_source())).unwrap();
+    let out = Command::new(&node).arg("--check").arg(&qr).output().unwrap();
+    assert!(out.status.success(), "node --check qrcode.js: {}", stderr(&out));
     let stubs = root().join("daemon/tests/luci/stubs.js");
     let out = Command::new(&node).arg("--check").arg(&stubs).output().unwrap();
     assert!(out.status.success(), "node --check stubs.js: {}", stderr(&out));
@@ -215,10 +256,90 @@ fn luci_view_parses_as_luci_loads_it() {
     // Every ubus method the view calls is granted by the ACL and offered
     // by the backend.
     let acl = std::fs::read_to_string(app().join("root/usr/share/rpcd/acl.d/luci-app-qpc.json")).unwrap();
-    for method in ["status", "users", "invite_token"] {
+    for method in ["status", "users", "invite_token", "backup", "restore"] {
         assert!(view_source().contains(&format!("method: '{method}'")));
         assert!(acl.contains(&format!("\"{method}\"")), "{method} in the ACL");
     }
+    for file in ["/tmp/qpc-backup.qpcb", "/tmp/qpc-restore.qpcb"] {
+        assert!(view_source().contains(&format!("'{file}'")), "{file} in the view");
+        assert!(acl.contains(&format!("\"{file}\"")), "{file} in the ACL");
+    }
+}
+
+fn qrcode_source() -> String {
+    std::fs::read_to_string(app().join("htdocs/luci-static/resources/qpc/qrcode.js")).unwrap()
+}
+
+fn need(names: &[&str], package: &str) -> PathBuf {
+    find_program(names).unwrap_or_else(|| {
+        panic!("{} not found: `make status-deps` installs it (Debian package {package})", names[0])
+    })
+}
+
+#[test]
+fn luci_form_refuses_what_the_init_script_refuses() {
+    let node = need(&["node", "nodejs"], "nodejs");
+    let rules = root().join("tests/openwrt/rules.txt");
+    let out = Command::new(node)
+        .arg(root().join("daemon/tests/luci/rules.js"))
+        .arg(app().join("htdocs/luci-static/resources/view/qpc.js"))
+        .arg(&rules)
+        .output()
+        .unwrap();
+    let got = ok(out);
+    let want: String = std::fs::read_to_string(&rules)
+        .unwrap()
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .map(|l| format!("{l}\n"))
+        .collect();
+    assert_eq!(got, want, "the form's verdicts differ from tests/openwrt/rules.txt (the init script's)");
+}
+
+#[test]
+fn invite_qr_code_decodes_to_the_invite_string() {
+    let node = need(&["node", "nodejs"], "nodejs");
+    let zbarimg = need(&["zbarimg"], "zbar-tools");
+    let dir = TempDir::new("qr");
+    let fp = "ab".repeat(32);
+    for invite in [
+        format!("qpc://192.168.1.1:7000#{fp}"),
+        format!("qpc://[fd00:1234:5678:9abc:def0:1234:5678:9abc]:65535#{fp}"),
+        "q".into(),
+    ] {
+        let pgm = dir.join("qr.pgm");
+        ok(Command::new(&node)
+            .arg(root().join("daemon/tests/luci/qr-pgm.js"))
+            .arg(app().join("htdocs/luci-static/resources/qpc/qrcode.js"))
+            .arg(&invite)
+            .arg(&pgm)
+            .output()
+            .unwrap());
+        let decoded = ok(Command::new(&zbarimg).args(["-q", "--raw"]).arg(&pgm).output().unwrap());
+        assert_eq!(decoded.trim_end(), invite, "the QR code reads back");
+    }
+}
+
+#[test]
+fn every_string_of_the_view_is_in_the_translation_template() {
+    let xgettext = need(&["xgettext"], "gettext");
+    let dir = TempDir::new("pot");
+    let fresh = dir.join("qpc.pot");
+    ok(Command::new(xgettext)
+        .args(["--language=JavaScript", "--keyword=_", "--from-code=UTF-8", "--omit-header", "--no-location"])
+        .arg("--sort-output")
+        .arg("-o")
+        .arg(&fresh)
+        .arg(app().join("htdocs/luci-static/resources/view/qpc.js"))
+        .arg(app().join("htdocs/luci-static/resources/qpc/qrcode.js"))
+        .output()
+        .unwrap());
+    let want = std::fs::read_to_string(&fresh).unwrap();
+    assert!(want.matches("msgid").count() > 40, "xgettext found the strings:\n{want}");
+    let shipped = std::fs::read_to_string(app().join("po/templates/qpc.pot")).unwrap();
+    // After the header cross/luci-pot.sh writes.
+    let body = shipped.splitn(4, '\n').nth(3).unwrap_or_default();
+    assert_eq!(body, want, "po/templates/qpc.pot is stale: regenerate it with cross/luci-pot.sh");
 }
 
 /// Serves `page` at http://127.0.0.1:PORT/ (any path) from a thread, so the
@@ -279,12 +400,25 @@ fn luci_page_renders_the_status_of_a_running_relay() {
             "qpc.users": users,
             "qpc.invite_token": { "token": "0123456789abcdef0123456789abcdef", "note": "" }
         },
-        "uci": { "qpc": { "server": uci } }
+        "uci": { "qpc": { "server": uci } },
+        "modules": { "qpc.qrcode": qrcode_source() }
     });
+    // The same page, with a person's clicks: a port the relay cannot bind
+    // and a subnet as listen address are refused on Save and on Save &
+    // Apply (nothing reaches uci), good values are written, and only Save &
+    // Apply applies.
+    let mut driven = fixture.clone();
+    driven["drive"] = serde_json::json!([
+        { "set": { "port": "443" } }, { "click": "save" },
+        { "set": { "port": "7443", "listen": ["::", "192.168.1.1:7001"] } }, { "click": "save" },
+        { "set": { "listen": ["192.168.1.0/24"] } }, { "click": "apply" },
+        { "set": { "listen": ["[fd00::1]:7002"], "max_queue_messages": "" } }, { "click": "apply" }
+    ]);
     let css = std::fs::read_to_string(root().join("daemon/tests/luci/page.css")).unwrap();
     let stubs = std::fs::read_to_string(root().join("daemon/tests/luci/stubs.js")).unwrap();
-    let page = format!(
-        r#"<!DOCTYPE html>
+    let page = |fixture: &Value| {
+        format!(
+            r#"<!DOCTYPE html>
 <html><head><meta charset="utf-8"><title>qpc relay - LuCI</title><style>{css}</style></head>
 <body>
 <header><span class="brand">OpenWrt</span><span class="nav"><span>Status</span><span>System</span><span class="active">Services</span><span>Network</span><span>Logout</span></span></header>
@@ -294,29 +428,31 @@ fn luci_page_renders_the_status_of_a_running_relay() {
 <script>loadView({source});</script>
 </body></html>
 "#,
-        fixture = script_json(&fixture),
-        source = script_json(&Value::String(view_source())),
-    );
+            fixture = script_json(fixture),
+            source = script_json(&Value::String(view_source())),
+        )
+    };
+    let (page, driven_page) = (page(&fixture), page(&driven));
     let out_dir = root().join("out");
     std::fs::create_dir_all(&out_dir).unwrap();
     std::fs::write(out_dir.join("luci-qpc.html"), &page).unwrap();
-    let port = serve(page);
-    let url = format!("http://127.0.0.1:{port}/");
+    let url = format!("http://127.0.0.1:{}/", serve(page));
+    let driven_url = format!("http://127.0.0.1:{}/", serve(driven_page));
     let profile = dir.join("chromium-profile");
-    let chrome = |extra: &[&str]| {
+    let chrome = |extra: &[&str], url: &str| {
         Command::new(&chromium)
             .args(["--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--no-first-run"])
-            .args(["--disable-dev-shm-usage", "--virtual-time-budget=5000", "--window-size=1100,1960"])
+            .args(["--disable-dev-shm-usage", "--virtual-time-budget=5000", "--window-size=1100,2600"])
             .arg(format!("--user-data-dir={}", profile.display()))
             .args(extra)
-            .arg(&url)
+            .arg(url)
             .stdin(Stdio::null())
             .output()
             .expect("run chromium")
     };
 
     // What the page shows, once rendered and refreshed by one poll.
-    let dom = ok(chrome(&["--dump-dom"]));
+    let dom = ok(chrome(&["--dump-dom"], &url));
     assert!(dom.contains("data-rendered=\"1\""), "the view rendered:\n{dom}");
     assert!(dom.contains("data-polled=\"1\""), "the poll refreshed it:\n{dom}");
     let fingerprint = status["fingerprint"].as_str().unwrap();
@@ -332,15 +468,61 @@ fn luci_page_renders_the_status_of_a_running_relay() {
         "Messages per recipient",
         "Files",
         "File lifetime (seconds)",
+        "Download backup",
     ] {
         assert!(dom.contains(shown), "{shown:?} on the page:\n{dom}");
     }
+    assert!(
+        dom.contains(&format!(">{invite}</textarea>")),
+        "the invite string whole, not in a fixed-width input:\n{dom}"
+    );
+    assert!(
+        dom.contains("class=\"qpc-invite-qr\" src=\"data:image/svg+xml"),
+        "a QR code of the invite:\n{dom}"
+    );
+
+    let driven_dom = ok(chrome(&["--dump-dom"], &driven_url));
+    assert!(driven_dom.contains("data-driven=\"1\""), "the clicks ran:\n{driven_dom}");
+    let calls = driven_dom
+        .split("<pre id=\"uci-calls\">")
+        .nth(1)
+        .and_then(|rest| rest.split("</pre>").next())
+        .unwrap_or_else(|| panic!("no uci calls recorded:\n{driven_dom}"))
+        .replace("&amp;", "&");
+    let calls: Value = serde_json::from_str(&calls).unwrap();
+    assert_eq!(
+        calls,
+        serde_json::json!([
+            ["click", "save"],
+            ["click", "save"],
+            ["set", "qpc", "server", "port", "7443"],
+            ["set", "qpc", "server", "listen", ["::", "192.168.1.1:7001"]],
+            ["save"],
+            ["click", "apply"],
+            ["click", "apply"],
+            ["set", "qpc", "server", "listen", ["[fd00::1]:7002"]],
+            ["unset", "qpc", "server", "max_queue_messages"],
+            ["save"],
+            ["apply"]
+        ]),
+        "what reached uci"
+    );
+    assert!(
+        driven_dom.contains("The port must be between 1024 and 65535")
+            || driven_dom.contains("Expecting: and(uinteger,range(1024,65535))"),
+        "the refusal of port 443 is shown:\n{driven_dom}"
+    );
+    assert!(driven_dom.contains("Not an IP address"), "the refusal of a subnet is shown:\n{driven_dom}");
 
     let png = out_dir.join("luci-qpc.png");
     let _ = std::fs::remove_file(&png);
-    let shot = chrome(&[&format!("--screenshot={}", png.display())]);
+    let shot = chrome(&[&format!("--screenshot={}", png.display())], &url);
     assert!(shot.status.success(), "chromium --screenshot: {}", stderr(&shot));
     let bytes = std::fs::read(&png).expect("out/luci-qpc.png written");
     assert!(bytes.starts_with(b"\x89PNG") && bytes.len() > 20_000, "a real picture: {} bytes", bytes.len());
+    // The QR code as a phone would see it: in the rendered page.
+    let zbarimg = need(&["zbarimg"], "zbar-tools");
+    let decoded = ok(Command::new(zbarimg).args(["-q", "--raw"]).arg(&png).output().unwrap());
+    assert_eq!(decoded.trim_end(), invite, "the QR code on the page reads back as the invite string");
     eprintln!("screenshot of the LuCI page: {}", png.display());
 }

@@ -55,6 +55,7 @@ ids! {
         BlobStatus = 703,
         BlobDownload = 704,
         BlobReceived = 705,
+        Signal = 800,
     }
 }
 
@@ -63,6 +64,8 @@ ids! {
     Event {
         /// Payload `pb::NewMessageEvent`.
         NewMessage = 1,
+        /// Payload `pb::SignalEvent`: typing or presence, never stored.
+        Signal = 2,
     }
 }
 
@@ -94,6 +97,7 @@ mod tests {
             assert_eq!(Method::from_u16(unknown), None, "{unknown}");
         }
         assert_eq!(Event::from_u16(1), Some(Event::NewMessage));
+        assert_eq!(Event::from_u16(2), Some(Event::Signal));
         assert_eq!(Event::from_u16(0), None);
     }
 }

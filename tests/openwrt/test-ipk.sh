@@ -46,7 +46,9 @@ for ipk in "$ipk_dir"/*.ipk; do
 	mkdir -p "$d"
 
 	check_eq "$base: file name version is <version>-r<release>" "$version-r$release" "$pkg_version"
-	if ! elf="$("$QPC_ROOT/cross/targets.sh" elf "$arch" 2>/dev/null)"; then
+	if [ "$arch" = all ]; then
+		elf=""
+	elif ! elf="$("$QPC_ROOT/cross/targets.sh" elf "$arch" 2>/dev/null)"; then
 		fail "$base: unknown architecture $arch"
 		continue
 	fi
@@ -73,9 +75,13 @@ for ipk in "$ipk_dir"/*.ipk; do
 	check_eq "$base: Package" "$name" "$(field Package "$c")"
 	check_eq "$base: Version" "$version-r$release" "$(field Version "$c")"
 	check_eq "$base: Architecture" "$arch" "$(field Architecture "$c")"
-	check_eq "$base: Depends" "libc" "$(field Depends "$c")"
+	case "$name" in
+	luci-app-qpc) want_depends="libc, luci-base, rpcd, qpc" want_section=luci ;;
+	*) want_depends=libc want_section=net ;;
+	esac
+	check_eq "$base: Depends" "$want_depends" "$(field Depends "$c")"
 	check_eq "$base: License" "MIT" "$(field License "$c")"
-	check_eq "$base: Section" "net" "$(field Section "$c")"
+	check_eq "$base: Section" "$want_section" "$(field Section "$c")"
 	check "$base: Source" test -n "$(field Source "$c")"
 	check "$base: Description" test -n "$(field Description "$c")"
 	check_eq "$base: Installed-Size is the unpacked data size" \
@@ -104,6 +110,7 @@ for ipk in "$ipk_dir"/*.ipk; do
 		check_eq "$base: config mode (holds the key)" "-rw-------" "$(mode_of "$d/data.list" ./etc/config/qpc)"
 		check_eq "$base: uci-defaults mode" "-rwxr-xr-x" "$(mode_of "$d/data.list" ./etc/uci-defaults/90-qpc)"
 		check_eq "$base: sysctl mode" "-rw-r--r--" "$(mode_of "$d/data.list" ./etc/sysctl.d/50-qpc.conf)"
+		check_eq "$base: sysupgrade keeps the store" "/etc/qpc/" "$(cat "$d/data/lib/upgrade/keep.d/qpc" 2>/dev/null)"
 		check "$base: init script is init.d/qpc" cmp -s "$QPC_ROOT/init.d/qpc" "$d/data/etc/init.d/qpc"
 		check "$base: config is uci/qpc" cmp -s "$QPC_ROOT/uci/qpc" "$d/data/etc/config/qpc"
 		check "$base: init script uses procd" grep -q '^USE_PROCD=1$' "$d/data/etc/init.d/qpc"
@@ -118,6 +125,23 @@ for ipk in "$ipk_dir"/*.ipk; do
 		check_eq "$base: qpc mode" "-rwxr-xr-x" "$(mode_of "$d/data.list" ./usr/bin/qpc)"
 		check_eq "$base: only /usr/bin/qpc" "./usr/bin/qpc" \
 			"$(awk '$1 !~ /^d/ { print $NF }' "$d/data.list" | tr '\n' ' ' | sed 's/ $//')"
+		;;
+	luci-app-qpc)
+		check_eq "$base: architecture all (no binaries)" all "$arch"
+		check "$base: no Require-User" sh -c "! grep -q '^Require-User' '$c'"
+		app="$QPC_ROOT/openwrt/luci-app-qpc"
+		for f in www/luci-static/resources/view/qpc.js www/luci-static/resources/qpc/qrcode.js \
+			usr/share/luci/menu.d/luci-app-qpc.json usr/share/rpcd/acl.d/luci-app-qpc.json; do
+			check_eq "$base: $f mode" "-rw-r--r--" "$(mode_of "$d/data.list" "./$f")"
+		done
+		check_eq "$base: rpcd backend mode" "-rwxr-xr-x" "$(mode_of "$d/data.list" ./usr/libexec/rpcd/qpc)"
+		check "$base: view is the source's" cmp -s "$app/htdocs/luci-static/resources/view/qpc.js" \
+			"$d/data/www/luci-static/resources/view/qpc.js"
+		check "$base: rpcd backend is the source's" cmp -s "$app/root/usr/libexec/rpcd/qpc" "$d/data/usr/libexec/rpcd/qpc"
+		check "$base: rpcd backend parses" sh -n "$d/data/usr/libexec/rpcd/qpc"
+		check "$base: postinst makes LuCI and rpcd see the page" grep -q 'killall -HUP rpcd' "$d/control/postinst"
+		check "$base: no ELF file" sh -c "! find '$d/data' -type f -exec head -c 4 {} \; | grep -q 'ELF'"
+		continue
 		;;
 	*)
 		fail "$base: unknown package $name"

@@ -11,14 +11,13 @@ use qpc_proto::opaque::opaque_ke::{
 };
 use qpc_proto::opaque::Suite;
 use qpc_proto::{pb, Status};
-use rusqlite::{Connection, OptionalExtension};
 use sha2::{Digest, Sha256};
 
 use super::auth::{admit, verify_proof};
 use crate::config::Registration;
 use crate::refusal::Refusal;
 use crate::server::{Relay, Session};
-use crate::store::now_ms;
+use crate::store::{accounts, directory, now_ms};
 
 /// Device keys one account may bind.
 pub const MAX_DEVICE_KEYS: u32 = 8;
@@ -42,10 +41,6 @@ pub fn check_username(name: &str) -> Result<(), Refusal> {
     Ok(())
 }
 
-fn account_exists(c: &Connection, username: &str) -> rusqlite::Result<bool> {
-    c.query_row("SELECT EXISTS (SELECT 1 FROM accounts WHERE username = ?1)", [username], |r| r.get(0))
-}
-
 fn malformed(what: &str) -> Refusal {
     Refusal::bad_request(format!("malformed OPAQUE {what}"))
 }
@@ -55,7 +50,7 @@ fn same(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-pub fn register_start(
+pub async fn register_start(
     relay: &Rc<Relay>,
     session: &Session,
     req: pb::OpaqueRegisterStartRequest,
@@ -75,13 +70,8 @@ pub fn register_start(
                 None
             } else {
                 let hash = Sha256::digest(token).to_vec();
-                let known: bool = relay.store.read(|c| {
-                    c.query_row(
-                        "SELECT EXISTS (SELECT 1 FROM registration_tokens WHERE token_hash = ?1)",
-                        [&hash],
-                        |r| r.get(0),
-                    )
-                })?;
+                let asked = hash.clone();
+                let known = relay.store.read(move |c| accounts::token_known(c, &asked)).await?;
                 if token.is_empty() || !known {
                     return Err(Refusal::new(
                         Status::Forbidden,
@@ -92,7 +82,8 @@ pub fn register_start(
             }
         }
     };
-    if relay.store.read(|c| account_exists(c, &req.username))? {
+    let username = req.username.clone();
+    if relay.store.read(move |c| accounts::exists(c, &username)).await? {
         return Err(Refusal::new(
             Status::Conflict,
             format!("the username {:?} is already taken", req.username),
@@ -122,14 +113,14 @@ pub async fn register_finish(
     let username = pending.username.clone();
     relay
         .store
-        .write(move |c| {
-            if account_exists(c, &pending.username)? {
+        .write(move |tx| {
+            if accounts::exists(tx, &pending.username)? {
                 return Err(Refusal::new(
                     Status::Conflict,
                     format!("the username {:?} is already taken", pending.username),
                 ));
             }
-            if let Some(owner) = key_owner(c, &key)? {
+            if let Some(owner) = directory::owner_of(tx, &key)? {
                 return Err(Refusal::new(
                     Status::Conflict,
                     format!("this identity key already belongs to account {owner:?}"),
@@ -137,21 +128,15 @@ pub async fn register_finish(
             }
             if let Some(hash) = &pending.one_time_token {
                 // Spent with the account, in the same transaction.
-                if c.execute("DELETE FROM registration_tokens WHERE token_hash = ?1", [hash])? == 0 {
+                if !accounts::spend_token(tx, hash)? {
                     return Err(Refusal::new(
                         Status::Forbidden,
                         "this registration token was used meanwhile",
                     ));
                 }
             }
-            c.execute(
-                "INSERT INTO accounts (username, opaque_record, created_at_ms) VALUES (?1, ?2, ?3)",
-                (&pending.username, &record, now_ms()),
-            )?;
-            c.execute(
-                "INSERT INTO account_keys (identity_key, username, added_at_ms) VALUES (?1, ?2, ?3)",
-                (&key[..], &pending.username, now_ms()),
-            )?;
+            accounts::create(tx, &pending.username, &record, now_ms())?;
+            directory::bind(tx, &key, &pending.username, now_ms())?;
             Ok(())
         })
         .await?;
@@ -160,12 +145,7 @@ pub async fn register_finish(
     Ok(pb::OpaqueRegisterFinishResponse {})
 }
 
-fn key_owner(c: &Connection, key: &[u8; 32]) -> rusqlite::Result<Option<String>> {
-    c.query_row("SELECT username FROM account_keys WHERE identity_key = ?1", [&key[..]], |r| r.get(0))
-        .optional()
-}
-
-pub fn login_start(
+pub async fn login_start(
     relay: &Rc<Relay>,
     session: &Session,
     req: pb::OpaqueLoginStartRequest,
@@ -181,10 +161,8 @@ pub fn login_start(
     }
     // Counted as failed until it finishes.
     relay.logins.failed(&req.username, addr, relay.limits.max_login_failures);
-    let record: Option<Vec<u8>> = relay.store.read(|c| {
-        c.query_row("SELECT opaque_record FROM accounts WHERE username = ?1", [&req.username], |r| r.get(0))
-            .optional()
-    })?;
+    let username = req.username.clone();
+    let record = relay.store.read(move |c| accounts::record(c, &username)).await?;
     let Some(record) = record else {
         log::info!("login for unknown account {:?} from {addr}", req.username);
         return Err(Refusal::new(
@@ -228,24 +206,18 @@ pub async fn login_finish(
     let account = username.clone();
     relay
         .store
-        .write(move |c| match key_owner(c, &key)? {
+        .write(move |tx| match directory::owner_of(tx, &key)? {
             Some(owner) if owner == account => Ok(()),
             Some(_) => Err(Refusal::new(Status::Forbidden, "this identity key belongs to another account")),
             None => {
-                let held: u32 =
-                    c.query_row("SELECT count(*) FROM account_keys WHERE username = ?1", [&account], |r| {
-                        r.get(0)
-                    })?;
+                let held = directory::count_keys(tx, &account)?;
                 if held >= MAX_DEVICE_KEYS {
                     return Err(Refusal::new(
                         Status::QuotaExceeded,
                         format!("account {account:?} already has {held} device keys, the most it may have"),
                     ));
                 }
-                c.execute(
-                    "INSERT INTO account_keys (identity_key, username, added_at_ms) VALUES (?1, ?2, ?3)",
-                    (&key[..], &account, now_ms()),
-                )?;
+                directory::bind(tx, &key, &account, now_ms())?;
                 Ok(())
             }
         })

@@ -12,8 +12,7 @@ use rand::RngCore;
 use crate::config::Registration;
 use crate::refusal::{identity_key, Refusal};
 use crate::server::{Relay, Session};
-use crate::store::now_ms;
-use rusqlite::OptionalExtension;
+use crate::store::{directory, identities, now_ms};
 
 /// An identity this connection has proven it holds the key of.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -69,16 +68,7 @@ pub async fn admit(
     key: [u8; 32],
     account: Option<String>,
 ) -> Result<(), Refusal> {
-    relay
-        .store
-        .write(move |c| {
-            c.execute(
-                "INSERT OR IGNORE INTO identities (identity_key, created_at_ms) VALUES (?1, ?2)",
-                (&key[..], now_ms()),
-            )
-            .map_err(Refusal::from)
-        })
-        .await?;
+    relay.store.write(move |tx| identities::insert(tx, &key, now_ms()).map_err(Refusal::from)).await?;
     if let Some(old) = session.proven.replace(Some(Proven { key })) {
         relay.hub.unsubscribe(old.key, &session.conn);
     }
@@ -94,10 +84,7 @@ pub async fn prove(
     req: pb::AuthProveRequest,
 ) -> Result<pb::AuthProveResponse, Refusal> {
     let key = verify_proof(session, &req.identity_key, &req.signature)?;
-    let account: Option<String> = relay.store.read(|c| {
-        c.query_row("SELECT username FROM account_keys WHERE identity_key = ?1", [&key[..]], |r| r.get(0))
-            .optional()
-    })?;
+    let account = relay.store.read(move |c| directory::owner_of(c, &key)).await?;
     if account.is_none() && relay.registration != Registration::Open {
         return Err(Refusal::new(
             Status::Forbidden,

@@ -57,20 +57,23 @@ pub struct BlobDir {
 }
 
 impl BlobDir {
-    /// Creates the directory if needed and removes files no row knows (left
-    /// by a crash between deleting a row and its file).
-    pub fn open(path: &Path, store: &crate::store::Store) -> std::io::Result<BlobDir> {
+    /// Creates the directory if needed.
+    pub fn open(path: &Path) -> std::io::Result<BlobDir> {
         std::fs::create_dir_all(path)?;
-        let dir = BlobDir { path: path.to_path_buf() };
-        for entry in std::fs::read_dir(path)? {
-            let entry = entry?;
-            let Some(id) = entry.file_name().to_str().and_then(|n| hex::decode(n).ok()) else { continue };
-            if id.len() == ID_LEN && !store.read(|c| blobs::known(c, &id)).unwrap_or(true) {
-                log::info!("removing orphaned blob file {}", entry.path().display());
-                dir.remove(&id);
+        Ok(BlobDir { path: path.to_path_buf() })
+    }
+
+    /// The ids of the blob files in the directory.
+    fn file_ids(&self) -> std::io::Result<Vec<Vec<u8>>> {
+        let mut ids = Vec::new();
+        for entry in std::fs::read_dir(&self.path)? {
+            let name = entry?.file_name();
+            if let Some(id) = name.to_str().and_then(|n| hex::decode(n).ok()).filter(|id| id.len() == ID_LEN)
+            {
+                ids.push(id);
             }
         }
-        Ok(dir)
+        Ok(ids)
     }
 
     fn file(&self, id: &[u8]) -> PathBuf {
@@ -138,9 +141,15 @@ fn mib(n: u64) -> String {
     format!("{n} bytes ({:.1} MiB)", n as f64 / f64::from(1 << 20))
 }
 
+/// The live blob `id`, if any.
+async fn live_blob(relay: &Relay, id: [u8; ID_LEN]) -> Result<Option<Blob>, StoreError> {
+    let now = now_ms();
+    relay.store.read(move |c| blobs::get(c, &id, now)).await
+}
+
 /// The live blob `id` of its uploader `me`.
-fn own_blob(relay: &Relay, me: Proven, id: &[u8]) -> Result<Blob, Refusal> {
-    let blob = relay.store.read(|c| blobs::get(c, id, now_ms()))?.ok_or_else(no_upload)?;
+async fn own_blob(relay: &Relay, me: Proven, id: [u8; ID_LEN]) -> Result<Blob, Refusal> {
+    let blob = live_blob(relay, id).await?.ok_or_else(no_upload)?;
     if blob.owner != me.key() {
         return Err(Refusal::new(Status::Forbidden, "this blob id belongs to another identity's upload"));
     }
@@ -149,7 +158,7 @@ fn own_blob(relay: &Relay, me: Proven, id: &[u8]) -> Result<Blob, Refusal> {
 
 /// The complete blob `id` that `token` opens. A wrong token reads as an
 /// unknown blob: without the capability nothing is learned.
-fn readable_blob(relay: &Relay, id: &[u8], token: &[u8]) -> Result<Blob, Refusal> {
+async fn readable_blob(relay: &Relay, id: &[u8], token: &[u8]) -> Result<Blob, Refusal> {
     let id = blob_id(id)?;
     let token = hash32("read_token", token)?;
     let unknown = || {
@@ -158,7 +167,7 @@ fn readable_blob(relay: &Relay, id: &[u8], token: &[u8]) -> Result<Blob, Refusal
             "no blob with this id and read token (expired, or deleted once every recipient had it)",
         )
     };
-    let blob = relay.store.read(|c| blobs::get(c, &id, now_ms()))?.ok_or_else(unknown)?;
+    let blob = live_blob(relay, id).await?.ok_or_else(unknown)?;
     if Sha256::digest(token).as_slice() != blob.read_token_hash.as_slice() {
         return Err(unknown());
     }
@@ -215,9 +224,9 @@ pub async fn upload_start(
     let recipients: Vec<[u8; 32]> =
         req.recipient_keys.iter().map(|k| identity_key("recipient_keys[]", k)).collect::<Result<_, _>>()?;
     let now = now_ms();
-    let resuming = relay.store.read(|c| blobs::get(c, &id, now))?.is_some();
+    let resuming = live_blob(relay, id).await?.is_some();
     if !resuming {
-        let pending = relay.store.read(|c| blobs::pending_bytes(c, now))?;
+        let pending = relay.store.read(move |c| blobs::pending_bytes(c, now)).await?;
         let free = relay.blobs.free_bytes().map_err(|e| {
             log::error!("blob directory {}: {e}", relay.blobs.path.display());
             Refusal::new(Status::Unavailable, "the relay's blob storage cannot be read; try again later")
@@ -303,7 +312,7 @@ pub async fn upload_chunk(
 ) -> Result<pb::BlobUploadChunkResponse, Refusal> {
     let id = blob_id(&req.blob_id)?;
     let sha = hash32("sha256", &req.sha256)?;
-    let blob = own_blob(relay, me, &id)?;
+    let blob = own_blob(relay, me, id).await?;
     let index = req.index;
     let chunks = blob.chunks();
     if index >= chunks {
@@ -334,7 +343,7 @@ pub async fn upload_chunk(
     }
     if index < blob.received_chunks {
         // A retry of a chunk the relay holds: the same bytes are answered again.
-        let held = relay.store.read(|c| blobs::chunk_hash(c, &id, index))?;
+        let held = relay.store.read(move |c| blobs::chunk_hash(c, &id, index)).await?;
         if held.as_deref() != Some(&sha[..]) {
             return Err(Refusal::new(
                 Status::Conflict,
@@ -373,7 +382,7 @@ pub async fn upload_finish(
     req: pb::BlobUploadFinishRequest,
 ) -> Result<pb::BlobUploadFinishResponse, Refusal> {
     let id = blob_id(&req.blob_id)?;
-    let blob = own_blob(relay, me, &id)?;
+    let blob = own_blob(relay, me, id).await?;
     let expires_at_ms = u64::try_from(blob.expires_at_ms).unwrap_or(0);
     if blob.complete {
         return Ok(pb::BlobUploadFinishResponse { expires_at_ms });
@@ -385,7 +394,7 @@ pub async fn upload_finish(
             blob.chunks()
         )));
     }
-    let hashes = relay.store.read(|c| blobs::chunk_hashes(c, &id))?;
+    let hashes = relay.store.read(move |c| blobs::chunk_hashes(c, &id)).await?;
     if Sha256::digest(&hashes).as_slice() != blob.blob_sha256.as_slice() {
         relay.store.write(move |c| Ok::<_, StoreError>(blobs::delete(c, &id)?)).await?;
         relay.blobs.remove(&id);
@@ -398,13 +407,12 @@ pub async fn upload_finish(
     Ok(pb::BlobUploadFinishResponse { expires_at_ms })
 }
 
-pub fn status(
+pub async fn status(
     relay: &Relay,
     me: Proven,
     req: pb::BlobStatusRequest,
 ) -> Result<pb::BlobStatusResponse, Refusal> {
-    let id = blob_id(&req.blob_id)?;
-    let blob = relay.store.read(|c| blobs::get(c, &id, now_ms()))?;
+    let blob = live_blob(relay, blob_id(&req.blob_id)?).await?;
     // Another identity's blob reads as none: nothing is learned by asking.
     Ok(match blob.filter(|b| b.owner == me.key()) {
         None => pb::BlobStatusResponse::default(),
@@ -419,8 +427,11 @@ pub fn status(
     })
 }
 
-pub fn download(relay: &Relay, req: pb::BlobDownloadRequest) -> Result<pb::BlobDownloadResponse, Refusal> {
-    let blob = readable_blob(relay, &req.blob_id, &req.read_token)?;
+pub async fn download(
+    relay: &Relay,
+    req: pb::BlobDownloadRequest,
+) -> Result<pb::BlobDownloadResponse, Refusal> {
+    let blob = readable_blob(relay, &req.blob_id, &req.read_token).await?;
     if req.offset > blob.size {
         return Err(Refusal::bad_request(format!(
             "offset {} is past the end of the blob ({} bytes)",
@@ -436,7 +447,8 @@ pub fn download(relay: &Relay, req: pb::BlobDownloadRequest) -> Result<pb::BlobD
     let index = req.offset / chunk_size;
     let mut chunk_sha256 = Vec::new();
     if req.offset % chunk_size == 0 && len == blob.chunk_len(index) && len > 0 {
-        let held = relay.store.read(|c| blobs::chunk_hash(c, &blob.id, index))?.unwrap_or_default();
+        let id = blob.id.clone();
+        let held = relay.store.read(move |c| blobs::chunk_hash(c, &id, index)).await?.unwrap_or_default();
         if Sha256::digest(&data).as_slice() != held.as_slice() {
             log::error!("blob {} chunk {index} is damaged on disk", hex::encode(&blob.id));
             return Err(Refusal::new(
@@ -460,7 +472,7 @@ pub async fn received(
     me: Proven,
     req: pb::BlobReceivedRequest,
 ) -> Result<pb::BlobReceivedResponse, Refusal> {
-    let blob = readable_blob(relay, &req.blob_id, &req.read_token)?;
+    let blob = readable_blob(relay, &req.blob_id, &req.read_token).await?;
     let id = blob.id.clone();
     let deleted = relay
         .store
@@ -480,8 +492,33 @@ pub async fn received(
 }
 
 /// Live blobs and their declared bytes, for the status.
-pub fn totals(relay: &Relay) -> Result<(u64, u64), StoreError> {
-    relay.store.read(|c| blobs::totals(c, now_ms()))
+pub async fn totals(relay: &Relay) -> Result<(u64, u64), StoreError> {
+    let now = now_ms();
+    relay.store.read(move |c| blobs::totals(c, now)).await
+}
+
+/// Removes files no row knows (left by a crash between deleting a row and
+/// its file).
+async fn remove_orphans(relay: &Relay) -> Result<(), String> {
+    let ids = relay.blobs.file_ids().map_err(|e| e.to_string())?;
+    let orphans = relay
+        .store
+        .read(move |c| {
+            let mut orphans = Vec::new();
+            for id in ids {
+                if !blobs::known(c, &id)? {
+                    orphans.push(id);
+                }
+            }
+            Ok(orphans)
+        })
+        .await
+        .map_err(|e| e.to_string())?;
+    for id in &orphans {
+        log::info!("removing orphaned blob file {}", relay.blobs.file(id).display());
+        relay.blobs.remove(id);
+    }
+    Ok(())
 }
 
 /// Deletes blobs past their lifetime, rows first (a crash then leaves an
@@ -489,6 +526,9 @@ pub fn totals(relay: &Relay) -> Result<(u64, u64), StoreError> {
 pub async fn sweep_loop(relay: Rc<Relay>) {
     let every = Duration::from_secs((relay.limits.blob_lifetime_secs / 4).clamp(1, 60));
     let mut shutdown = relay.shutdown.clone();
+    if let Err(e) = remove_orphans(&relay).await {
+        log::error!("blob directory {}: {e}", relay.blobs.path.display());
+    }
     loop {
         match relay.store.write(|c| Ok::<_, StoreError>(blobs::expire(c, now_ms())?)).await {
             Ok(ids) => {

@@ -4,24 +4,19 @@
 use std::rc::Rc;
 
 use qpc_proto::{pb, Status};
-use rusqlite::OptionalExtension;
 
 use super::accounts::check_username;
 use crate::refusal::{identity_key, Refusal};
 use crate::server::Relay;
+use crate::store::directory;
 
-pub fn resolve_user(
+pub async fn resolve_user(
     relay: &Rc<Relay>,
     req: pb::ResolveUserRequest,
 ) -> Result<pb::ResolveUserResponse, Refusal> {
     check_username(&req.username)?;
-    let identity_keys: Vec<Vec<u8>> = relay.store.read(|c| {
-        let mut stmt = c.prepare_cached(
-            "SELECT identity_key FROM account_keys WHERE username = ?1 ORDER BY added_at_ms",
-        )?;
-        let keys = stmt.query_map([&req.username], |r| r.get(0))?.collect();
-        keys
-    })?;
+    let username = req.username.clone();
+    let identity_keys = relay.store.read(move |c| directory::keys_of(c, &username)).await?;
     if identity_keys.is_empty() {
         return Err(Refusal::new(
             Status::NotFound,
@@ -31,17 +26,11 @@ pub fn resolve_user(
     Ok(pb::ResolveUserResponse { identity_keys })
 }
 
-pub fn resolve_identity(
+pub async fn resolve_identity(
     relay: &Rc<Relay>,
     req: pb::ResolveIdentityRequest,
 ) -> Result<pb::ResolveIdentityResponse, Refusal> {
     let key = identity_key("identity_key", &req.identity_key)?;
-    let username = relay
-        .store
-        .read(|c| {
-            c.query_row("SELECT username FROM account_keys WHERE identity_key = ?1", [&key[..]], |r| r.get(0))
-                .optional()
-        })?
-        .unwrap_or_default();
+    let username = relay.store.read(move |c| directory::owner_of(c, &key)).await?.unwrap_or_default();
     Ok(pb::ResolveIdentityResponse { username })
 }

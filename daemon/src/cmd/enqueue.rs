@@ -1,36 +1,30 @@
 //! Enqueue (200) and BatchEnqueue (205): store opaque ciphertext in the
-//! recipients' queues. Answered only once durable; a client message id makes
-//! a retry idempotent while the first copy is still queued.
+//! recipients' queues. Answered only once durable; a waiting recipient may
+//! get the message as soon as it is accepted (see `hub`). A client message
+//! id makes a retry idempotent while the first copy is still queued.
 
 use std::rc::Rc;
 
 use qpc_proto::{pb, Status};
-use rusqlite::{Connection, OptionalExtension};
 
 use super::auth::Proven;
+use crate::hub::{Accepted, IdentityKey};
 use crate::refusal::{identity_key, Refusal};
 use crate::server::Relay;
-use crate::store::now_ms;
+use crate::store::queues::{self, AppendError, Appended, NewMessage, Quota};
+use crate::store::{now_ms, Staged, Tx};
 
 /// Bound on recipients of one BatchEnqueue.
 pub(crate) const MAX_RECIPIENTS: usize = 1000;
 const MAX_CHANNEL_ID: usize = 255;
 const MAX_CLIENT_MSG_ID: usize = 64;
 
-/// What is stored for each recipient.
-pub(crate) struct Message {
-    pub(crate) sender: [u8; 32],
-    pub(crate) channel_id: Vec<u8>,
-    pub(crate) client_msg_id: Option<Vec<u8>>,
-    pub(crate) payload: Vec<u8>,
-}
-
 pub(crate) fn parse(
     payload: Vec<u8>,
     channel_id: Vec<u8>,
     client_msg_id: Vec<u8>,
     me: Proven,
-) -> Result<Message, Refusal> {
+) -> Result<NewMessage, Refusal> {
     if payload.is_empty() {
         return Err(Refusal::bad_request("payload is empty"));
     }
@@ -41,109 +35,96 @@ pub(crate) fn parse(
         return Err(Refusal::bad_request(format!("client_msg_id is longer than {MAX_CLIENT_MSG_ID} bytes")));
     }
     let client_msg_id = (!client_msg_id.is_empty()).then_some(client_msg_id);
-    Ok(Message { sender: me.key(), channel_id, client_msg_id, payload })
+    Ok(NewMessage { sender: me.key(), channel_id, client_msg_id, payload })
 }
 
-/// The quotas an enqueue must respect.
-#[derive(Clone, Copy)]
-pub(crate) struct Quota {
-    queue_messages: u64,
-    queue_bytes: u64,
-    store_bytes: u64,
-}
-
-impl Quota {
-    pub(crate) fn of(relay: &Relay) -> Quota {
-        let l = &relay.limits;
-        Quota {
-            queue_messages: l.max_queue_messages,
-            queue_bytes: l.max_queue_bytes,
-            store_bytes: l.store_cap_bytes,
-        }
-    }
-
-    fn check(&self, c: &Connection, recipient: &[u8; 32], len: u64) -> Result<(), Refusal> {
-        let (msgs, bytes): (u64, u64) = c
-            .prepare_cached("SELECT msgs, bytes FROM queue_heads WHERE recipient = ?1")?
-            .query_row([&recipient[..]], |r| Ok((r.get(0)?, r.get(1)?)))
-            .optional()?
-            .unwrap_or((0, 0));
-        let full = |what: String| Refusal::new(Status::QuotaExceeded, what);
-        let who = hex::encode(&recipient[..8]);
-        if msgs + 1 > self.queue_messages {
-            return Err(full(format!(
-                "the queue of {who} is full ({} messages, the relay's limit); it frees up as they read it",
-                self.queue_messages
-            )));
-        }
-        if bytes + len > self.queue_bytes {
-            return Err(full(format!(
-                "the queue of {who} is full ({} bytes, the relay's limit); it frees up as they read it",
-                self.queue_bytes
-            )));
-        }
-        let total: u64 = c
-            .prepare_cached("SELECT coalesce(sum(bytes), 0) FROM queue_heads")?
-            .query_row([], |r| r.get(0))?;
-        if total + len > self.store_bytes {
-            return Err(full(format!(
-                "the relay's store is full ({} bytes queued, its cap); try again later",
-                self.store_bytes
-            )));
-        }
-        Ok(())
+pub(crate) fn quota(relay: &Relay) -> Quota {
+    let l = &relay.limits;
+    Quota {
+        queue_messages: l.max_queue_messages,
+        queue_bytes: l.max_queue_bytes,
+        store_bytes: l.store_cap_bytes,
     }
 }
 
-/// Stores `m` for `recipient`; returns its sequence number and whether it
-/// was already stored under the same client message id.
-pub(crate) fn store_one(
-    c: &Connection,
-    quota: Quota,
-    recipient: &[u8; 32],
-    m: &Message,
-) -> Result<(u64, bool), Refusal> {
-    let known: bool = c
-        .prepare_cached("SELECT EXISTS (SELECT 1 FROM identities WHERE identity_key = ?1)")?
-        .query_row([&recipient[..]], |r| r.get(0))?;
-    if !known {
-        return Err(Refusal::new(
+fn refusal(recipient: &IdentityKey, e: AppendError) -> Refusal {
+    let who = hex::encode(&recipient[..8]);
+    let full = |what: String| Refusal::new(Status::QuotaExceeded, what);
+    match e {
+        AppendError::UnknownRecipient => Refusal::new(
             Status::NotFound,
             format!("unknown recipient {}: no such identity on this relay", hex::encode(recipient)),
-        ));
+        ),
+        AppendError::QueueMessages(n) => full(format!(
+            "the queue of {who} is full ({n} messages, the relay's limit); it frees up as they read it"
+        )),
+        AppendError::QueueBytes(n) => full(format!(
+            "the queue of {who} is full ({n} bytes, the relay's limit); it frees up as they read it"
+        )),
+        AppendError::StoreFull(n) => {
+            full(format!("the relay's store is full ({n} bytes queued, its cap); try again later"))
+        }
+        AppendError::Sqlite(e) => Refusal::from(e),
     }
-    if let Some(id) = &m.client_msg_id {
-        let seq = c
-            .prepare_cached("SELECT seq FROM messages WHERE recipient = ?1 AND client_msg_id = ?2")?
-            .query_row((&recipient[..], id), |r| r.get(0))
-            .optional()?;
-        if let Some(seq) = seq {
-            return Ok((seq, true));
+}
+
+/// Appends `m` to every recipient's queue inside the caller's write: what
+/// each got, and the message as accepted (for readers online now).
+pub(crate) fn append_all(
+    tx: &Tx,
+    quota: &Quota,
+    recipients: &[IdentityKey],
+    m: NewMessage,
+    now: i64,
+) -> Result<(Vec<Appended>, Accepted), Refusal> {
+    let mut stored = Vec::with_capacity(recipients.len());
+    for r in recipients {
+        stored.push(queues::append(tx, quota, r, &m, now).map_err(|e| refusal(r, e))?);
+    }
+    let to = recipients.iter().zip(&stored).filter(|(_, a)| !a.duplicate).map(|(r, a)| (*r, a.seq)).collect();
+    let accepted = Accepted {
+        sender: m.sender,
+        channel_id: m.channel_id,
+        payload: m.payload,
+        enqueued_at_ms: now.max(0) as u64,
+        to,
+    };
+    Ok((stored, accepted))
+}
+
+/// Shows what a write accepted to the readers waiting for it, waits for
+/// the write to be durable, then counts it and pushes the events.
+pub(crate) async fn announce<T>(
+    relay: &Relay,
+    mut staged: Staged<T, Vec<Accepted>, Refusal>,
+) -> Result<T, Refusal> {
+    let accepted = staged.accepted().await.unwrap_or_default();
+    for a in &accepted {
+        relay.hub.message_accepted(a);
+    }
+    let result = staged.durable().await?;
+    for a in &accepted {
+        relay.stats_enqueued(a.to.len());
+        for (recipient, seq) in &a.to {
+            relay.hub.message_stored(*recipient, *seq, &a.channel_id);
         }
     }
-    let len = m.payload.len() as u64;
-    quota.check(c, recipient, len)?;
-    let seq: u64 = c
-        .prepare_cached(
-            "INSERT INTO queue_heads (recipient, last_seq, msgs, bytes) VALUES (?1, 1, 1, ?2)
-         ON CONFLICT (recipient) DO UPDATE SET last_seq = last_seq + 1, msgs = msgs + 1, bytes = bytes + ?2
-         RETURNING last_seq",
-        )?
-        .query_row((&recipient[..], len), |r| r.get(0))?;
-    c.prepare_cached(
-        "INSERT INTO messages (recipient, seq, sender, channel_id, client_msg_id, payload, enqueued_at_ms)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-    )?
-    .execute((
-        &recipient[..],
-        seq,
-        &m.sender[..],
-        &m.channel_id,
-        &m.client_msg_id,
-        &m.payload,
-        now_ms(),
-    ))?;
-    Ok((seq, false))
+    Ok(result)
+}
+
+/// Stores `m` for every recipient, all or none (one savepoint), shows it to
+/// waiting readers once accepted, and returns once durable.
+async fn store(
+    relay: &Rc<Relay>,
+    recipients: Vec<IdentityKey>,
+    m: NewMessage,
+) -> Result<Vec<Appended>, Refusal> {
+    let quota = quota(relay);
+    let staged = relay.store.write_staged(move |tx| {
+        let (stored, accepted) = append_all(tx, &quota, &recipients, m, now_ms())?;
+        Ok::<_, Refusal>((stored, vec![accepted]))
+    });
+    announce(relay, staged).await
 }
 
 pub async fn enqueue(
@@ -153,13 +134,10 @@ pub async fn enqueue(
 ) -> Result<pb::EnqueueResponse, Refusal> {
     let recipient = identity_key("recipient_key", &req.recipient_key)?;
     let m = parse(req.payload, req.channel_id, req.client_msg_id, me)?;
-    let channel = m.channel_id.clone();
-    let quota = Quota::of(relay);
-    let (seq, duplicate) = relay.store.write(move |c| store_one(c, quota, &recipient, &m)).await?;
-    if !duplicate {
-        relay.stats_enqueued(1);
-        relay.hub.message_stored(recipient, seq, &channel);
-    }
+    let stored = store(relay, vec![recipient], m).await?;
+    let Some(&Appended { seq, duplicate, .. }) = stored.first() else {
+        return Err(Refusal::new(Status::Internal, "the store answered for no recipient"));
+    };
     Ok(pb::EnqueueResponse { seq, duplicate })
 }
 
@@ -180,19 +158,6 @@ pub async fn batch_enqueue(
         .map(|k| identity_key("recipient_keys[]", k))
         .collect::<Result<Vec<_>, _>>()?;
     let m = parse(req.payload, req.channel_id, req.client_msg_id, me)?;
-    let channel = m.channel_id.clone();
-    let targets = recipients.clone();
-    // All recipients or none: one savepoint for the whole batch.
-    let quota = Quota::of(relay);
-    let stored = relay
-        .store
-        .write(move |c| targets.iter().map(|r| store_one(c, quota, r, &m)).collect::<Result<Vec<_>, _>>())
-        .await?;
-    for (recipient, (seq, duplicate)) in recipients.iter().zip(&stored) {
-        if !duplicate {
-            relay.stats_enqueued(1);
-            relay.hub.message_stored(*recipient, *seq, &channel);
-        }
-    }
-    Ok(pb::BatchEnqueueResponse { seqs: stored.into_iter().map(|(seq, _)| seq).collect() })
+    let stored = store(relay, recipients, m).await?;
+    Ok(pb::BatchEnqueueResponse { seqs: stored.into_iter().map(|a| a.seq).collect() })
 }

@@ -1,73 +1,40 @@
 //! Peek (203), Fetch (201) and FetchWait (202): read the caller's own queue
 //! in sequence order. Peek and FetchWait leave messages queued until Ack;
-//! Fetch acks what it returns in the same transaction.
+//! Fetch acks what it returns in the same transaction. A waiting FetchWait
+//! may get a message before its commit is durable (see `hub`).
 
 use std::rc::Rc;
 use std::time::Duration;
 
 use qpc_proto::pb;
-use rusqlite::Connection;
 
-use super::ack::delete_up_to;
 use super::auth::Proven;
 use crate::refusal::Refusal;
 use crate::server::Relay;
+use crate::store::queues::{self, Page};
 
 const DEFAULT_PAGE: u32 = 100;
 const MAX_PAGE: u32 = 1000;
 
-/// Messages of `recipient` in seq order, at most `limit`, and no more bytes
-/// than `budget` (but always at least one, so any stored message can be read).
-fn page(
-    c: &Connection,
-    recipient: &[u8; 32],
-    channel: Option<&[u8]>,
-    limit: u32,
-    budget: usize,
-) -> rusqlite::Result<Vec<pb::Envelope>> {
-    let limit = match limit {
+/// Bytes per page, a budget of its own (not `--max-payload`): enough to
+/// amortise a round trip, small enough that several recipients draining at
+/// once stay within a router's memory (a single larger message still goes
+/// out alone).
+const PAGE_BYTES: usize = 256 * 1024;
+
+fn limit(asked: u32) -> u32 {
+    match asked {
         0 => DEFAULT_PAGE,
         n => n.min(MAX_PAGE),
-    };
-    let mut stmt = c.prepare_cached(
-        "SELECT seq, sender, channel_id, payload, enqueued_at_ms FROM messages
-         WHERE recipient = ?1 AND (?2 IS NULL OR channel_id = ?2)
-         ORDER BY seq LIMIT ?3",
-    )?;
-    let rows = stmt.query_map((&recipient[..], channel, limit), |r| {
-        Ok(pb::Envelope {
-            seq: r.get(0)?,
-            sender_key: r.get(1)?,
-            channel_id: r.get(2)?,
-            payload: r.get(3)?,
-            enqueued_at_ms: r.get(4)?,
-        })
-    })?;
-    let mut out = Vec::new();
-    let mut used = 0;
-    for row in rows {
-        let e = row?;
-        used += e.payload.len() + e.sender_key.len() + e.channel_id.len() + 32;
-        if !out.is_empty() && used > budget {
-            break;
-        }
-        out.push(e);
     }
-    Ok(out)
 }
 
-/// Bytes of payload per page: enough to amortise a round trip, small
-/// enough that several recipients draining at once stay within a router's
-/// memory (a single larger message still goes out alone).
-const PAGE_BYTES: u32 = 256 * 1024;
-
-fn budget(relay: &Relay) -> usize {
-    relay.limits.max_payload.min(PAGE_BYTES) as usize
+async fn read_page(relay: &Relay, me: Proven, channel: Option<Vec<u8>>, limit: u32) -> Result<Page, Refusal> {
+    Ok(relay.store.read(move |c| queues::page(c, &me.key(), channel.as_deref(), limit, PAGE_BYTES)).await?)
 }
 
-pub fn peek(relay: &Rc<Relay>, me: Proven, req: pb::PeekRequest) -> Result<pb::PeekResponse, Refusal> {
-    let messages =
-        relay.store.read(|c| page(c, &me.key(), req.channel_id.as_deref(), req.limit, budget(relay)))?;
+pub async fn peek(relay: &Rc<Relay>, me: Proven, req: pb::PeekRequest) -> Result<pb::PeekResponse, Refusal> {
+    let messages = read_page(relay, me, req.channel_id, limit(req.limit)).await?.messages;
     Ok(pb::PeekResponse { messages })
 }
 
@@ -76,14 +43,14 @@ pub async fn fetch(
     me: Proven,
     req: pb::FetchRequest,
 ) -> Result<pb::FetchResponse, Refusal> {
-    let budget = budget(relay);
+    let limit = limit(req.limit);
     let messages = relay
         .store
-        .write(move |c| {
+        .write(move |tx| {
             let channel = req.channel_id.as_deref();
-            let messages = page(c, &me.key(), channel, req.limit, budget)?;
+            let messages = queues::page(tx, &me.key(), channel, limit, PAGE_BYTES)?.messages;
             if let Some(last) = messages.last() {
-                delete_up_to(c, &me.key(), last.seq, channel)?;
+                queues::delete_up_to(tx, &me.key(), last.seq, channel)?;
             }
             Ok::<_, Refusal>(messages)
         })
@@ -97,36 +64,48 @@ pub async fn fetch_wait(
     me: Proven,
     req: pb::FetchWaitRequest,
 ) -> Result<pb::FetchWaitResponse, Refusal> {
-    let channel = req.channel_id.as_deref();
-    let read = || relay.store.read(|c| page(c, &me.key(), channel, req.limit, budget(relay)));
-    let waiter = relay.hub.waiter(me.key());
-    let messages = wait_for_messages(relay, &waiter, read, req.timeout_ms).await;
-    relay.hub.release(me.key(), waiter);
-    let messages = messages?;
-    Ok(pb::FetchWaitResponse { messages })
+    let limit = limit(req.limit);
+    let waiter = relay.hub.wait(me.key(), req.channel_id.clone(), limit as usize);
+    let messages = wait_for_messages(relay, me, &waiter, req.channel_id, limit, req.timeout_ms).await;
+    relay.hub.release(me.key(), &waiter);
+    Ok(pb::FetchWaitResponse { messages: messages? })
 }
 
 async fn wait_for_messages(
     relay: &Relay,
-    waiter: &tokio::sync::Notify,
-    read: impl Fn() -> Result<Vec<pb::Envelope>, crate::store::StoreError>,
+    me: Proven,
+    waiter: &crate::hub::Waiter,
+    channel: Option<Vec<u8>>,
+    limit: u32,
     timeout_ms: u32,
 ) -> Result<Vec<pb::Envelope>, Refusal> {
-    // Registered before the first read, so an enqueue between the read and
-    // the wait still wakes us.
-    let notified = waiter.notified();
-    tokio::pin!(notified);
-    notified.as_mut().enable();
-    let messages = read()?;
-    if !messages.is_empty() {
-        return Ok(messages);
-    }
     let wait = Duration::from_millis(timeout_ms.min(relay.limits.max_wait_ms).into());
+    let deadline = tokio::time::Instant::now() + wait;
     let mut shutdown = relay.shutdown.clone();
-    tokio::select! {
-        _ = &mut notified => {}
-        _ = tokio::time::sleep(wait) => {}
-        _ = shutdown.wait_for(|stop| *stop) => {}
+    loop {
+        // The waiter is registered before this read, so a message accepted
+        // meanwhile makes it read again rather than be missed.
+        let page = read_page(relay, me, channel.clone(), limit).await?;
+        if !page.messages.is_empty() {
+            return Ok(page.messages);
+        }
+        let ended = *shutdown.borrow() || tokio::time::Instant::now() >= deadline;
+        if waiter.arm(page.last_seq) {
+            if ended {
+                return Ok(Vec::new());
+            }
+            tokio::select! {
+                _ = waiter.woken() => {}
+                _ = tokio::time::sleep_until(deadline) => {}
+                _ = shutdown.wait_for(|stop| *stop) => {}
+            }
+            let early = waiter.take_early();
+            if !early.is_empty() {
+                return Ok(early);
+            }
+            waiter.disarm();
+        } else if ended {
+            return Ok(read_page(relay, me, channel, limit).await?.messages);
+        }
     }
-    Ok(read()?)
 }

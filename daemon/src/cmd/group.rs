@@ -11,11 +11,12 @@ use std::rc::Rc;
 use qpc_proto::{pb, Status};
 
 use super::auth::Proven;
-use super::enqueue::{self, Quota, MAX_RECIPIENTS};
+use super::enqueue::{self, MAX_RECIPIENTS};
 use crate::refusal::{identity_key, Refusal};
 use crate::server::Relay;
 use crate::store::fences::{self, Attempt, Passed, Refused};
 use crate::store::now_ms;
+use crate::store::queues::NewMessage;
 
 fn bytes32(field: &str, bytes: &[u8]) -> Result<[u8; 32], Refusal> {
     bytes
@@ -35,9 +36,9 @@ struct Commit {
     next_fence_hash: [u8; 32],
     open: bool,
     members: Vec<[u8; 32]>,
-    commit: enqueue::Message,
+    commit: NewMessage,
     newcomers: Vec<[u8; 32]>,
-    welcome: Option<enqueue::Message>,
+    welcome: Option<NewMessage>,
 }
 
 fn parse(req: pb::GroupCommitRequest, me: Proven) -> Result<Commit, Refusal> {
@@ -119,42 +120,30 @@ pub async fn commit(
     req: pb::GroupCommitRequest,
 ) -> Result<pb::GroupCommitResponse, Refusal> {
     let c = parse(req, me)?;
-    let quota = Quota::of(relay);
+    let quota = enqueue::quota(relay);
     let ttl = relay.limits.message_ttl_secs;
     let epoch = c.epoch;
-    let channel = c.commit.channel_id.clone();
-    let (passed, stored) = relay
-        .store
-        .write(move |db| {
-            let attempt = Attempt {
-                route: &c.route,
-                epoch: c.epoch,
-                fence: &c.fence,
-                next_fence_hash: &c.next_fence_hash,
-                client_msg_id: c.commit.client_msg_id.as_deref().unwrap_or_default(),
-                open: c.open,
-            };
-            let passed = fences::pass(db, &attempt, now_ms())?.map_err(|r| refusal(r, epoch, ttl))?;
-            let mut stored = Vec::new();
-            if let Passed::Admitted { .. } = passed {
-                for member in &c.members {
-                    stored.push((*member, enqueue::store_one(db, quota, member, &c.commit)?));
-                }
-                if let Some(welcome) = &c.welcome {
-                    for newcomer in &c.newcomers {
-                        stored.push((*newcomer, enqueue::store_one(db, quota, newcomer, welcome)?));
-                    }
-                }
+    let staged = relay.store.write_staged(move |tx| {
+        let now = now_ms();
+        let attempt = Attempt {
+            route: &c.route,
+            epoch: c.epoch,
+            fence: &c.fence,
+            next_fence_hash: &c.next_fence_hash,
+            client_msg_id: c.commit.client_msg_id.as_deref().unwrap_or_default(),
+            open: c.open,
+        };
+        let passed = fences::pass(tx, &attempt, now)?.map_err(|r| refusal(r, epoch, ttl))?;
+        let mut accepted = Vec::new();
+        if let Passed::Admitted { .. } = passed {
+            accepted.push(enqueue::append_all(tx, &quota, &c.members, c.commit, now)?.1);
+            if let Some(welcome) = c.welcome {
+                accepted.push(enqueue::append_all(tx, &quota, &c.newcomers, welcome, now)?.1);
             }
-            Ok::<_, Refusal>((passed, stored))
-        })
-        .await?;
-    for (recipient, (seq, duplicate)) in stored {
-        if !duplicate {
-            relay.stats_enqueued(1);
-            relay.hub.message_stored(recipient, seq, &channel);
         }
-    }
+        Ok::<_, Refusal>((passed, accepted))
+    });
+    let passed = enqueue::announce(relay, staged).await?;
     Ok(match passed {
         Passed::Admitted { epoch } => pb::GroupCommitResponse { epoch, duplicate: false },
         Passed::Retry { epoch } => pb::GroupCommitResponse { epoch, duplicate: true },

@@ -4,11 +4,11 @@
 use std::rc::Rc;
 
 use qpc_proto::{pb, Status};
-use rusqlite::OptionalExtension;
 
 use super::auth::Proven;
 use crate::refusal::{identity_key, Refusal};
 use crate::server::Relay;
+use crate::store::hybrid_keys;
 
 /// Bound on identities asked for in one FetchHybridKeys.
 const MAX_BATCH: usize = 1000;
@@ -23,36 +23,23 @@ pub async fn upload(
     }
     relay
         .store
-        .write(move |c| {
-            c.execute(
-                "INSERT OR REPLACE INTO hybrid_keys (identity_key, public_key) VALUES (?1, ?2)",
-                (&me.key()[..], &req.public_key),
-            )
-            .map_err(Refusal::from)
-        })
+        .write(move |tx| hybrid_keys::put(tx, &me.key(), &req.public_key).map_err(Refusal::from))
         .await?;
     Ok(pb::UploadHybridKeyResponse {})
 }
 
-fn lookup(relay: &Relay, key: &[u8; 32]) -> Result<Option<Vec<u8>>, Refusal> {
-    Ok(relay.store.read(|c| {
-        c.query_row("SELECT public_key FROM hybrid_keys WHERE identity_key = ?1", [&key[..]], |r| r.get(0))
-            .optional()
-    })?)
-}
-
-pub fn fetch(
+pub async fn fetch(
     relay: &Rc<Relay>,
     req: pb::FetchHybridKeyRequest,
 ) -> Result<pb::FetchHybridKeyResponse, Refusal> {
     let key = identity_key("identity_key", &req.identity_key)?;
-    let public_key = lookup(relay, &key)?.ok_or_else(|| {
+    let public_key = relay.store.read(move |c| hybrid_keys::get(c, &key)).await?.ok_or_else(|| {
         Refusal::new(Status::NotFound, format!("no hybrid key published for identity {}", hex::encode(key)))
     })?;
     Ok(pb::FetchHybridKeyResponse { public_key })
 }
 
-pub fn fetch_many(
+pub async fn fetch_many(
     relay: &Rc<Relay>,
     req: pb::FetchHybridKeysRequest,
 ) -> Result<pb::FetchHybridKeysResponse, Refusal> {
@@ -62,12 +49,22 @@ pub fn fetch_many(
             format!("at most {MAX_BATCH} identities per FetchHybridKeys"),
         ));
     }
-    let mut keys = Vec::new();
-    for raw in &req.identity_keys {
-        let key = identity_key("identity_keys[]", raw)?;
-        if let Some(public_key) = lookup(relay, &key)? {
-            keys.push(pb::HybridKey { identity_key: raw.clone(), public_key });
-        }
-    }
+    let asked = req
+        .identity_keys
+        .iter()
+        .map(|raw| identity_key("identity_keys[]", raw))
+        .collect::<Result<Vec<_>, _>>()?;
+    let keys = relay
+        .store
+        .read(move |c| {
+            let mut keys = Vec::new();
+            for key in &asked {
+                if let Some(public_key) = hybrid_keys::get(c, key)? {
+                    keys.push(pb::HybridKey { identity_key: key.to_vec(), public_key });
+                }
+            }
+            Ok(keys)
+        })
+        .await?;
     Ok(pb::FetchHybridKeysResponse { keys })
 }

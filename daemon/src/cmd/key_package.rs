@@ -26,11 +26,11 @@ pub async fn upload(
     let fingerprint = Sha256::digest(&req.key_package).to_vec();
     let available = relay
         .store
-        .write(move |c| {
+        .write(move |tx| {
             if req.last_resort {
-                return Ok(key_packages::set_last_resort(c, &me.key(), &req.key_package)?);
+                return Ok(key_packages::set_last_resort(tx, &me.key(), &req.key_package)?);
             }
-            key_packages::add_to_pool(c, &me.key(), &req.key_package, max)?.ok_or_else(|| {
+            key_packages::add_to_pool(tx, &me.key(), &req.key_package, max)?.ok_or_else(|| {
                 Refusal::new(
                     Status::QuotaExceeded,
                     format!(
@@ -49,7 +49,7 @@ pub async fn fetch(
     req: pb::FetchKeyPackageRequest,
 ) -> Result<pb::FetchKeyPackageResponse, Refusal> {
     let peer = identity_key("identity_key", &req.identity_key)?;
-    let taken = relay.store.write(move |c| key_packages::take(c, &peer).map_err(Refusal::from)).await?;
+    let taken = relay.store.write(move |tx| key_packages::take(tx, &peer).map_err(Refusal::from)).await?;
     let (key_package, last_resort) = taken.ok_or_else(|| {
         Refusal::new(
             Status::NotFound,
@@ -62,8 +62,8 @@ pub async fn fetch(
     Ok(pb::FetchKeyPackageResponse { key_package, last_resort })
 }
 
-pub fn status(relay: &Relay, me: Proven) -> Result<pb::KeyPackageStatusResponse, Refusal> {
-    let held = relay.store.read(|c| key_packages::held(c, &me.key()))?;
+pub async fn status(relay: &Relay, me: Proven) -> Result<pb::KeyPackageStatusResponse, Refusal> {
+    let held = relay.store.read(move |c| key_packages::held(c, &me.key())).await?;
     Ok(pb::KeyPackageStatusResponse {
         available: held.available,
         last_resort: held.last_resort,

@@ -13,6 +13,7 @@ pub mod fetch;
 pub mod group;
 pub mod hybrid_key;
 pub mod key_package;
+pub mod signal;
 
 use std::rc::Rc;
 
@@ -39,12 +40,12 @@ pub async fn dispatch(
         Method::AuthChallenge => return ok(auth::challenge(session)),
         Method::AuthProve => return ok(auth::prove(relay, session, decode(payload)?).await?),
         Method::OpaqueRegisterStart => {
-            return ok(accounts::register_start(relay, session, decode(payload)?)?)
+            return ok(accounts::register_start(relay, session, decode(payload)?).await?)
         }
         Method::OpaqueRegisterFinish => {
             return ok(accounts::register_finish(relay, session, decode(payload)?).await?)
         }
-        Method::OpaqueLoginStart => return ok(accounts::login_start(relay, session, decode(payload)?)?),
+        Method::OpaqueLoginStart => return ok(accounts::login_start(relay, session, decode(payload)?).await?),
         Method::OpaqueLoginFinish => {
             return ok(accounts::login_finish(relay, session, decode(payload)?).await?)
         }
@@ -59,7 +60,7 @@ pub async fn dispatch(
     match method {
         Method::Enqueue => ok(enqueue::enqueue(relay, me, decode(payload)?).await?),
         Method::BatchEnqueue => ok(enqueue::batch_enqueue(relay, me, decode(payload)?).await?),
-        Method::Peek => ok(fetch::peek(relay, me, decode(payload)?)?),
+        Method::Peek => ok(fetch::peek(relay, me, decode(payload)?).await?),
         Method::Fetch => ok(fetch::fetch(relay, me, decode(payload)?).await?),
         Method::FetchWait => ok(fetch::fetch_wait(relay, me, decode(payload)?).await?),
         Method::Ack => ok(ack::ack(relay, me, decode(payload)?).await?),
@@ -67,20 +68,21 @@ pub async fn dispatch(
         Method::FetchKeyPackage => ok(key_package::fetch(relay, decode(payload)?).await?),
         Method::KeyPackageStatus => {
             let _: pb::KeyPackageStatusRequest = decode(payload)?;
-            ok(key_package::status(relay, me)?)
+            ok(key_package::status(relay, me).await?)
         }
         Method::GroupCommit => ok(group::commit(relay, me, decode(payload)?).await?),
+        Method::Signal => ok(signal::signal(relay, me, decode(payload)?)?),
         Method::BlobUploadStart => ok(blob::upload_start(relay, session, me, decode(payload)?).await?),
         Method::BlobUploadChunk => ok(blob::upload_chunk(relay, me, decode(payload)?).await?),
         Method::BlobUploadFinish => ok(blob::upload_finish(relay, me, decode(payload)?).await?),
-        Method::BlobStatus => ok(blob::status(relay, me, decode(payload)?)?),
-        Method::BlobDownload => ok(blob::download(relay, decode(payload)?)?),
+        Method::BlobStatus => ok(blob::status(relay, me, decode(payload)?).await?),
+        Method::BlobDownload => ok(blob::download(relay, decode(payload)?).await?),
         Method::BlobReceived => ok(blob::received(relay, me, decode(payload)?).await?),
         Method::UploadHybridKey => ok(hybrid_key::upload(relay, me, decode(payload)?).await?),
-        Method::FetchHybridKey => ok(hybrid_key::fetch(relay, decode(payload)?)?),
-        Method::FetchHybridKeys => ok(hybrid_key::fetch_many(relay, decode(payload)?)?),
-        Method::ResolveUser => ok(directory::resolve_user(relay, decode(payload)?)?),
-        Method::ResolveIdentity => ok(directory::resolve_identity(relay, decode(payload)?)?),
+        Method::FetchHybridKey => ok(hybrid_key::fetch(relay, decode(payload)?).await?),
+        Method::FetchHybridKeys => ok(hybrid_key::fetch_many(relay, decode(payload)?).await?),
+        Method::ResolveUser => ok(directory::resolve_user(relay, decode(payload)?).await?),
+        Method::ResolveIdentity => ok(directory::resolve_identity(relay, decode(payload)?).await?),
         Method::AuthChallenge
         | Method::AuthProve
         | Method::OpaqueRegisterStart

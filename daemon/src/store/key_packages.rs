@@ -73,6 +73,12 @@ pub fn take(c: &Connection, identity: &[u8; 32]) -> rusqlite::Result<Option<(Vec
     Ok(last.map(|package| (package, true)))
 }
 
+/// Removes every package of `identity` (its account is gone).
+pub fn delete_all(c: &Connection, identity: &[u8]) -> rusqlite::Result<()> {
+    c.prepare_cached("DELETE FROM key_packages WHERE identity_key = ?1")?.execute([identity])?;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

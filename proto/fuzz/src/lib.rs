@@ -161,6 +161,7 @@ pub fn check_request(method: Method, payload: &[u8]) {
         Method::BlobStatus => round_trip::<pb::BlobStatusRequest>(payload),
         Method::BlobDownload => round_trip::<pb::BlobDownloadRequest>(payload),
         Method::BlobReceived => round_trip::<pb::BlobReceivedRequest>(payload),
+        Method::Signal => round_trip::<pb::SignalRequest>(payload),
     }
 }
 
@@ -194,6 +195,7 @@ pub fn check_response(method: Method, payload: &[u8]) {
         Method::BlobStatus => round_trip::<pb::BlobStatusResponse>(payload),
         Method::BlobDownload => round_trip::<pb::BlobDownloadResponse>(payload),
         Method::BlobReceived => round_trip::<pb::BlobReceivedResponse>(payload),
+        Method::Signal => round_trip::<pb::SignalResponse>(payload),
     }
 }
 
@@ -201,6 +203,7 @@ pub fn check_response(method: Method, payload: &[u8]) {
 pub fn check_push(event: u16, payload: &[u8]) {
     match Event::from_u16(event) {
         Some(Event::NewMessage) => round_trip::<pb::NewMessageEvent>(payload),
+        Some(Event::Signal) => round_trip::<pb::SignalEvent>(payload),
         None => {}
     }
 }
@@ -324,6 +327,8 @@ pub fn sample_request(method: Method) -> Vec<u8> {
         .encode_to_vec(),
         Method::BlobReceived => {
             pb::BlobReceivedRequest { blob_id: vec![0x42; 16], read_token: key(27) }.encode_to_vec()
+        Method::Signal => {
+            pb::SignalRequest { recipient_keys: vec![key(20), key(21)], payload: vec![0x53; 120] }.encode_to_vec()
         }
     }
 }
@@ -407,6 +412,7 @@ pub fn sample_response(method: Method) -> Vec<u8> {
         }
         .encode_to_vec(),
         Method::BlobReceived => pb::BlobReceivedResponse { deleted: true }.encode_to_vec(),
+        Method::Signal => pb::SignalResponse { delivered: 2 }.encode_to_vec(),
     }
 }
 
@@ -414,6 +420,7 @@ pub fn sample_response(method: Method) -> Vec<u8> {
 pub fn sample_push(event: Event) -> Vec<u8> {
     match event {
         Event::NewMessage => pb::NewMessageEvent { seq: 7, channel_id: vec![1; 16] }.encode_to_vec(),
+        Event::Signal => pb::SignalEvent { sender_key: key(22), payload: vec![0x53; 120] }.encode_to_vec(),
     }
 }
 

@@ -490,3 +490,25 @@ pub struct BlobReceivedResponse {
     #[prost(bool, tag = "1")]
     pub deleted: bool,
 }
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct SignalRequest {
+    #[prost(bytes = "vec", repeated, tag = "1")]
+    pub recipient_keys: ::prost::alloc::vec::Vec<::prost::alloc::vec::Vec<u8>>,
+    /// At most 4 KiB.
+    #[prost(bytes = "vec", tag = "2")]
+    pub payload: ::prost::alloc::vec::Vec<u8>,
+}
+#[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct SignalResponse {
+    /// How many connections it reached (0 when nobody is online).
+    #[prost(uint32, tag = "1")]
+    pub delivered: u32,
+}
+/// Push event 2, to every connection proven for a recipient.
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct SignalEvent {
+    #[prost(bytes = "vec", tag = "1")]
+    pub sender_key: ::prost::alloc::vec::Vec<u8>,
+    #[prost(bytes = "vec", tag = "2")]
+    pub payload: ::prost::alloc::vec::Vec<u8>,
+}

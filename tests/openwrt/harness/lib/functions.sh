@@ -1,12 +1,14 @@
 # Test stand-in for OpenWrt's /lib/functions.sh: the UCI reading part that
 # init scripts use (config_load, config_get, config_get_bool,
 # config_list_foreach), with the same CONFIG_<section>_<option> variables,
-# plus stubs that record what a script would do to the system.
-# Reads $UCI_CONFIG_DIR/<package> (uci's own file format). Records go to
-# $HARNESS_LOG.
+# config_foreach and user_exists. Runs inside the test's chroot, where
+# mkdir, chown and the rest are real (tests/openwrt/harness/bin holds the
+# OpenWrt-like chown and a recording logger).
+# Reads $UCI_CONFIG_DIR/<package> (default /etc/config, uci's own file
+# format). Records go to $HARNESS_LOG.
 
 config_load() {
-	local file="${UCI_CONFIG_DIR:?}/$1" line kw name value section=""
+	local file="${UCI_CONFIG_DIR:-/etc/config}/$1" line kw name value section=""
 	[ -f "$file" ] || return 1
 	CONFIG_SECTIONS=""
 	while IFS= read -r line || [ -n "$line" ]; do
@@ -82,22 +84,21 @@ config_list_foreach() {
 	done
 }
 
+config_foreach() {
+	local function="$1" type="$2" section t
+	shift 2
+	for section in $CONFIG_SECTIONS; do
+		eval "t=\"\${CONFIG_${section}_TYPE}\""
+		[ -z "$type" ] || [ "$t" = "$type" ] || continue
+		"$function" "$section" "$@"
+	done
+}
+
+# As OpenWrt's: whether /etc/passwd has the user.
+user_exists() {
+	grep -qs "^${1}:" /etc/passwd
+}
+
 _record() {
 	echo "$*" >> "${HARNESS_LOG:?}"
-}
-
-logger() {
-	_record "logger $*"
-}
-
-mkdir() {
-	_record "mkdir $*"
-}
-
-chown() {
-	_record "chown $*"
-}
-
-chmod() {
-	_record "chmod $*"
 }

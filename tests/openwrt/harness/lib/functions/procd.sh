@@ -1,7 +1,9 @@
 # Test stand-in for OpenWrt's /lib/functions/procd.sh and jshn: instead of
 # sending the instance to procd over ubus, each call is written to
 # $HARNESS_LOG, one line per parameter, so a test can compare the command
-# line and the service data a start would have produced.
+# line, the environment and the service data a start would have produced.
+# uci_load_validate calls /sbin/validate_data as procd.sh does (the
+# harness's stand-in of ubox's validate_data there).
 
 _procd_param=""
 _procd_command=""
@@ -48,6 +50,50 @@ procd_append_param() {
 procd_open_data() { _record "data open"; }
 procd_close_data() { _record "data close"; }
 procd_add_reload_trigger() { _record "reload_trigger $*"; }
+
+# As procd.sh: a mount trigger only for paths under a mount target of
+# /etc/config/fstab.
+procd_get_mountpoints() {
+	(
+		_harness_mount() {
+			local target path="${2%/}/"
+			config_get target "$1" target
+			target="${target%/}/"
+			[ "$target" != / ] && case "$path" in "$target"*) echo "${target%/}" ;; esac
+		}
+		local p
+		config_load fstab || exit 0
+		for p in "$@"; do
+			config_foreach _harness_mount mount "$p"
+		done
+	) | sort -u
+}
+procd_add_restart_mount_trigger() {
+	local m
+	for m in $(procd_get_mountpoints "$@"); do
+		_record "mount_trigger restart $m"
+	done
+}
+
+# The schema goes to procd with the service: validate_data, given no
+# section name, prints it as jshn calls.
+procd_add_validation() {
+	_record "validation $1"
+	"$@"
+}
+
+# uci_load_validate PACKAGE TYPE NAME FUNCTION OPTION:TYPE[:DEFAULT]...:
+# sets one shell variable per option from validate_data's output, then
+# calls FUNCTION NAME STATUS (0 when every option passed).
+uci_load_validate() {
+	local package="$1" type="$2" name="$3" callback="$4" out status
+	shift 4
+	out="$(/sbin/validate_data "$package" "$type" "$name" "$@" 2>/dev/null)"
+	status=$?
+	eval "$out"
+	[ -n "$callback" ] || return "$status"
+	"$callback" "$name" "$status"
+}
 procd_set_config_changed() { _record "config_changed $*"; }
 
 json_add_array() { _record "json array $1"; }

@@ -6,6 +6,8 @@
 'require uci';
 'require ui';
 'require form';
+'require fs';
+'require qpc.qrcode as qrcode';
 
 /*
  * The qpc relay's page: whether the relay is up and how full it is
@@ -13,6 +15,10 @@
  * their client, the accounts, and the settings of /etc/config/qpc.
  * The figures come from the rpcd backend `qpc` (/usr/libexec/rpcd/qpc),
  * which asks the relay over its admin socket.
+ *
+ * The form checks what the init script checks at start (the same ports,
+ * listen addresses, limits and data directories), so that a value the
+ * relay would refuse is refused here, with the same words.
  */
 
 var callStatus = rpc.declare({
@@ -33,29 +39,139 @@ var callInviteToken = rpc.declare({
 	expect: { '': {} }
 });
 
-function formatBytes(n) {
-	var units = [ 'B', 'KiB', 'MiB', 'GiB' ], i = 0;
+var callBackup = rpc.declare({
+	object: 'qpc',
+	method: 'backup',
+	expect: { '': {} }
+});
 
-	n = +n || 0;
-	while (n >= 1024 && i < units.length - 1) {
-		n /= 1024;
-		i++;
-	}
+var callRestore = rpc.declare({
+	object: 'qpc',
+	method: 'restore',
+	expect: { '': {} }
+});
 
-	return (i ? n.toFixed(1) : n.toFixed(0)) + ' ' + units[i];
+/* Where the rpcd backend writes a backup and reads a restore (RAM, root's). */
+var BACKUP_FILE = '/tmp/qpc-backup.qpcb';
+var RESTORE_FILE = '/tmp/qpc-restore.qpcb';
+
+function isIPv4(s) {
+	var parts = s.split('.');
+	return parts.length == 4 && parts.every(function(p) {
+		return /^[0-9]{1,3}$/.test(p) && +p <= 255;
+	});
 }
 
-function formatUptime(secs) {
-	var d = Math.floor(secs / 86400), h = Math.floor(secs / 3600) % 24,
-	    m = Math.floor(secs / 60) % 60, s = secs % 60;
+/* An IPv6 address without brackets; an interface zone (%br-lan) allowed. */
+function isIPv6(s) {
+	var m = /^([0-9A-Fa-f:.]+)(%[A-Za-z0-9_.-]+)?$/.exec(s);
+	if (!m || m[1].indexOf(':') < 0 || /:::/.test(m[1]) || /::.*::/.test(m[1]))
+		return false;
+	var addr = m[1];
+	if (addr.indexOf('.') >= 0) {
+		var tail = addr.substring(addr.lastIndexOf(':') + 1);
+		if (!isIPv4(tail))
+			return false;
+		addr = addr.substring(0, addr.lastIndexOf(':')) + ':0:0';
+	}
+	if (/^::/.test(addr))
+		addr = '0' + addr;
+	if (/::$/.test(addr))
+		addr = addr + '0';
+	if (/^:|:$/.test(addr))
+		return false;
+	var groups = addr.split(':'), compressed = false, count = 0;
+	for (var i = 0; i < groups.length; i++) {
+		if (groups[i] === '') {
+			compressed = true;
+			continue;
+		}
+		if (groups[i].length > 4 || groups[i].indexOf('.') >= 0)
+			return false;
+		count++;
+	}
+	return compressed ? count <= 8 : count == 8;
+}
 
-	if (d)
-		return d + 'd ' + h + 'h ' + m + 'm';
-	if (h)
-		return h + 'h ' + m + 'm ' + s + 's';
-	if (m)
-		return m + 'm ' + s + 's';
-	return s + 's';
+function isPort(p) {
+	return /^[0-9]{1,5}$/.test(p) && +p >= 1024 && +p <= 65535;
+}
+
+/* One listen entry, by the rules of the init script's check_listen:
+ * true, or the sentence that says what is wrong. */
+function checkListen(entry) {
+	var addr, port = null, ok;
+	var m = /^\[(.*)\]:(.*)$/.exec(entry);
+
+	if (m) {
+		addr = m[1]; port = m[2]; ok = isIPv6(addr);
+	}
+	else if (/^\[.*\]$/.test(entry)) {
+		addr = entry.slice(1, -1); ok = isIPv6(addr);
+	}
+	else if (/:.*:/.test(entry)) {
+		ok = isIPv6(entry);
+	}
+	else if (entry.indexOf(':') >= 0) {
+		addr = entry.substring(0, entry.lastIndexOf(':'));
+		port = entry.substring(entry.lastIndexOf(':') + 1);
+		ok = isIPv4(addr);
+	}
+	else {
+		ok = isIPv4(entry);
+	}
+	if (!ok)
+		return _('Not an IP address (e.g. 192.168.1.1, 192.168.1.1:7001, fd00::1, [fd00::1]:7001; host names go in Host names)');
+	if (port !== null && !isPort(port))
+		return _('The port must be between 1024 and 65535: the relay runs as user qpc, which cannot bind lower ports');
+	return true;
+}
+
+/* A data directory, by the rules of the init script's check_data_dir (the
+ * ones that need no look at the router's disks). */
+function checkDataDir(dir) {
+	if (!/^\//.test(dir))
+		return _('An absolute path');
+	if (dir != '/')
+		dir = dir.replace(/\/$/, '');
+	if (/^\/(|etc|etc\/config|etc\/init\.d|usr|usr\/[^/]+|bin|sbin|lib|lib\/[^/]+|root|overlay|overlay\/upper|rom|www|mnt|media|home|proc(\/.*)?|sys(\/.*)?|dev(\/.*)?|boot(\/.*)?)$/.test(dir))
+		return _('A system directory: the relay would own it. Use a directory of its own, e.g. /etc/qpc');
+	if (/(^|\/)\.\.?(\/|$)|\/\//.test(dir))
+		return _('A plain path, without ".", ".." or "//"');
+	if (/^\/(tmp|var)(\/|$)/.test(dir))
+		return _('/tmp and /var are RAM on OpenWrt; the store would be lost at reboot');
+	return true;
+}
+
+function downloadBackup() {
+	return callBackup().then(function(res) {
+		if (!res || !res.path)
+			throw new Error((res && res.error) || _('The relay made no backup.'));
+		return fs.read_direct(res.path, 'blob');
+	}).then(function(blob) {
+		var link = E('a', {
+			'href': URL.createObjectURL(blob),
+			'download': 'qpc-backup-%s.qpcb'.format(new Date().toISOString().substring(0, 10))
+		});
+		document.body.appendChild(link);
+		link.click();
+		document.body.removeChild(link);
+		ui.addNotification(null, E('p', {}, _('Backup downloaded. It holds the encrypted store and the certificate key: keep it private; restoring it needs this relay\'s store key.')), 'info');
+	}).catch(function(e) {
+		ui.addNotification(null, E('p', {}, _('Backup failed: %s').format(e.message)), 'error');
+	});
+}
+
+function restoreBackup() {
+	return ui.uploadFile(RESTORE_FILE).then(function() {
+		return callRestore();
+	}).then(function(res) {
+		if (!res || !res.restored)
+			throw new Error((res && res.error) || _('The relay did not restore the backup.'));
+		ui.addNotification(null, E('p', {}, _('Backup restored; the relay runs with it again.')), 'info');
+	}).catch(function(e) {
+		ui.addNotification(null, E('p', {}, _('Restore failed: %s').format(e.message)), 'error');
+	});
 }
 
 /* The port clients dial: that of the first listen address. */
@@ -87,17 +203,6 @@ function copyText(input) {
 	return Promise.resolve();
 }
 
-// A validator for a directory option: an absolute path, not in RAM.
-function persistentDir(inRam) {
-	return function(section_id, value) {
-		if (value && !/^\//.test(value))
-			return _('An absolute path');
-		if (/^\/(tmp|var)(\/|$)/.test(value))
-			return inRam;
-		return true;
-	};
-}
-
 function statusRows(st) {
 	var used = st.store_cap_bytes ? Math.round(st.queued_bytes * 100 / st.store_cap_bytes) : 0;
 	var blobsUsed = st.blob_cap_bytes ? Math.round(st.blob_bytes * 100 / st.blob_cap_bytes) : 0;
@@ -105,20 +210,16 @@ function statusRows(st) {
 	return [
 		[ _('Status'), E('strong', { 'class': 'qpc-up' }, _('Running')) ],
 		[ _('Version'), st.version ],
-		[ _('Uptime'), formatUptime(st.uptime_s) ],
+		[ _('Uptime'), '%t'.format(st.uptime_s) ],
 		[ _('Listening on'), (st.listen || []).join(', ') ],
 		[ _('Registration'), st.registration ],
 		[ _('Connections'), String(st.connections) ],
 		[ _('Accounts'), String(st.accounts) ],
 		[ _('Identities'), String(st.identities) ],
-		[ _('Queued messages'), st.queued_messages + ' (' + formatBytes(st.queued_bytes) + ')' ],
-		[ _('Store'), formatBytes(st.store_bytes) + _(' on disk; queue cap ') +
-			formatBytes(st.store_cap_bytes) + ' (' + used + _('% used') + ')' ],
-		[ _('Files'), String(st.blobs) + ' (' + formatBytes(st.blob_bytes) + _('; cap ') +
-			formatBytes(st.blob_cap_bytes) + ', ' + blobsUsed + _('% used; kept ') +
-			formatUptime(st.blob_lifetime_s) + _(' at most') + ')' ],
-		[ _('Since start'), st.enqueued + _(' enqueued, ') + st.delivered + _(' delivered, ') +
-			st.expired + _(' expired') ],
+		[ _('Queued messages'), _('%d (%1024.1mB)').format(st.queued_messages, st.queued_bytes) ],
+		[ _('Store'), _('%1024.1mB on disk; queue cap %1024.1mB (%d%% used)').format(st.store_bytes, st.store_cap_bytes, used) ],
+		[ _('Files'), _('%d (%1024.1mB); cap %1024.1mB (%d%% used), kept %t at most').format(st.blobs, st.blob_bytes, st.blob_cap_bytes, blobsUsed, st.blob_lifetime_s) ],
+		[ _('Since start'), _('%d enqueued, %d delivered, %d expired').format(st.enqueued, st.delivered, st.expired) ],
 		[ _('Last error'), st.last_error == null ? _('none') : E('span', { 'class': 'qpc-error' }, st.last_error) ]
 	];
 }
@@ -144,27 +245,47 @@ function renderInvite(st) {
 	if (!st || !st.running)
 		return E('em', {}, _('Available while the relay runs.'));
 
-	var input = E('input', {
-		'class': 'cbi-input-text qpc-invite',
-		'type': 'text',
+	var invite = inviteString(st);
+	/* The whole string, wrapped where it must: a fixed-width input would
+	 * show only its start. */
+	var text = E('textarea', {
+		'class': 'cbi-input-textarea qpc-invite',
 		'readonly': 'readonly',
-		'value': inviteString(st),
-		'size': 90
-	});
+		'rows': 2,
+		'spellcheck': 'false',
+		'style': 'width:100%;font-family:monospace;word-break:break-all;resize:none'
+	}, invite);
+	var qr;
+
+	try {
+		qr = E('img', {
+			'class': 'qpc-invite-qr',
+			'src': qrcode.svgURI(invite),
+			'alt': _('QR code of the invite string'),
+			'width': 200,
+			'height': 200,
+			'style': 'image-rendering:pixelated'
+		});
+	}
+	catch (e) {
+		qr = E('em', {}, _('The invite string is too long for a QR code.'));
+	}
 
 	return E('div', {}, [
 		E('p', {}, _('Give this to the people who chat through this relay: their client connects to it and trusts only this certificate fingerprint.')),
 		E('div', { 'class': 'qpc-invite-row' }, [
-			input, ' ',
+			text,
 			E('button', {
 				'class': 'cbi-button cbi-button-action',
 				'click': function(ev) {
-					return copyText(input).then(function() {
+					return copyText(text).then(function() {
 						ev.target.textContent = _('Copied');
 					});
 				}
 			}, _('Copy'))
 		]),
+		E('p', {}, _('Or scan it with the phone that runs the client:')),
+		qr,
 		E('p', {}, [ _('Certificate fingerprint (SHA-256): '), E('code', { 'class': 'qpc-fingerprint' }, st.fingerprint) ])
 	]);
 }
@@ -203,6 +324,10 @@ function handleInviteToken(ev) {
 }
 
 return view.extend({
+	/* For the tests, which hold these to the init script's rules. */
+	checkListen: checkListen,
+	checkDataDir: checkDataDir,
+
 	load: function() {
 		return Promise.all([
 			L.resolveDefault(callStatus(), {}),
@@ -231,14 +356,20 @@ return view.extend({
 		o.rmempty = false;
 
 		o = s.taboption('general', form.Value, 'port', _('Port'),
-			_('UDP port of the QUIC endpoint, used for every listen address without its own port.'));
-		o.datatype = 'port';
+			_('UDP port of the QUIC endpoint, used for every listen address without its own port (1024-65535).'));
+		o.datatype = 'and(uinteger,range(1024,65535))';
 		o.placeholder = '7000';
 
 		o = s.taboption('general', form.DynamicList, 'listen', _('Listen addresses'),
 			_('"::" is every IPv6 and IPv4 address; an entry may carry its own port, e.g. 192.168.1.1:7001 or [fd00::1]:7001.'));
-		o.datatype = 'or(ipaddr,ipaddrport(1))';
+		o.validate = function(section_id, value) {
+			return (value == null || value === '') ? true : checkListen(value);
+		};
 		o.placeholder = '::';
+
+		o = s.taboption('general', form.DynamicList, 'hostname', _('Host names'),
+			_('Names clients use to reach the relay, added to a newly made certificate.'));
+		o.datatype = 'host';
 
 		o = s.taboption('general', form.Flag, 'open_firewall', _('Open the firewall'),
 			_('Accept the UDP port from the wan zone while the relay runs.'));
@@ -264,12 +395,16 @@ return view.extend({
 		o = s.taboption('general', form.Value, 'data_dir', _('Data directory'),
 			_('The encrypted store, certificate and key. Keep it on persistent storage: /tmp and /var are lost at reboot.'));
 		o.placeholder = '/etc/qpc';
-		o.validate = persistentDir(_('/tmp and /var are RAM on OpenWrt; the store would be lost at reboot'));
+		o.validate = function(section_id, value) {
+			return value ? checkDataDir(value) : true;
+		};
 
 		o = s.taboption('general', form.Value, 'blob_dir', _('File directory'),
 			_('Where sent files (encrypted) are kept, e.g. on USB storage; empty is the data directory. Keep it on persistent storage.'));
 		o.placeholder = '/etc/qpc/blobs';
-		o.validate = persistentDir(_('/tmp and /var are RAM on OpenWrt; the files would be lost at reboot'));
+		o.validate = function(section_id, value) {
+			return value ? checkDataDir(value) : true;
+		};
 
 		o = s.taboption('general', form.Value, 'db_key', _('Store key'),
 			_('Encrypts the store; losing it loses the queued messages and the accounts.'));
@@ -283,22 +418,22 @@ return view.extend({
 
 		o = s.taboption('limits', form.Value, 'max_queue_messages', _('Messages per recipient'),
 			_('Undelivered messages kept for one recipient.'));
-		o.datatype = 'uinteger';
+		o.datatype = 'and(uinteger,range(1,1000000))';
 		o.placeholder = '1000';
 
 		o = s.taboption('limits', form.Value, 'max_queue_bytes', _('Bytes per recipient'),
 			_('Bytes of undelivered messages kept for one recipient.'));
-		o.datatype = 'uinteger';
+		o.datatype = 'and(uinteger,range(1024,4294967295))';
 		o.placeholder = '8388608';
 
 		o = s.taboption('limits', form.Value, 'store_cap_bytes', _('Store cap (bytes)'),
 			_('All queued messages together.'));
-		o.datatype = 'uinteger';
+		o.datatype = 'and(uinteger,range(1024,68719476736))';
 		o.placeholder = '33554432';
 
 		o = s.taboption('limits', form.Value, 'message_ttl_secs', _('Message lifetime (seconds)'),
-			_('Undelivered messages are dropped after this long (1209600 s is 14 days).'));
-		o.datatype = 'uinteger';
+			_('Undelivered messages are dropped after this long (1209600 s is 14 days; at most a year, 31536000 s).'));
+		o.datatype = 'and(uinteger,range(60,31536000))';
 		o.placeholder = '1209600';
 
 		o = s.taboption('limits', form.Value, 'blob_max_bytes', _('Largest file (bytes)'),
@@ -342,6 +477,12 @@ return view.extend({
 				E('div', { 'class': 'cbi-section' }, [ E('h3', {}, _('Status')), statusNode ]),
 				E('div', { 'class': 'cbi-section' }, [ E('h3', {}, _('Invite')), inviteNode ]),
 				E('div', { 'class': 'cbi-section' }, [ E('h3', {}, _('Accounts')), usersNode ]),
+				E('div', { 'class': 'cbi-section', 'id': 'qpc-backup' }, [
+					E('h3', {}, _('Backup')),
+					E('p', {}, _('A consistent copy of the running relay: the encrypted store with every account and queued message, and the certificate with its key, so that clients keep trusting the relay after a restore.')),
+					E('button', { 'class': 'cbi-button cbi-button-action qpc-backup', 'click': ui.createHandlerFn(this, downloadBackup) }, _('Download backup')), ' ',
+					E('button', { 'class': 'cbi-button cbi-button-negative qpc-restore', 'click': ui.createHandlerFn(this, restoreBackup) }, _('Restore backup...'))
+				]),
 				mapNode
 			]);
 		});

@@ -1,0 +1,174 @@
+//! Opening the database (key, WAL, durability, WAL size) and its versioned
+//! schema, and what the storage thread loads once at start.
+
+use std::path::Path;
+
+use rusqlite::Connection;
+
+use super::worker::{self, State};
+use super::{meta, queues, StoreError};
+
+/// Versioned schema; entry N migrates version N to N+1. Never edit a
+/// released entry: append a new one.
+const MIGRATIONS: &[&str] = &[
+    // 1: identities, accounts, key packages, hybrid keys, queues.
+    "CREATE TABLE meta (
+        key TEXT PRIMARY KEY,
+        value BLOB NOT NULL
+     ) WITHOUT ROWID;
+     CREATE TABLE identities (
+        identity_key BLOB PRIMARY KEY,
+        created_at_ms INTEGER NOT NULL
+     ) WITHOUT ROWID;
+     CREATE TABLE accounts (
+        username TEXT PRIMARY KEY,
+        opaque_record BLOB NOT NULL,
+        created_at_ms INTEGER NOT NULL
+     ) WITHOUT ROWID;
+     CREATE TABLE account_keys (
+        identity_key BLOB PRIMARY KEY,
+        username TEXT NOT NULL,
+        added_at_ms INTEGER NOT NULL
+     ) WITHOUT ROWID;
+     CREATE INDEX account_keys_by_user ON account_keys (username, added_at_ms);
+     CREATE TABLE registration_tokens (
+        token_hash BLOB PRIMARY KEY,
+        created_at_ms INTEGER NOT NULL
+     ) WITHOUT ROWID;
+     CREATE TABLE key_packages (
+        id INTEGER PRIMARY KEY,
+        identity_key BLOB NOT NULL,
+        package BLOB NOT NULL
+     );
+     CREATE INDEX key_packages_by_identity ON key_packages (identity_key, id);
+     CREATE TABLE hybrid_keys (
+        identity_key BLOB PRIMARY KEY,
+        public_key BLOB NOT NULL
+     ) WITHOUT ROWID;
+     CREATE TABLE queue_heads (
+        recipient BLOB PRIMARY KEY,
+        last_seq INTEGER NOT NULL,
+        msgs INTEGER NOT NULL DEFAULT 0,
+        bytes INTEGER NOT NULL DEFAULT 0
+     ) WITHOUT ROWID;
+     CREATE TABLE messages (
+        recipient BLOB NOT NULL,
+        seq INTEGER NOT NULL,
+        sender BLOB NOT NULL,
+        channel_id BLOB NOT NULL,
+        client_msg_id BLOB,
+        payload BLOB NOT NULL,
+        enqueued_at_ms INTEGER NOT NULL,
+        PRIMARY KEY (recipient, seq)
+     ) WITHOUT ROWID;
+     CREATE UNIQUE INDEX messages_client_id ON messages (recipient, client_msg_id)
+        WHERE client_msg_id IS NOT NULL;
+     CREATE INDEX messages_by_age ON messages (enqueued_at_ms);",
+    // 2: commit fences per group route; last-resort KeyPackages.
+    "CREATE TABLE group_fences (
+        route BLOB PRIMARY KEY,
+        epoch INTEGER NOT NULL,
+        fence_hash BLOB NOT NULL,
+        updated_at_ms INTEGER NOT NULL
+     ) WITHOUT ROWID;
+     CREATE TABLE group_commits (
+        route BLOB NOT NULL,
+        epoch INTEGER NOT NULL,
+        client_msg_id BLOB NOT NULL,
+        at_ms INTEGER NOT NULL,
+        PRIMARY KEY (route, epoch)
+     ) WITHOUT ROWID;
+     ALTER TABLE key_packages ADD COLUMN last_resort INTEGER NOT NULL DEFAULT 0;
+     ALTER TABLE key_packages ADD COLUMN handed_out INTEGER NOT NULL DEFAULT 0;",
+    // 3: blobs (files): metadata, chunk hashes, recipients; see store::blobs.
+    "CREATE TABLE blobs (
+        id BLOB PRIMARY KEY,
+        owner BLOB NOT NULL,
+        account TEXT NOT NULL,
+        size INTEGER NOT NULL,
+        chunk_size INTEGER NOT NULL,
+        blob_sha256 BLOB NOT NULL,
+        read_token_hash BLOB NOT NULL,
+        received_chunks INTEGER NOT NULL DEFAULT 0,
+        complete INTEGER NOT NULL DEFAULT 0,
+        created_at_ms INTEGER NOT NULL,
+        expires_at_ms INTEGER NOT NULL
+     ) WITHOUT ROWID;
+     CREATE INDEX blobs_by_account ON blobs (account, expires_at_ms);
+     CREATE INDEX blobs_by_expiry ON blobs (expires_at_ms);
+     CREATE TABLE blob_chunks (
+        id BLOB NOT NULL,
+        idx INTEGER NOT NULL,
+        sha256 BLOB NOT NULL,
+        PRIMARY KEY (id, idx)
+     ) WITHOUT ROWID;
+     CREATE TABLE blob_recipients (
+        id BLOB NOT NULL,
+        recipient BLOB NOT NULL,
+        received INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (id, recipient)
+     ) WITHOUT ROWID;",
+];
+
+/// Opens `path` for the storage thread (see [`prepare`]) and loads what the
+/// thread keeps in memory, skipping the queue counters ahead if the last
+/// run did not close the store cleanly.
+pub fn open(path: &Path, key: &str) -> Result<(Connection, State), StoreError> {
+    let open_err = |source| StoreError::Open { path: path.into(), source };
+    let conn = Connection::open(path).map_err(open_err)?;
+    if !key.is_empty() {
+        conn.pragma_update(None, "key", key).map_err(open_err)?;
+    }
+    // The first read is where SQLCipher finds out whether the key fits.
+    if conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get::<_, i64>(0)).is_err() {
+        return Err(StoreError::WrongKey { path: path.into() });
+    }
+    prepare(&conn).map_err(open_err)?;
+    migrate(&conn, path)?;
+    let mut state = State { store_bytes: queues::store_bytes(&conn)?, seq_floor: meta::seq_floor(&conn)? };
+    if meta::is_open(&conn)? {
+        log::warn!("the relay did not stop cleanly last time; nothing answered as stored is lost");
+        worker::skip_ahead(&conn, &mut state)?;
+    }
+    meta::set_open(&conn, true)?;
+    Ok((conn, state))
+}
+
+/// Durability and flash use, for any connection (tests use in-memory ones).
+pub fn prepare(conn: &Connection) -> rusqlite::Result<()> {
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    // FULL: a commit is on disk before the caller is answered.
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    // The WAL is checkpointed every 256 pages (1 MiB) and then cut back to
+    // 1 MiB, so it does not keep its high-water mark on flash.
+    conn.pragma_update(None, "wal_autocheckpoint", 256)?;
+    conn.pragma_update(None, "journal_size_limit", 1 << 20)?;
+    conn.set_prepared_statement_cache_capacity(64);
+    Ok(())
+}
+
+pub fn migrate(conn: &Connection, path: &Path) -> Result<(), StoreError> {
+    let known = MIGRATIONS.len() as i64;
+    let found: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    if found > known {
+        return Err(StoreError::TooNew { path: path.into(), found, known });
+    }
+    for (version, sql) in MIGRATIONS.iter().enumerate().skip(found as usize) {
+        let tx = conn.unchecked_transaction()?;
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", version as i64 + 1)?;
+        tx.commit()?;
+        log::info!("database schema migrated to version {}", version + 1);
+    }
+    Ok(())
+}
+
+/// An in-memory database with the schema, for the store's unit tests.
+#[cfg(test)]
+pub fn memory() -> (Connection, State) {
+    let conn = Connection::open_in_memory().unwrap();
+    prepare(&conn).unwrap();
+    migrate(&conn, Path::new(":memory:")).unwrap();
+    let state = State { store_bytes: 0, seq_floor: 0 };
+    (conn, state)
+}
