@@ -327,6 +327,7 @@ pub fn sample_request(method: Method) -> Vec<u8> {
         .encode_to_vec(),
         Method::BlobReceived => {
             pb::BlobReceivedRequest { blob_id: vec![0x42; 16], read_token: key(27) }.encode_to_vec()
+        }
         Method::Signal => {
             pb::SignalRequest { recipient_keys: vec![key(20), key(21)], payload: vec![0x53; 120] }.encode_to_vec()
         }
