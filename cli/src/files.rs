@@ -8,7 +8,9 @@ use std::path::{Path, PathBuf};
 
 use indicatif::{ProgressBar, ProgressStyle};
 use qpc::blob::{self, Step};
-use qpc::content::{Body, Content};
+use qpc::content::{Body, Content, FileAnnouncement};
+use qpc::relay::Relay;
+use qpc::session::Session;
 
 use crate::commands::{online, pick_group, resolve_peer};
 use crate::render::size;
@@ -90,18 +92,7 @@ pub async fn send_file(c: &Common, to: Option<&str>, path: &Path, group: Option<
     if to.is_some() && !peers.iter().any(|p| members.contains(p)) {
         return Err(format!("{} is not a member of group {group}", to.unwrap_or_default()).into());
     }
-    let me = session.state.identity_key();
-    let recipients: Vec<[u8; 32]> = members.into_iter().filter(|m| *m != me).collect();
-    if recipients.is_empty() {
-        return Err(format!("group {group} has no other members yet").into());
-    }
-    let seed = session.state.signing_key.to_bytes();
-    let mut progress = Progress::new();
-    let announcement = blob::upload(&relay, &seed, path, &recipients, &mut |s| progress.step(s)).await;
-    progress.finish();
-    let announcement = announcement?;
-    let (name, bytes) = (announcement.name.clone(), announcement.size);
-    session.send_content(&relay, &group, Content::new(Body::File(announcement))).await?;
+    let (name, bytes) = upload_to_group(&mut session, &relay, &group, path).await?;
     relay.close().await;
     println!("file sent: {name} ({})", size(bytes));
     Ok(())
@@ -120,6 +111,43 @@ pub async fn save_file(c: &Common, number: u64, path: Option<&Path>) -> Outcome 
         (Some(_), true) => return Err(format!("message [{number}] was deleted by its sender").into()),
         (None, _) => return Err(format!("message [{number}] is not a file").into()),
     };
+    let dest = download_to(&relay, &file, path).await?;
+    relay.close().await;
+    println!("saved {} ({}) to {}: SHA-256 checked", file.name, size(file.size), dest.display());
+    Ok(())
+}
+
+/// Encrypts and uploads `path` for the other members of `group` and
+/// announces it there; the file's name and size.
+pub async fn upload_to_group(
+    session: &mut Session,
+    relay: &Relay,
+    group: &str,
+    path: &Path,
+) -> Result<(String, u64), Box<dyn Error>> {
+    let me = session.state.identity_key();
+    let recipients: Vec<[u8; 32]> =
+        session.state.member.members(group)?.into_iter().filter(|m| *m != me).collect();
+    if recipients.is_empty() {
+        return Err(format!("group {group} has no other members yet").into());
+    }
+    let seed = session.state.signing_key.to_bytes();
+    let mut progress = Progress::new();
+    let announcement = blob::upload(relay, &seed, path, &recipients, &mut |s| progress.step(s)).await;
+    progress.finish();
+    let announcement = announcement?;
+    let (name, bytes) = (announcement.name.clone(), announcement.size);
+    session.send_content(relay, group, Content::new(Body::File(announcement))).await?;
+    Ok((name, bytes))
+}
+
+/// Downloads `file` to `path` (default: its name here; a directory: its
+/// name in there); where it was saved.
+pub async fn download_to(
+    relay: &Relay,
+    file: &FileAnnouncement,
+    path: Option<&Path>,
+) -> Result<PathBuf, Box<dyn Error>> {
     let name = blob::safe_name(&file.name);
     let dest: PathBuf = match path {
         None => PathBuf::from(&name),
@@ -127,10 +155,8 @@ pub async fn save_file(c: &Common, number: u64, path: Option<&Path>) -> Outcome 
         Some(p) => p.to_path_buf(),
     };
     let mut progress = Progress::new();
-    let saved = blob::download(&relay, &file, &dest, &mut |s| progress.step(s)).await;
+    let saved = blob::download(relay, file, &dest, &mut |s| progress.step(s)).await;
     progress.finish();
     saved?;
-    relay.close().await;
-    println!("saved {} ({}) to {}: SHA-256 checked", file.name, size(file.size), dest.display());
-    Ok(())
+    Ok(dest)
 }
