@@ -8,6 +8,7 @@
 //! /proc and its data directory. Nothing here ships in a router binary.
 
 pub mod callgrind;
+pub mod files;
 pub mod mqtt_load;
 pub mod procfs;
 pub mod qpc_load;

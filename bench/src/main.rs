@@ -73,6 +73,9 @@ struct Flags {
     /// keep the callgrind output files in this directory (for callgrind_annotate)
     #[argh(option)]
     callgrind_keep: Option<PathBuf>,
+    /// size in MiB of the file sent up and down through the relay, 0 to skip (default 64)
+    #[argh(option, default = "64")]
+    file_mib: u64,
     /// also count Mosquitto's instructions (default true)
     #[argh(option, default = "true")]
     callgrind_mosquitto: bool,
@@ -235,6 +238,14 @@ async fn run(flags: Flags) -> qpc_bench::Result<()> {
         } else {
             println!("\ninstruction count skipped: valgrind not installed (apt-get install valgrind)");
         }
+    }
+    if flags.file_mib > 0 {
+        progress(&format!("qpc: a {} MiB file up and down", flags.file_mib));
+        let server = servers::Server::start(Kind::Qpc, &launch)?;
+        let figures = qpc_bench::files::transfer(&server, flags.file_mib).await;
+        server.stop(Duration::from_secs(20))?;
+        println!();
+        print!("{}", qpc_bench::files::report(&figures?));
     }
     if params.rounds > 0 {
         println!();

@@ -89,6 +89,9 @@ const QPC_LIFTED_LIMITS: &[(&str, &str)] = &[
     ("--store-cap-bytes", "100000000000"),
     ("--rate-per-connection", "1000000"),
     ("--rate-per-address", "1000000"),
+    ("--blob-max-bytes", "100000000000"),
+    ("--blob-account-bytes", "100000000000"),
+    ("--blob-cap-bytes", "100000000000"),
 ];
 
 /// The flags (from `QPC_LIFTED_LIMITS`) that this qpc-server knows.

@@ -58,7 +58,7 @@ fn open_state_locked(c: &Common) -> Result<State, Box<dyn Error>> {
 }
 
 /// A session on the state file, connected and proven, with the outbox sent.
-async fn online(c: &Common) -> Result<(StateLock, Session, Relay, Vec<Event>), Box<dyn Error>> {
+pub(crate) async fn online(c: &Common) -> Result<(StateLock, Session, Relay, Vec<Event>), Box<dyn Error>> {
     let (lock, state) = open_state(c)?;
     let relay = connect(c, &state).await?;
     let mut session = Session::new(state);
@@ -99,7 +99,7 @@ fn required<'a>(peer: Option<&'a str>, what: &str) -> Result<&'a str, Box<dyn Er
 
 /// The group named by `--group-id`, else the one shared with `peer`, else
 /// the only group (pending invitations do not count).
-fn pick_group(
+pub(crate) fn pick_group(
     session: &Session,
     group: Option<&str>,
     peer: Option<&[u8; 32]>,

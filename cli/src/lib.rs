@@ -6,6 +6,7 @@
 #![forbid(unsafe_code)]
 
 pub mod account;
+pub mod blob;
 pub mod content;
 pub mod mls;
 pub mod provider;

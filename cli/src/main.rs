@@ -4,6 +4,7 @@
 #![forbid(unsafe_code)]
 
 mod commands;
+mod files;
 mod output;
 mod render;
 mod repl;
@@ -33,6 +34,8 @@ enum Command {
     Invitations(Invitations),
     RotateToken(RotateToken),
     Send(Send),
+    SendFile(SendFile),
+    SaveFile(SaveFile),
     Recv(Recv),
     FetchKey(FetchKey),
     Whoami(Whoami),
@@ -206,6 +209,33 @@ subcommand! {
 }
 
 subcommand! {
+    /// encrypt a file, upload it to the relay and announce it to a conversation (run again to resume)
+    SendFile = "send-file" {
+        /// the recipient: a username or an identity key
+        #[argh(option)]
+        to: Option<String>,
+        /// the group (default: the group shared with --to, or your only group)
+        #[argh(option)]
+        group_id: Option<String>,
+        /// the file to send
+        #[argh(positional)]
+        path: PathBuf,
+    }
+}
+
+subcommand! {
+    /// download, decrypt and check the file of received message N (as `qpc recv` numbers them)
+    SaveFile = "save-file" {
+        /// the message number
+        #[argh(positional)]
+        number: u64,
+        /// where to save it (default: its name, in this directory; a directory: its name in there)
+        #[argh(positional)]
+        path: Option<PathBuf>,
+    }
+}
+
+subcommand! {
     /// receive and decrypt queued messages
     Recv = "recv" {
         /// keep waiting for new messages until interrupted
@@ -314,6 +344,10 @@ fn main() -> ExitCode {
                 )
                 .await
             }
+            Command::SendFile(c) => {
+                files::send_file(&c.common(), c.to.as_deref(), &c.path, c.group_id.as_deref()).await
+            }
+            Command::SaveFile(c) => files::save_file(&c.common(), c.number, c.path.as_deref()).await,
             Command::Recv(c) => commands::recv(&c.common(), c.stream, c.json).await,
             Command::FetchKey(c) => {
                 commands::fetch_key(&c.common(), commands::peer_arg(c.peer, c.peer_key)?.as_deref()).await

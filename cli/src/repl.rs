@@ -59,6 +59,8 @@ const HELP: &[(&str, &str)] = &[
     ("/react <n> <emoji>", "react to message n (again to take it back)"),
     ("/edit <n> <text>", "change the text of your message n, for everyone"),
     ("/delete <n>", "delete your message n for everyone"),
+    ("/send-file <path>", "encrypt a file and send it to the active conversation"),
+    ("/save <n> [path]", "download, decrypt and check the file of message n"),
     ("/presence on|off", "share online / last seen (and see others'), or not"),
     ("/help", "this list"),
     ("/quit", "leave the session"),
@@ -499,6 +501,32 @@ impl Repl<'_> {
         self.save()
     }
 
+    /// `/send-file PATH`: the file to the active conversation.
+    async fn send_file(&mut self, relay: &Relay, path: &str) -> Step<()> {
+        let Some((label, group)) = self.active_group("/send-file", true) else { return Ok(()) };
+        match crate::files::upload_to_group(&mut self.session, relay, &group, std::path::Path::new(path))
+            .await
+        {
+            Ok((name, size)) => say!("* sent {name} ({}) to {label}", render::size(size)),
+            Err(e) => self.error(&format!("/send-file: {e}")),
+        }
+        self.save()
+    }
+
+    /// `/save N [PATH]`: the file of message N of the active conversation.
+    async fn save_file(&mut self, relay: &Relay, n: &str, path: Option<&&str>) -> Step<()> {
+        let Some((_, entry)) = self.message("/save", n) else { return Ok(()) };
+        let Some(file) = entry.file.as_ref().filter(|_| !entry.deleted) else {
+            self.error(&format!("/save: message {n} is not a file"));
+            return Ok(());
+        };
+        match crate::files::download_to(relay, file, path.map(|p| std::path::Path::new(*p))).await {
+            Ok(dest) => say!("* saved {} ({}) to {}", file.name, render::size(file.size), dest.display()),
+            Err(e) => self.error(&format!("/save: {e}")),
+        }
+        Ok(())
+    }
+
     /// The keys of `user`, or a message saying there is no such user.
     async fn user_keys(&self, relay: &Relay, user: &str) -> Step<Option<Vec<[u8; 32]>>> {
         match resolve_peer(relay, user).await {
@@ -767,6 +795,8 @@ impl Repl<'_> {
                     say!("* presence off: nobody sees when you are online, and you see nobody's");
                 }
             }
+            "/send-file" if args.len() == 1 => self.send_file(relay, args[0]).await?,
+            "/save" if (1..=2).contains(&args.len()) => self.save_file(relay, args[0], args.get(1)).await?,
             "/history" if args.len() <= 1 => {
                 let n = match args.first().map(|a| a.parse::<usize>()) {
                     None => 20,

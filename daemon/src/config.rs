@@ -49,6 +49,21 @@ pub struct Flags {
     /// seconds an undelivered message is kept (QPC_MESSAGE_TTL_SECS; default 1209600, 14 days; at most 31536000)
     #[argh(option)]
     pub message_ttl_secs: Option<u64>,
+    /// directory holding the blob (file) chunks, e.g. on USB storage (QPC_BLOB_DIR; default DATA_DIR/blobs)
+    #[argh(option)]
+    pub blob_dir: Option<PathBuf>,
+    /// largest blob (file) in bytes (QPC_BLOB_MAX_BYTES; default 16777216)
+    #[argh(option)]
+    pub blob_max_bytes: Option<u64>,
+    /// most blob bytes per account (QPC_BLOB_ACCOUNT_BYTES; default 33554432)
+    #[argh(option)]
+    pub blob_account_bytes: Option<u64>,
+    /// most blob bytes on the whole relay (QPC_BLOB_CAP_BYTES; default 67108864)
+    #[argh(option)]
+    pub blob_cap_bytes: Option<u64>,
+    /// seconds a blob is kept at most (QPC_BLOB_LIFETIME_SECS; default 604800, 7 days)
+    #[argh(option)]
+    pub blob_lifetime_secs: Option<u64>,
     /// most concurrent connections (QPC_MAX_CONNECTIONS; default 256)
     #[argh(option)]
     pub max_connections: Option<u32>,
@@ -146,6 +161,8 @@ pub struct Config {
     pub socket: Option<PathBuf>,
     pub metrics_file: Option<PathBuf>,
     pub metrics_interval_secs: u64,
+    /// Where blob files live (see `cmd::blob`).
+    pub blob_dir: PathBuf,
 }
 
 /// Bounds that protect the router's memory and flash.
@@ -165,6 +182,10 @@ pub struct Limits {
     pub rate_per_connection: u32,
     pub rate_per_address: u32,
     pub max_login_failures: u32,
+    pub blob_max_bytes: u64,
+    pub blob_account_bytes: u64,
+    pub blob_cap_bytes: u64,
+    pub blob_lifetime_secs: u64,
 }
 
 /// The limits a relay has when nothing sets them: the values the OpenWrt
@@ -329,6 +350,13 @@ impl Config {
                 pick(flags.rate_per_address, "QPC_RATE_PER_ADDRESS", 200)?.into(),
             )? as u32,
             max_login_failures: pick(flags.max_login_failures, "QPC_MAX_LOGIN_FAILURES", 5)?,
+            blob_max_bytes: pick(flags.blob_max_bytes, "QPC_BLOB_MAX_BYTES", 16 << 20)?,
+            blob_account_bytes: pick(flags.blob_account_bytes, "QPC_BLOB_ACCOUNT_BYTES", 32 << 20)?,
+            blob_cap_bytes: pick(flags.blob_cap_bytes, "QPC_BLOB_CAP_BYTES", 64 << 20)?,
+            blob_lifetime_secs: positive(
+                "--blob-lifetime-secs",
+                pick(flags.blob_lifetime_secs, "QPC_BLOB_LIFETIME_SECS", 7 * 86_400)?,
+            )?,
         };
         if std::env::var("QPC_PRODUCTION").is_ok_and(|v| v == "1") {
             if db_key.is_empty() {
@@ -349,7 +377,11 @@ impl Config {
             "--metrics-interval-secs",
             pick(flags.metrics_interval_secs, "QPC_METRICS_INTERVAL_SECS", 15)?,
         )?;
+        let data_dir = pick(flags.data_dir, "QPC_DATA_DIR", PathBuf::from("./data"))?;
+        let blob_dir =
+            flags.blob_dir.or_else(|| env_path("QPC_BLOB_DIR")).unwrap_or_else(|| data_dir.join("blobs"));
         Ok(Config {
+            blob_dir,
             syslog,
             socket,
             metrics_file,
@@ -357,7 +389,7 @@ impl Config {
             registration,
             registration_token,
             listen,
-            data_dir: pick(flags.data_dir, "QPC_DATA_DIR", PathBuf::from("./data"))?,
+            data_dir,
             db_key,
             hostnames,
             limits,

@@ -34,6 +34,8 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 pub enum ServeError {
     #[error(transparent)]
     DataDir(#[from] crate::data_dir::DataDirError),
+    #[error("blob directory {path}: {source}")]
+    BlobDir { path: String, source: std::io::Error },
     #[error(transparent)]
     Tls(#[from] TlsError),
     #[error(transparent)]
@@ -75,6 +77,8 @@ pub struct Relay {
     pub stats: Stats,
     pub shutdown: watch::Receiver<bool>,
     in_flight: Cell<usize>,
+    /// Where blob bytes live (see `cmd::blob`).
+    pub blobs: cmd::blob::BlobDir,
 }
 
 impl Relay {
@@ -156,6 +160,8 @@ pub async fn run(config: Config) -> Result<(), ServeError> {
         store::Options::from_env(),
     )?);
     let opaque = opaque_setup(&store).await?;
+    let blobs = cmd::blob::BlobDir::open(&config.blob_dir)
+        .map_err(|source| ServeError::BlobDir { path: config.blob_dir.display().to_string(), source })?;
     let server_config = tls::server_config(&identity, &config.limits)?;
     log::info!("registration {}", config.registration.name());
     if config.registration == Registration::Token && config.registration_token.is_empty() {
@@ -175,9 +181,11 @@ pub async fn run(config: Config) -> Result<(), ServeError> {
         stats: Stats::default(),
         shutdown,
         in_flight: Cell::new(0),
+        blobs,
     });
 
     tokio::task::spawn_local(sweep_loop(Rc::clone(&relay)));
+    tokio::task::spawn_local(cmd::blob::sweep_loop(Rc::clone(&relay)));
     let mut endpoints = Vec::new();
     let mut listening = Vec::new();
     for addr in &config.listen {

@@ -38,6 +38,12 @@ pub struct Figures {
     pub queued_bytes: u64,
     pub store_bytes: u64,
     pub store_cap_bytes: u64,
+    /// Live blobs (files), complete or being uploaded.
+    pub blobs: u64,
+    /// Their declared bytes: what counts against the blob cap.
+    pub blob_bytes: u64,
+    pub blob_cap_bytes: u64,
+    pub blob_lifetime_s: u64,
     pub enqueued: u64,
     pub delivered: u64,
     pub expired: u64,
@@ -58,6 +64,7 @@ impl Figures {
     pub async fn gather(relay: &Relay, facts: &Facts) -> Result<Figures, StoreError> {
         let meta::Totals { accounts, identities, queued_messages, queued_bytes } =
             relay.store.read(meta::totals).await?;
+        let (blobs, blob_bytes) = crate::cmd::blob::totals(relay).await?;
         let stats = &relay.stats;
         Ok(Figures {
             version: env!("CARGO_PKG_VERSION"),
@@ -72,6 +79,10 @@ impl Figures {
             queued_bytes,
             store_bytes: store_bytes(&facts.data_dir),
             store_cap_bytes: relay.limits.store_cap_bytes,
+            blobs,
+            blob_bytes,
+            blob_cap_bytes: relay.limits.blob_cap_bytes,
+            blob_lifetime_s: relay.limits.blob_lifetime_secs,
             enqueued: stats.enqueued.get(),
             delivered: stats.delivered.get(),
             expired: stats.expired.get(),
@@ -98,6 +109,10 @@ impl Figures {
             ("queued_bytes", self.queued_bytes),
             ("store_bytes", self.store_bytes),
             ("store_cap_bytes", self.store_cap_bytes),
+            ("blobs", self.blobs),
+            ("blob_bytes", self.blob_bytes),
+            ("blob_cap_bytes", self.blob_cap_bytes),
+            ("blob_lifetime_s", self.blob_lifetime_s),
             ("enqueued", self.enqueued),
             ("delivered", self.delivered),
             ("expired", self.expired),
@@ -143,6 +158,14 @@ impl Figures {
             ("qpc_queued_bytes", "Payload bytes of the undelivered messages.", self.queued_bytes),
             ("qpc_store_bytes", "Bytes the database takes on disk (file and WAL).", self.store_bytes),
             ("qpc_store_cap_bytes", "Most payload bytes the relay queues in all.", self.store_cap_bytes),
+            ("qpc_blobs", "Blobs (files) held, complete or being uploaded.", self.blobs),
+            (
+                "qpc_blob_bytes",
+                "Declared bytes of the blobs held (what the blob cap counts).",
+                self.blob_bytes,
+            ),
+            ("qpc_blob_cap_bytes", "Most blob bytes the relay holds in all.", self.blob_cap_bytes),
+            ("qpc_blob_lifetime_seconds", "Seconds a blob is kept at most.", self.blob_lifetime_s),
         ];
         for (name, help, value) in gauges {
             family(&mut o, name, "gauge", help);
@@ -189,6 +212,16 @@ impl Figures {
         row("queued", format!("{} messages, {}{share}", self.queued_messages, bytes(self.queued_bytes)));
         row("store cap", bytes(self.store_cap_bytes));
         row("store on disk", bytes(self.store_bytes));
+        let share = self
+            .blob_bytes
+            .saturating_mul(100)
+            .checked_div(self.blob_cap_bytes)
+            .map_or(String::new(), |p| format!(", {p}% of the blob cap"));
+        row("blobs", format!("{}, {}{share}", self.blobs, bytes(self.blob_bytes)));
+        row(
+            "blob cap",
+            format!("{}, kept {} at most", bytes(self.blob_cap_bytes), duration(self.blob_lifetime_s)),
+        );
         row(
             "since start",
             format!("{} enqueued, {} delivered, {} expired", self.enqueued, self.delivered, self.expired),
@@ -288,6 +321,10 @@ mod tests {
             queued_bytes: 1536,
             store_bytes: 40960,
             store_cap_bytes: 1 << 20,
+            blobs: 1,
+            blob_bytes: 2048,
+            blob_cap_bytes: 1 << 30,
+            blob_lifetime_s: 86_400,
             enqueued: 7,
             delivered: 2,
             expired: 0,

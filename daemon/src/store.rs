@@ -14,10 +14,11 @@
 //!
 //! Every SQL statement of the daemon lives below this module, behind typed
 //! operations: `queues`, `key_packages`, `accounts`, `directory`,
-//! `identities`, `hybrid_keys`, `fences`, `meta`. A command composes them in one
+//! `identities`, `hybrid_keys`, `fences`, `meta`, `blobs`. A command composes them in one
 //! write closure when it needs several steps to be all-or-nothing.
 
 pub mod accounts;
+pub mod blobs;
 pub mod delivery_tokens;
 pub mod directory;
 pub mod fences;

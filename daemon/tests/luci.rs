@@ -466,6 +466,8 @@ fn luci_page_renders_the_status_of_a_running_relay() {
         "1.5 KiB",
         "Registration token",
         "Messages per recipient",
+        "Files",
+        "File lifetime (seconds)",
         "Download backup",
     ] {
         assert!(dom.contains(shown), "{shown:?} on the page:\n{dom}");

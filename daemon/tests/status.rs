@@ -30,6 +30,10 @@ const KEYS: &[&str] = &[
     "queued_bytes",
     "store_bytes",
     "store_cap_bytes",
+    "blobs",
+    "blob_bytes",
+    "blob_cap_bytes",
+    "blob_lifetime_s",
     "enqueued",
     "delivered",
     "expired",
@@ -152,6 +156,9 @@ fn status_counts_match_known_traffic_and_metrics_file_parses() {
     assert_eq!(num(&s, "delivered"), 2);
     assert_eq!(num(&s, "expired"), 0);
     assert_eq!(num(&s, "store_cap_bytes"), 1_000_000);
+    assert_eq!((num(&s, "blobs"), num(&s, "blob_bytes")), (0, 0), "no file sent");
+    assert_eq!(num(&s, "blob_cap_bytes"), 64 << 20, "the default blob cap");
+    assert_eq!(num(&s, "blob_lifetime_s"), 7 * 86_400, "the default blob lifetime");
     assert!(num(&s, "uptime_s") < 120);
     let on_disk: u64 = ["qpc.db", "qpc.db-wal"]
         .iter()
@@ -201,6 +208,8 @@ fn status_counts_match_known_traffic_and_metrics_file_parses() {
         ("qpc_delivered_total", 2.0),
         ("qpc_expired_total", 0.0),
         ("qpc_store_cap_bytes", 1e6),
+        ("qpc_blobs", 0.0),
+        ("qpc_blob_cap_bytes", f64::from(64u32 << 20)),
         ("qpc_info", 1.0),
     ] {
         assert_eq!(sample(&samples, name), want, "{name}");

@@ -52,6 +52,12 @@ ids! {
         ResolveUser = 500,
         ResolveIdentity = 501,
         GroupCommit = 600,
+        BlobUploadStart = 700,
+        BlobUploadChunk = 701,
+        BlobUploadFinish = 702,
+        BlobStatus = 703,
+        BlobDownload = 704,
+        BlobReceived = 705,
         Signal = 800,
     }
 }
@@ -92,7 +98,7 @@ mod tests {
         for m in Method::ALL {
             assert_eq!(Method::from_u16(m.id()), Some(*m));
         }
-        for unknown in [0u16, 99, 104, 199, 209, 299, 306, 402, 502, 599, 601, u16::MAX] {
+        for unknown in [0u16, 99, 104, 199, 209, 299, 306, 402, 502, 599, 601, 699, 706, 801, u16::MAX] {
             assert_eq!(Method::from_u16(unknown), None, "{unknown}");
         }
         assert_eq!(Event::from_u16(1), Some(Event::NewMessage));

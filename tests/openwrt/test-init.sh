@@ -141,7 +141,7 @@ config defaults
 run start
 check_eq "enabled: start succeeds" 0 "$rc"
 check_eq "enabled: qpc-server command line" \
-	"/usr/sbin/qpc-server --listen [::]:7000 --data-dir /etc/qpc --registration token --max-queue-messages 1000 --max-queue-bytes 8388608 --store-cap-bytes 33554432 --message-ttl-secs 1209600 --log-level info --syslog" \
+	"/usr/sbin/qpc-server --listen [::]:7000 --data-dir /etc/qpc --registration token --max-queue-messages 1000 --max-queue-bytes 8388608 --store-cap-bytes 33554432 --message-ttl-secs 1209600 --blob-max-bytes 16777216 --blob-account-bytes 33554432 --blob-cap-bytes 67108864 --blob-lifetime-secs 604800 --log-level info --syslog" \
 	"$(command_line)"
 check "enabled: the store key reaches the daemon in its environment" logged "param env QPC_DB_KEY=k3y"
 check "enabled: the registration token too" logged "param+ env QPC_REGISTRATION_TOKEN=t0ken"
@@ -174,7 +174,7 @@ set_option store_cap_bytes ''
 printf "\tlist hostname 'router.example.net'\n\tlist hostname '192.0.2.1'\n" >> "$current/qpc"
 run start
 check_eq "listen list, host names and open registration: command line" \
-	"/usr/sbin/qpc-server --listen 0.0.0.0:7443 --listen [fd00::1]:7443 --listen [::1]:7443 --listen 127.0.0.1:7001 --listen [fe80::1%br-lan]:7002 --listen [::ffff:192.0.2.1]:7443 --hostname router.example.net --hostname 192.0.2.1 --data-dir /etc/qpc --registration open --max-queue-bytes 8388608 --message-ttl-secs 1209600 --log-level debug --syslog" \
+	"/usr/sbin/qpc-server --listen 0.0.0.0:7443 --listen [fd00::1]:7443 --listen [::1]:7443 --listen 127.0.0.1:7001 --listen [fe80::1%br-lan]:7002 --listen [::ffff:192.0.2.1]:7443 --hostname router.example.net --hostname 192.0.2.1 --data-dir /etc/qpc --registration open --max-queue-bytes 8388608 --message-ttl-secs 1209600 --blob-max-bytes 16777216 --blob-account-bytes 33554432 --blob-cap-bytes 67108864 --blob-lifetime-secs 604800 --log-level debug --syslog" \
 	"$(command_line)"
 check "open registration: no token in the environment" not_logged "QPC_REGISTRATION_TOKEN"
 
@@ -349,6 +349,27 @@ config system-dir
 set_option data_dir /etc
 run start
 refuse "data_dir '/etc'" "is a system directory"
+
+# Files (blobs) on a directory of their own, e.g. a USB disk.
+config blob-dir
+mkdir -p "$root/srv"
+set_option blob_dir /srv/qpc-blobs
+set_option blob_lifetime_secs 3600
+run start
+check_eq "blob_dir: start succeeds" 0 "$rc"
+check "blob_dir: passed to the daemon" sh -c "sed -n 's/^command //p' '$log' | grep -q -- '--registration token --blob-dir /srv/qpc-blobs '"
+check "blob_lifetime_secs: passed to the daemon" sh -c "sed -n 's/^command //p' '$log' | grep -q -- '--blob-lifetime-secs 3600 '"
+check_eq "blob_dir: created and owned by the relay" "$QPC_UID:$QPC_UID" "$(owner /srv/qpc-blobs)"
+
+config blob-tmpfs
+set_option blob_dir /tmp/blobs
+run start
+refuse "blob_dir on /tmp" "blob_dir '/tmp/blobs' is in RAM"
+
+config blob-limit
+set_option blob_max_bytes 16M
+run start
+refuse "blob_max_bytes 16M" "invalid blob_max_bytes '16M'"
 
 # A directory that holds files the relay did not make is not its own.
 config foreign

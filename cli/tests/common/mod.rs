@@ -70,6 +70,8 @@ pub struct Server {
     pub log: Arc<Mutex<String>>,
     extra: Vec<String>,
     env: Vec<(String, String)>,
+    /// A command the relay runs under (e.g. `unshare ...`), if any.
+    wrapper: Vec<String>,
 }
 
 impl Server {
@@ -82,11 +84,33 @@ impl Server {
     pub fn start_with_env(data_dir: &Path, extra: &[&str], env: &[(&str, &str)]) -> Server {
         let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
         let env = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-        Self::start_on(data_dir, "127.0.0.1:0", extra, env)
+        Self::start_on(data_dir, "127.0.0.1:0", extra, env, Vec::new())
     }
 
-    fn start_on(data_dir: &Path, listen: &str, extra: Vec<String>, env: Vec<(String, String)>) -> Server {
-        let mut child = Command::new(server_bin())
+    /// Starts a relay as the last argument of `wrapper` (which must exec it,
+    /// so that `pid` is the relay's).
+    pub fn start_wrapped(data_dir: &Path, wrapper: &[&str], extra: &[&str]) -> Server {
+        let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
+        let wrapper = wrapper.iter().map(|s| s.to_string()).collect();
+        Self::start_on(data_dir, "127.0.0.1:0", extra, Vec::new(), wrapper)
+    }
+
+    fn start_on(
+        data_dir: &Path,
+        listen: &str,
+        extra: Vec<String>,
+        env: Vec<(String, String)>,
+        wrapper: Vec<String>,
+    ) -> Server {
+        let mut command = match wrapper.split_first() {
+            None => Command::new(server_bin()),
+            Some((program, args)) => {
+                let mut c = Command::new(program);
+                c.args(args).arg(server_bin());
+                c
+            }
+        };
+        let mut child = command
             .arg("--listen")
             .arg(listen)
             .arg("--data-dir")
@@ -125,7 +149,7 @@ impl Server {
                 panic!("qpc-server did not start listening; log:\n{}", log.lock().unwrap());
             }
         };
-        Server { child: Some(child), addr, data_dir: data_dir.into(), log, extra, env }
+        Server { child: Some(child), addr, data_dir: data_dir.into(), log, extra, env, wrapper }
     }
 
     pub fn cert(&self) -> PathBuf {
@@ -176,8 +200,8 @@ impl Server {
     pub fn restart(&mut self) {
         assert_eq!(self.stop(), Some(0), "clean exit on SIGTERM; log:\n{}", self.log());
         let addr = self.addr.clone();
-        let (extra, env) = (self.extra.clone(), self.env.clone());
-        *self = Server::start_on(&self.data_dir.clone(), &addr, extra, env);
+        let (extra, env, wrapper) = (self.extra.clone(), self.env.clone(), self.wrapper.clone());
+        *self = Server::start_on(&self.data_dir.clone(), &addr, extra, env, wrapper);
     }
 
     /// A `qpc` command pointed at this relay.

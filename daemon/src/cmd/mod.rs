@@ -6,6 +6,7 @@
 pub mod accounts;
 pub mod ack;
 pub mod auth;
+pub mod blob;
 pub mod directory;
 pub mod enqueue;
 pub mod fetch;
@@ -72,6 +73,12 @@ pub async fn dispatch(
         Method::Signal => ok(signal::signal(relay, me, decode(payload)?)?),
         Method::RegisterDeliveryToken => ok(sealed::register(relay, me, decode(payload)?).await?),
         Method::RevokeDeliveryToken => ok(sealed::revoke(relay, me, decode(payload)?).await?),
+        Method::BlobUploadStart => ok(blob::upload_start(relay, session, me, decode(payload)?).await?),
+        Method::BlobUploadChunk => ok(blob::upload_chunk(relay, me, decode(payload)?).await?),
+        Method::BlobUploadFinish => ok(blob::upload_finish(relay, me, decode(payload)?).await?),
+        Method::BlobStatus => ok(blob::status(relay, me, decode(payload)?).await?),
+        Method::BlobDownload => ok(blob::download(relay, decode(payload)?).await?),
+        Method::BlobReceived => ok(blob::received(relay, me, decode(payload)?).await?),
         Method::UploadHybridKey => ok(hybrid_key::upload(relay, me, decode(payload)?).await?),
         Method::FetchHybridKey => ok(hybrid_key::fetch(relay, decode(payload)?).await?),
         Method::FetchHybridKeys => ok(hybrid_key::fetch_many(relay, decode(payload)?).await?),

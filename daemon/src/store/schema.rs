@@ -90,6 +90,34 @@ const MIGRATIONS: &[&str] = &[
     // 4: KeyPackages per ciphersuite (1: the classic one).
     "ALTER TABLE key_packages ADD COLUMN ciphersuite INTEGER NOT NULL DEFAULT 1;
      CREATE INDEX key_packages_by_suite ON key_packages (identity_key, ciphersuite, last_resort, id);",
+    // 5: blobs (files): metadata, chunk hashes, recipients; see store::blobs.
+    "CREATE TABLE blobs (
+        id BLOB PRIMARY KEY,
+        owner BLOB NOT NULL,
+        account TEXT NOT NULL,
+        size INTEGER NOT NULL,
+        chunk_size INTEGER NOT NULL,
+        blob_sha256 BLOB NOT NULL,
+        read_token_hash BLOB NOT NULL,
+        received_chunks INTEGER NOT NULL DEFAULT 0,
+        complete INTEGER NOT NULL DEFAULT 0,
+        created_at_ms INTEGER NOT NULL,
+        expires_at_ms INTEGER NOT NULL
+     ) WITHOUT ROWID;
+     CREATE INDEX blobs_by_account ON blobs (account, expires_at_ms);
+     CREATE INDEX blobs_by_expiry ON blobs (expires_at_ms);
+     CREATE TABLE blob_chunks (
+        id BLOB NOT NULL,
+        idx INTEGER NOT NULL,
+        sha256 BLOB NOT NULL,
+        PRIMARY KEY (id, idx)
+     ) WITHOUT ROWID;
+     CREATE TABLE blob_recipients (
+        id BLOB NOT NULL,
+        recipient BLOB NOT NULL,
+        received INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (id, recipient)
+     ) WITHOUT ROWID;",
 ];
 
 /// Opens `path` for the storage thread (see [`prepare`]) and loads what the

@@ -155,6 +155,12 @@ pub fn check_request(method: Method, payload: &[u8]) {
         Method::ResolveIdentity => round_trip::<pb::ResolveIdentityRequest>(payload),
         Method::KeyPackageStatus => round_trip::<pb::KeyPackageStatusRequest>(payload),
         Method::GroupCommit => round_trip::<pb::GroupCommitRequest>(payload),
+        Method::BlobUploadStart => round_trip::<pb::BlobUploadStartRequest>(payload),
+        Method::BlobUploadChunk => round_trip::<pb::BlobUploadChunkRequest>(payload),
+        Method::BlobUploadFinish => round_trip::<pb::BlobUploadFinishRequest>(payload),
+        Method::BlobStatus => round_trip::<pb::BlobStatusRequest>(payload),
+        Method::BlobDownload => round_trip::<pb::BlobDownloadRequest>(payload),
+        Method::BlobReceived => round_trip::<pb::BlobReceivedRequest>(payload),
         Method::Signal => round_trip::<pb::SignalRequest>(payload),
         Method::RegisterDeliveryToken => round_trip::<pb::RegisterDeliveryTokenRequest>(payload),
         Method::RevokeDeliveryToken => round_trip::<pb::RevokeDeliveryTokenRequest>(payload),
@@ -186,6 +192,12 @@ pub fn check_response(method: Method, payload: &[u8]) {
         Method::ResolveIdentity => round_trip::<pb::ResolveIdentityResponse>(payload),
         Method::KeyPackageStatus => round_trip::<pb::KeyPackageStatusResponse>(payload),
         Method::GroupCommit => round_trip::<pb::GroupCommitResponse>(payload),
+        Method::BlobUploadStart => round_trip::<pb::BlobUploadStartResponse>(payload),
+        Method::BlobUploadChunk => round_trip::<pb::BlobUploadChunkResponse>(payload),
+        Method::BlobUploadFinish => round_trip::<pb::BlobUploadFinishResponse>(payload),
+        Method::BlobStatus => round_trip::<pb::BlobStatusResponse>(payload),
+        Method::BlobDownload => round_trip::<pb::BlobDownloadResponse>(payload),
+        Method::BlobReceived => round_trip::<pb::BlobReceivedResponse>(payload),
         Method::Signal => round_trip::<pb::SignalResponse>(payload),
         Method::RegisterDeliveryToken => round_trip::<pb::RegisterDeliveryTokenResponse>(payload),
         Method::RevokeDeliveryToken => round_trip::<pb::RevokeDeliveryTokenResponse>(payload),
@@ -294,6 +306,34 @@ pub fn sample_request(method: Method) -> Vec<u8> {
             open: true,
         }
         .encode_to_vec(),
+        Method::BlobUploadStart => pb::BlobUploadStartRequest {
+            blob_id: vec![0x42; 16],
+            size: 20 << 20,
+            chunk_size: 256 * 1024,
+            blob_sha256: key(22),
+            read_token_hash: key(23),
+            recipient_keys: vec![key(24), key(25)],
+        }
+        .encode_to_vec(),
+        Method::BlobUploadChunk => pb::BlobUploadChunkRequest {
+            blob_id: vec![0x42; 16],
+            index: 79,
+            sha256: key(26),
+            data: vec![0xc7; 300],
+        }
+        .encode_to_vec(),
+        Method::BlobUploadFinish => pb::BlobUploadFinishRequest { blob_id: vec![0x42; 16] }.encode_to_vec(),
+        Method::BlobStatus => pb::BlobStatusRequest { blob_id: vec![0x42; 16] }.encode_to_vec(),
+        Method::BlobDownload => pb::BlobDownloadRequest {
+            blob_id: vec![0x42; 16],
+            read_token: key(27),
+            offset: 5 << 20,
+            length: 256 * 1024,
+        }
+        .encode_to_vec(),
+        Method::BlobReceived => {
+            pb::BlobReceivedRequest { blob_id: vec![0x42; 16], read_token: key(27) }.encode_to_vec()
+        }
         Method::Signal => {
             pb::SignalRequest { recipient_keys: vec![key(20), key(21)], payload: vec![0x53; 120] }.encode_to_vec()
         }
@@ -363,6 +403,34 @@ pub fn sample_response(method: Method) -> Vec<u8> {
             pb::KeyPackageStatusResponse { available: 4, last_resort: true, last_resort_used: true }.encode_to_vec()
         }
         Method::GroupCommit => pb::GroupCommitResponse { epoch: 8, duplicate: true }.encode_to_vec(),
+        Method::BlobUploadStart => pb::BlobUploadStartResponse {
+            received_chunks: 37,
+            complete: true,
+            expires_at_ms: 1_790_000_000_000,
+        }
+        .encode_to_vec(),
+        Method::BlobUploadChunk => pb::BlobUploadChunkResponse { received_chunks: 80 }.encode_to_vec(),
+        Method::BlobUploadFinish => {
+            pb::BlobUploadFinishResponse { expires_at_ms: 1_790_000_000_000 }.encode_to_vec()
+        }
+        Method::BlobStatus => pb::BlobStatusResponse {
+            exists: true,
+            size: 20 << 20,
+            chunk_size: 256 * 1024,
+            received_chunks: 37,
+            complete: true,
+            expires_at_ms: 1_790_000_000_000,
+        }
+        .encode_to_vec(),
+        Method::BlobDownload => pb::BlobDownloadResponse {
+            data: vec![0xc7; 300],
+            size: 20 << 20,
+            chunk_size: 256 * 1024,
+            blob_sha256: key(22),
+            chunk_sha256: key(26),
+        }
+        .encode_to_vec(),
+        Method::BlobReceived => pb::BlobReceivedResponse { deleted: true }.encode_to_vec(),
         Method::Signal => pb::SignalResponse { delivered: 2 }.encode_to_vec(),
         Method::RegisterDeliveryToken => pb::RegisterDeliveryTokenResponse { tokens: 1 }.encode_to_vec(),
         Method::RevokeDeliveryToken => pb::RevokeDeliveryTokenResponse { revoked: 3 }.encode_to_vec(),

@@ -419,6 +419,139 @@ pub struct GroupCommitResponse {
     #[prost(bool, tag = "2")]
     pub duplicate: bool,
 }
+/// Starts an upload, or resumes one: the same `blob_id` with the same size,
+/// chunk size and hash answers how many chunks the relay already holds.
+/// Every limit is checked here, before any byte is stored.
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct BlobUploadStartRequest {
+    /// 16 bytes.
+    #[prost(bytes = "vec", tag = "1")]
+    pub blob_id: ::prost::alloc::vec::Vec<u8>,
+    /// Bytes of the whole blob (ciphertext).
+    #[prost(uint64, tag = "2")]
+    pub size: u64,
+    /// Bytes per chunk; every chunk but the last has exactly this many.
+    #[prost(uint32, tag = "3")]
+    pub chunk_size: u32,
+    /// 32 bytes: the blob hash (see above).
+    #[prost(bytes = "vec", tag = "4")]
+    pub blob_sha256: ::prost::alloc::vec::Vec<u8>,
+    /// 32 bytes: SHA-256 of the read token readers will present.
+    #[prost(bytes = "vec", tag = "5")]
+    pub read_token_hash: ::prost::alloc::vec::Vec<u8>,
+    /// Identity keys the blob will be announced to. Once each of them has
+    /// confirmed it (BlobReceived), the blob is deleted, or at the end of its
+    /// lifetime, whichever comes first. A resumed start adds to the list.
+    #[prost(bytes = "vec", repeated, tag = "6")]
+    pub recipient_keys: ::prost::alloc::vec::Vec<::prost::alloc::vec::Vec<u8>>,
+}
+#[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct BlobUploadStartResponse {
+    /// Chunks the relay holds already: the next chunk to send is this one.
+    #[prost(uint64, tag = "1")]
+    pub received_chunks: u64,
+    /// The blob was uploaded whole before: nothing to send.
+    #[prost(bool, tag = "2")]
+    pub complete: bool,
+    /// When the relay deletes the blob, Unix milliseconds.
+    #[prost(uint64, tag = "3")]
+    pub expires_at_ms: u64,
+}
+/// One chunk, in order: `index` must be the next chunk the relay lacks (a
+/// chunk it already holds, with the same hash, is answered again).
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct BlobUploadChunkRequest {
+    #[prost(bytes = "vec", tag = "1")]
+    pub blob_id: ::prost::alloc::vec::Vec<u8>,
+    #[prost(uint64, tag = "2")]
+    pub index: u64,
+    /// 32 bytes: SHA-256 of `data`.
+    #[prost(bytes = "vec", tag = "3")]
+    pub sha256: ::prost::alloc::vec::Vec<u8>,
+    #[prost(bytes = "vec", tag = "4")]
+    pub data: ::prost::alloc::vec::Vec<u8>,
+}
+#[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct BlobUploadChunkResponse {
+    #[prost(uint64, tag = "1")]
+    pub received_chunks: u64,
+}
+/// Every chunk is there: checks the blob hash and offers the blob to readers.
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct BlobUploadFinishRequest {
+    #[prost(bytes = "vec", tag = "1")]
+    pub blob_id: ::prost::alloc::vec::Vec<u8>,
+}
+#[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct BlobUploadFinishResponse {
+    #[prost(uint64, tag = "1")]
+    pub expires_at_ms: u64,
+}
+/// The uploader's view of its own blob, for resuming.
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct BlobStatusRequest {
+    #[prost(bytes = "vec", tag = "1")]
+    pub blob_id: ::prost::alloc::vec::Vec<u8>,
+}
+#[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct BlobStatusResponse {
+    #[prost(bool, tag = "1")]
+    pub exists: bool,
+    #[prost(uint64, tag = "2")]
+    pub size: u64,
+    #[prost(uint32, tag = "3")]
+    pub chunk_size: u32,
+    #[prost(uint64, tag = "4")]
+    pub received_chunks: u64,
+    #[prost(bool, tag = "5")]
+    pub complete: bool,
+    #[prost(uint64, tag = "6")]
+    pub expires_at_ms: u64,
+}
+/// A range of a complete blob. `length` is capped by the relay (1 MiB).
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct BlobDownloadRequest {
+    #[prost(bytes = "vec", tag = "1")]
+    pub blob_id: ::prost::alloc::vec::Vec<u8>,
+    /// 32 bytes.
+    #[prost(bytes = "vec", tag = "2")]
+    pub read_token: ::prost::alloc::vec::Vec<u8>,
+    #[prost(uint64, tag = "3")]
+    pub offset: u64,
+    #[prost(uint32, tag = "4")]
+    pub length: u32,
+}
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct BlobDownloadResponse {
+    #[prost(bytes = "vec", tag = "1")]
+    pub data: ::prost::alloc::vec::Vec<u8>,
+    /// The whole blob.
+    #[prost(uint64, tag = "2")]
+    pub size: u64,
+    #[prost(uint32, tag = "3")]
+    pub chunk_size: u32,
+    #[prost(bytes = "vec", tag = "4")]
+    pub blob_sha256: ::prost::alloc::vec::Vec<u8>,
+    /// When the range is exactly one chunk: its SHA-256 as uploaded (the relay
+    /// checked the bytes it read against it). Empty otherwise.
+    #[prost(bytes = "vec", tag = "5")]
+    pub chunk_sha256: ::prost::alloc::vec::Vec<u8>,
+}
+/// A reader has the blob whole and checked. When every announced recipient
+/// has said so, the relay deletes it.
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct BlobReceivedRequest {
+    #[prost(bytes = "vec", tag = "1")]
+    pub blob_id: ::prost::alloc::vec::Vec<u8>,
+    #[prost(bytes = "vec", tag = "2")]
+    pub read_token: ::prost::alloc::vec::Vec<u8>,
+}
+#[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct BlobReceivedResponse {
+    /// The blob is gone from the relay now.
+    #[prost(bool, tag = "1")]
+    pub deleted: bool,
+}
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct SignalRequest {
     #[prost(bytes = "vec", repeated, tag = "1")]

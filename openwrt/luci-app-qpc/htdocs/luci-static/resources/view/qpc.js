@@ -205,6 +205,7 @@ function copyText(input) {
 
 function statusRows(st) {
 	var used = st.store_cap_bytes ? Math.round(st.queued_bytes * 100 / st.store_cap_bytes) : 0;
+	var blobsUsed = st.blob_cap_bytes ? Math.round(st.blob_bytes * 100 / st.blob_cap_bytes) : 0;
 
 	return [
 		[ _('Status'), E('strong', { 'class': 'qpc-up' }, _('Running')) ],
@@ -217,6 +218,7 @@ function statusRows(st) {
 		[ _('Identities'), String(st.identities) ],
 		[ _('Queued messages'), _('%d (%1024.1mB)').format(st.queued_messages, st.queued_bytes) ],
 		[ _('Store'), _('%1024.1mB on disk; queue cap %1024.1mB (%d%% used)').format(st.store_bytes, st.store_cap_bytes, used) ],
+		[ _('Files'), _('%d (%1024.1mB); cap %1024.1mB (%d%% used), kept %t at most').format(st.blobs, st.blob_bytes, st.blob_cap_bytes, blobsUsed, st.blob_lifetime_s) ],
 		[ _('Since start'), _('%d enqueued, %d delivered, %d expired').format(st.enqueued, st.delivered, st.expired) ],
 		[ _('Last error'), st.last_error == null ? _('none') : E('span', { 'class': 'qpc-error' }, st.last_error) ]
 	];
@@ -397,6 +399,13 @@ return view.extend({
 			return value ? checkDataDir(value) : true;
 		};
 
+		o = s.taboption('general', form.Value, 'blob_dir', _('File directory'),
+			_('Where sent files (encrypted) are kept, e.g. on USB storage; empty is the data directory. Keep it on persistent storage.'));
+		o.placeholder = '/etc/qpc/blobs';
+		o.validate = function(section_id, value) {
+			return value ? checkDataDir(value) : true;
+		};
+
 		o = s.taboption('general', form.Value, 'db_key', _('Store key'),
 			_('Encrypts the store; losing it loses the queued messages and the accounts.'));
 		o.password = true;
@@ -426,6 +435,26 @@ return view.extend({
 			_('Undelivered messages are dropped after this long (1209600 s is 14 days; at most a year, 31536000 s).'));
 		o.datatype = 'and(uinteger,range(60,31536000))';
 		o.placeholder = '1209600';
+
+		o = s.taboption('limits', form.Value, 'blob_max_bytes', _('Largest file (bytes)'),
+			_('The largest file one person may send through the relay.'));
+		o.datatype = 'uinteger';
+		o.placeholder = '16777216';
+
+		o = s.taboption('limits', form.Value, 'blob_account_bytes', _('File bytes per account'),
+			_('Files of one account not yet fetched by everyone, together.'));
+		o.datatype = 'uinteger';
+		o.placeholder = '33554432';
+
+		o = s.taboption('limits', form.Value, 'blob_cap_bytes', _('File cap (bytes)'),
+			_('All files on the relay together.'));
+		o.datatype = 'uinteger';
+		o.placeholder = '67108864';
+
+		o = s.taboption('limits', form.Value, 'blob_lifetime_secs', _('File lifetime (seconds)'),
+			_('A file is deleted once every recipient has it, or after this long (604800 s is 7 days).'));
+		o.datatype = 'uinteger';
+		o.placeholder = '604800';
 
 		poll.add(function() {
 			return Promise.all([
