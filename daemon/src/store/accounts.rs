@@ -121,7 +121,7 @@ mod tests {
         assert_eq!(delete(&tx, "alice").unwrap(), Some(Deleted { keys: vec![k.to_vec()], messages: 1 }));
         assert_eq!(delete(&tx, "alice").unwrap(), None);
         assert!(!identities::exists(&c, &k).unwrap());
-        assert_eq!(key_packages::held(&c, &k).unwrap().available, 0);
+        assert_eq!(key_packages::held(&c, &k, key_packages::CLASSIC).unwrap().available, 0);
         assert_eq!(hybrid_keys::get(&c, &k).unwrap(), None);
         assert_eq!(tx.store_bytes(), 2, "what alice sent stays with its recipient");
         assert!(list(&c).unwrap().is_empty());
