@@ -14,7 +14,8 @@
 //!
 //! Every SQL statement of the daemon lives below this module, behind typed
 //! operations: `queues`, `key_packages`, `accounts`, `directory`,
-//! `identities`, `hybrid_keys`, `fences`, `meta`, `blobs`. A command composes them in one
+//! `identities`, `hybrid_keys`, `fences`, `meta`, `blobs`, `moderation`,
+//! `recovery`. A command composes them in one
 //! write closure when it needs several steps to be all-or-nothing.
 
 pub mod accounts;
@@ -26,7 +27,9 @@ pub mod hybrid_keys;
 pub mod identities;
 pub mod key_packages;
 pub mod meta;
+pub mod moderation;
 pub mod queues;
+pub mod recovery;
 mod schema;
 mod worker;
 
