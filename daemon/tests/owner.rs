@@ -279,3 +279,22 @@ fn a_recovery_bundle_over_its_limit_or_malformed_is_refused_and_loses_nothing() 
         assert_eq!(err.status(), Some(Status::NotFound));
     });
 }
+
+#[test]
+fn the_repl_reports_with_slash_report() {
+    let dir = TempDir::new("owner-repl");
+    let server = Server::start(&dir.join("data"), &[]);
+    let bob = Repl::start(&server, &dir, "bob");
+    let mut alice = Repl::start(&server, &dir, "alice");
+    alice.send("/report bob rude words in #team");
+    alice.expect("* reported bob to the relay's owner (report 1)");
+    alice.send("/report nobody");
+    alice.expect("no account named \"nobody\"");
+    alice.send("/report");
+    alice.expect("usage: /report <user> [reason]");
+    let listed = json(&ok(server.ctl(&["reports", "--json"])));
+    assert_eq!(listed["reports"][0]["reason"], "rude words in #team", "{listed}");
+    assert_eq!(listed["reports"][0]["reporter"], "alice");
+    alice.quit();
+    bob.quit();
+}
