@@ -168,7 +168,10 @@ fn rpcd_backend_answers_list_and_call_with_json_from_the_relay() {
     let dismissed = json(rpcd_with(&["call", "report_dismiss"], &format!("{{\"id\":{id}}}"), &env, &path));
     assert!(dismissed["done"].as_str().unwrap().contains("dismissed"), "{dismissed:?}");
     let reports = json(rpcd(&["call", "reports"], &env, &path));
-    assert_eq!((reports["reports"].clone(), reports["banned"].clone()), (serde_json::json!([]), serde_json::json!([])));
+    assert_eq!(
+        (reports["reports"].clone(), reports["banned"].clone()),
+        (serde_json::json!([]), serde_json::json!([]))
+    );
 
     let token = json(rpcd(&["call", "invite_token"], &env, &path));
     assert_eq!(token["token"].as_str().unwrap().len(), 32);
