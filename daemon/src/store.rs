@@ -20,6 +20,9 @@
 
 pub mod accounts;
 pub mod blobs;
+// The functions SQLCipher's C code calls for its page encryption.
+#[allow(unsafe_code)]
+mod crypto;
 pub mod delivery_tokens;
 pub mod directory;
 pub mod fences;
