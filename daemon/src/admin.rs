@@ -323,8 +323,9 @@ async fn answer(admin: &Admin, request: &str) -> Reply {
         ("users", format @ ("" | "text" | "json")) => users(relay, format == "json").await,
         ("user-delete", name) => user_delete(relay, name).await,
         ("invite-token", "") => invite_token(relay).await,
+        ("log-head", "") => log_head(relay).await,
         _ => Err(format!(
-            "unknown request {request:?}: expected status [text|json|prometheus], users [text|json], user-delete NAME or invite-token"
+            "unknown request {request:?}: expected status [text|json|prometheus], users [text|json], user-delete NAME, invite-token or log-head"
         )),
     };
     result.unwrap_or_else(Reply::Error)
@@ -418,6 +419,20 @@ async fn user_delete(relay: &Rc<Relay>, name: &str) -> Result<Reply, String> {
     Ok(Reply::ok(format!(
         "deleted account {name:?}: {} device keys, {messages} queued messages\n",
         keys.len()
+    )))
+}
+
+/// The key transparency log's signed tree head now: size, root, time,
+/// signature and the log key that verifies it.
+async fn log_head(relay: &Rc<Relay>) -> Result<Reply, String> {
+    let head = relay.log.head(&relay.store).await.map_err(|e| e.to_string())?;
+    Ok(Reply::ok(format!(
+        "size      {}\nroot      {}\ntime_ms   {}\nsignature {}\nlog_key   {}\n",
+        head.size,
+        head.root_hex(),
+        head.time_ms,
+        hex::encode(head.signature),
+        hex::encode(relay.log.public_key())
     )))
 }
 

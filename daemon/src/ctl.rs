@@ -1,4 +1,4 @@
-//! `qpc-server status | users | user-delete | invite-token | backup`: the
+//! `qpc-server status | users | user-delete | invite-token | log-head | backup`: the
 //! other end of the admin socket (see `admin`). Finds the socket of the
 //! relay started with the same `--data-dir` (or `--socket`), sends one
 //! request line and prints the answer. `restore` needs no relay: it refuses
@@ -27,6 +27,7 @@ pub enum Command {
     Users(Users),
     UserDelete(UserDelete),
     InviteToken(InviteToken),
+    LogHead(LogHead),
     Backup(Backup),
     Restore(Restore),
 }
@@ -113,6 +114,18 @@ pub struct UserDelete {
 #[derive(FromArgs, Debug)]
 #[argh(subcommand, name = "invite-token")]
 pub struct InviteToken {
+    /// data directory of the relay (QPC_DATA_DIR; finds DATA_DIR/admin.sock)
+    #[argh(option)]
+    data_dir: Option<PathBuf>,
+    /// admin socket of the relay (QPC_SOCKET)
+    #[argh(option)]
+    socket: Option<PathBuf>,
+}
+
+/// print the key transparency log's signed tree head (size, root, time, signature, log key)
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "log-head")]
+pub struct LogHead {
     /// data directory of the relay (QPC_DATA_DIR; finds DATA_DIR/admin.sock)
     #[argh(option)]
     data_dir: Option<PathBuf>,
@@ -266,6 +279,7 @@ pub fn run(
             (format!("user-delete {}", d.name), d.socket, d.data_dir)
         }
         Command::InviteToken(t) => ("invite-token".to_string(), t.socket, t.data_dir),
+        Command::LogHead(h) => ("log-head".to_string(), h.socket, h.data_dir),
     };
     let path = socket_path(socket, data_dir, top_socket, top_data_dir);
     finish(ask(&path, &request).map(|(note, body)| {

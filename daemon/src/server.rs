@@ -79,6 +79,8 @@ pub struct Relay {
     in_flight: Cell<usize>,
     /// Where blob bytes live (see `cmd::blob`).
     pub blobs: cmd::blob::BlobDir,
+    /// The key transparency log's tree and signing key (see `cmd::kt`).
+    pub log: cmd::kt::Log,
 }
 
 impl Relay {
@@ -101,6 +103,9 @@ pub struct Session {
     pub account: RefCell<Option<String>>,
     pub registration: RefCell<Option<PendingRegistration>>,
     pub login: RefCell<Option<(String, ServerLogin<Suite>)>>,
+    /// The account's password was proven on this connection (OPAQUE
+    /// registration or login), as revoking a device requires.
+    pub password_verified: Cell<bool>,
     bucket: RefCell<Bucket>,
 }
 
@@ -160,6 +165,8 @@ pub async fn run(config: Config) -> Result<(), ServeError> {
         store::Options::from_env(),
     )?);
     let opaque = opaque_setup(&store).await?;
+    let log = cmd::kt::Log::open(&store).await?;
+    log::info!("key transparency log key {}", hex::encode(log.public_key()));
     let blobs = cmd::blob::BlobDir::open(&config.blob_dir)
         .map_err(|source| ServeError::BlobDir { path: config.blob_dir.display().to_string(), source })?;
     let server_config = tls::server_config(&identity, &config.limits)?;
@@ -182,6 +189,7 @@ pub async fn run(config: Config) -> Result<(), ServeError> {
         shutdown,
         in_flight: Cell::new(0),
         blobs,
+        log,
     });
 
     tokio::task::spawn_local(sweep_loop(Rc::clone(&relay)));
@@ -311,6 +319,7 @@ async fn serve_connection(relay: Rc<Relay>, incoming: quinn::Incoming) {
         account: RefCell::new(None),
         registration: RefCell::new(None),
         login: RefCell::new(None),
+        password_verified: Cell::new(false),
         bucket: RefCell::new(Bucket::new(relay.limits.rate_per_connection)),
     });
     loop {

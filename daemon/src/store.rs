@@ -14,7 +14,7 @@
 //!
 //! Every SQL statement of the daemon lives below this module, behind typed
 //! operations: `queues`, `key_packages`, `accounts`, `directory`,
-//! `identities`, `hybrid_keys`, `fences`, `meta`, `blobs`. A command composes them in one
+//! `identities`, `hybrid_keys`, `fences`, `meta`, `blobs`, `kt`. A command composes them in one
 //! write closure when it needs several steps to be all-or-nothing.
 
 pub mod accounts;
@@ -25,6 +25,7 @@ pub mod fences;
 pub mod hybrid_keys;
 pub mod identities;
 pub mod key_packages;
+pub mod kt;
 pub mod meta;
 pub mod queues;
 mod schema;

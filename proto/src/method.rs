@@ -59,6 +59,17 @@ ids! {
         BlobDownload = 704,
         BlobReceived = 705,
         Signal = 800,
+        /// Key transparency (see `kt`): the latest signed tree head.
+        LogHead = 1100,
+        /// Inclusion proofs of a username's current entries.
+        LogInclusion = 1101,
+        LogConsistency = 1102,
+        /// A range of entries, for an audit.
+        LogEntries = 1103,
+        /// The devices of one's own account.
+        ListDevices = 1104,
+        /// Revokes another device of one's own account (after OPAQUE login).
+        RevokeDevice = 1105,
     }
 }
 
@@ -98,7 +109,9 @@ mod tests {
         for m in Method::ALL {
             assert_eq!(Method::from_u16(m.id()), Some(*m));
         }
-        for unknown in [0u16, 99, 104, 199, 209, 299, 306, 402, 502, 599, 601, 699, 706, 801, u16::MAX] {
+        for unknown in
+            [0u16, 99, 104, 199, 209, 299, 306, 402, 502, 599, 601, 699, 706, 801, 1099, 1106, u16::MAX]
+        {
             assert_eq!(Method::from_u16(unknown), None, "{unknown}");
         }
         assert_eq!(Event::from_u16(1), Some(Event::NewMessage));

@@ -13,6 +13,7 @@ pub mod fetch;
 pub mod group;
 pub mod hybrid_key;
 pub mod key_package;
+pub mod kt;
 pub mod sealed;
 pub mod signal;
 
@@ -84,6 +85,12 @@ pub async fn dispatch(
         Method::FetchHybridKeys => ok(hybrid_key::fetch_many(relay, decode(payload)?).await?),
         Method::ResolveUser => ok(directory::resolve_user(relay, decode(payload)?).await?),
         Method::ResolveIdentity => ok(directory::resolve_identity(relay, decode(payload)?).await?),
+        Method::LogHead => ok(kt::head(relay, session).await?),
+        Method::LogInclusion => ok(kt::inclusion(relay, session, decode(payload)?).await?),
+        Method::LogConsistency => ok(kt::consistency(relay, session, decode(payload)?).await?),
+        Method::LogEntries => ok(kt::entries(relay, session, decode(payload)?).await?),
+        Method::ListDevices => ok(kt::list_devices(relay, session).await?),
+        Method::RevokeDevice => ok(kt::revoke_device(relay, session, me, decode(payload)?).await?),
         Method::AuthChallenge
         | Method::AuthProve
         | Method::OpaqueRegisterStart

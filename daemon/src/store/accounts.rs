@@ -4,7 +4,9 @@
 
 use rusqlite::{Connection, OptionalExtension};
 
-use super::{directory, hybrid_keys, identities, key_packages, queues, Tx};
+use qpc_proto::kt::Kind;
+
+use super::{directory, hybrid_keys, identities, key_packages, kt, queues, Tx};
 
 pub fn exists(c: &Connection, username: &str) -> rusqlite::Result<bool> {
     c.prepare_cached("SELECT EXISTS (SELECT 1 FROM accounts WHERE username = ?1)")?
@@ -18,9 +20,11 @@ pub fn record(c: &Connection, username: &str) -> rusqlite::Result<Option<Vec<u8>
         .optional()
 }
 
+/// Creates the account and logs it (key transparency).
 pub fn create(c: &Connection, username: &str, record: &[u8], now_ms: i64) -> rusqlite::Result<()> {
     c.prepare_cached("INSERT INTO accounts (username, opaque_record, created_at_ms) VALUES (?1, ?2, ?3)")?
         .execute((username, record, now_ms))?;
+    kt::record(c, Kind::AccountCreated, username, None, now_ms)?;
     Ok(())
 }
 
@@ -64,6 +68,7 @@ pub fn delete(tx: &Tx, username: &str) -> rusqlite::Result<Option<Deleted>> {
     }
     tx.execute("DELETE FROM account_keys WHERE username = ?1", [username])?;
     tx.execute("DELETE FROM accounts WHERE username = ?1", [username])?;
+    kt::record(tx, Kind::AccountDeleted, username, None, super::now_ms())?;
     Ok(Some(Deleted { keys, messages }))
 }
 

@@ -118,7 +118,32 @@ const MIGRATIONS: &[&str] = &[
         received INTEGER NOT NULL DEFAULT 0,
         PRIMARY KEY (id, recipient)
      ) WITHOUT ROWID;",
+    // 6: moderation and recovery: number assigned to that work, which
+    // replaces this empty placeholder when it is merged (no released relay
+    // has run it).
+    "",
+    // 7: key transparency: the append-only log of directory changes, the
+    // revoked device keys, when each identity was last seen. Existing
+    // accounts are logged by `kt::backfill` right after.
+    "CREATE TABLE kt_log (
+        idx INTEGER PRIMARY KEY,
+        entry BLOB NOT NULL,
+        leaf_hash BLOB NOT NULL,
+        username TEXT NOT NULL,
+        kind INTEGER NOT NULL,
+        identity_key BLOB
+     );
+     CREATE INDEX kt_log_by_user ON kt_log (username, kind, idx);
+     CREATE TABLE kt_revoked (
+        identity_key BLOB PRIMARY KEY,
+        username TEXT NOT NULL,
+        revoked_at_ms INTEGER NOT NULL
+     ) WITHOUT ROWID;
+     ALTER TABLE identities ADD COLUMN last_seen_ms INTEGER NOT NULL DEFAULT 0;",
 ];
+
+/// The schema version that starts the key transparency log.
+const KT_VERSION: i64 = 7;
 
 /// Opens `path` for the storage thread (see [`prepare`]) and loads what the
 /// thread keeps in memory, skipping the queue counters ahead if the last
@@ -166,6 +191,9 @@ pub fn migrate(conn: &Connection, path: &Path) -> Result<(), StoreError> {
     for (version, sql) in MIGRATIONS.iter().enumerate().skip(found as usize) {
         let tx = conn.unchecked_transaction()?;
         tx.execute_batch(sql)?;
+        if version as i64 + 1 == KT_VERSION {
+            super::kt::backfill(&tx)?;
+        }
         tx.pragma_update(None, "user_version", version as i64 + 1)?;
         tx.commit()?;
         log::info!("database schema migrated to version {}", version + 1);
