@@ -80,7 +80,13 @@ pub(crate) async fn resolve_peer(
         // Looks like a key with the wrong length: say so rather than "no user".
         parse_identity_key("--peer-key", peer)?;
     }
-    let keys = session.resolve_user(relay, peer).await?;
+    // A refusal stays a RelayError, so callers can tell "no such user".
+    let keys = session.resolve_user(relay, peer).await.map_err(|e| -> Box<dyn Error> {
+        match e {
+            qpc::session::SessionError::Relay(r) => Box::new(r),
+            other => Box::new(other),
+        }
+    })?;
     for event in session.take_notices() {
         if let Some(line) = render::event_line(&event) {
             println!("{line}");

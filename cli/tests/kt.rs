@@ -215,3 +215,21 @@ fn bad_log_requests_get_clear_errors_and_the_owner_sees_the_head() {
     let text = stdout(&out);
     assert!(text.contains("size      2\n") && text.contains("log_key   "), "{text}{}", stderr(&out));
 }
+
+#[test]
+fn the_repl_verifies_too_and_both_sides_see_the_same_number() {
+    let dir = TempDir::new("kt-repl");
+    let server = Server::start(&dir.join("data"), &[]);
+    let mut alice = Repl::start(&server, &dir, "alice");
+    let mut bob = Repl::start(&server, &dir, "bob");
+    alice.send("/verify bob");
+    let a = alice.expect("safety number with bob: ");
+    bob.send("/verify alice");
+    let b = bob.expect("safety number with alice: ");
+    assert_eq!(safety_number(&a, "bob"), safety_number(&b, "alice"));
+    alice.send("/verify nobody");
+    let err = alice.expect("/verify nobody");
+    assert!(err.contains("nobody"), "{err}");
+    alice.quit();
+    bob.quit();
+}
