@@ -1087,8 +1087,15 @@ impl Session {
     /// error naming the username, and nothing goes ahead. Devices that
     /// appeared since the last check become notices ([`Session::take_notices`]).
     pub async fn resolve_user(&mut self, relay: &Relay, username: &str) -> Result<Vec<IdentityKey>> {
-        let keys = relay.resolve_user(username).await?;
-        let new = self.state.kt.check(relay, username, &keys).await?;
+        let mut keys = relay.resolve_user(username).await?;
+        let new = match self.state.kt.check(relay, username, &keys).await {
+            // A device added or revoked between the two calls: ask once more.
+            Err(crate::kt::KtError::Check { .. }) => {
+                keys = relay.resolve_user(username).await?;
+                self.state.kt.check(relay, username, &keys).await?
+            }
+            other => other?,
+        };
         let mine = self.state.username.as_deref() == Some(username);
         for device in new {
             if mine && device.key != self.me() {

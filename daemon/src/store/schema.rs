@@ -210,3 +210,34 @@ pub fn memory() -> (Connection, State) {
     let state = State { store_bytes: 0, seq_floor: 0 };
     (conn, state)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_log_migration_logs_the_accounts_a_relay_already_had() {
+        let conn = Connection::open_in_memory().unwrap();
+        for (version, sql) in MIGRATIONS.iter().enumerate().take(KT_VERSION as usize - 1) {
+            conn.execute_batch(sql).unwrap();
+            conn.pragma_update(None, "user_version", version as i64 + 1).unwrap();
+        }
+        conn.execute_batch(
+            "INSERT INTO accounts VALUES ('bob', x'00', 5), ('alice', x'00', 1);
+             INSERT INTO account_keys VALUES (zeroblob(32), 'bob', 6);",
+        )
+        .unwrap();
+        migrate(&conn, Path::new(":memory:")).unwrap();
+        let entries: Vec<qpc_proto::kt::Entry> = super::super::kt::entries(&conn, 0, 10)
+            .unwrap()
+            .iter()
+            .map(|e| qpc_proto::kt::Entry::decode(e).unwrap())
+            .collect();
+        let seen: Vec<(&str, u64)> = entries.iter().map(|e| (e.username.as_str(), e.time_ms)).collect();
+        assert_eq!(seen, vec![("alice", 1), ("bob", 5), ("bob", 6)]);
+        assert_eq!(entries[2].key, Some([0; 32]));
+        // Run again: nothing more (the migration ran once).
+        migrate(&conn, Path::new(":memory:")).unwrap();
+        assert_eq!(super::super::kt::size(&conn).unwrap(), 3);
+    }
+}
