@@ -323,7 +323,12 @@ impl Repl<'_> {
                 }
                 other => {
                     if let Some(line) = render::event_line(other) {
-                        say!("* {line}");
+                        for line in line.lines() {
+                            match line.strip_prefix("* ") {
+                                Some(notice) => say!("* {notice}"),
+                                None => say!("* {line}"),
+                            }
+                        }
                     }
                 }
             }
