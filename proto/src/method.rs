@@ -59,6 +59,11 @@ ids! {
         BlobDownload = 704,
         BlobReceived = 705,
         Signal = 800,
+        ResolveRemoteUser = 1200,
+        Undelivered = 1201,
+        PeerResolveUser = 1250,
+        PeerFetchKeyPackage = 1251,
+        PeerDeliver = 1252,
     }
 }
 
@@ -73,6 +78,11 @@ ids! {
 }
 
 impl Method {
+    /// Methods only a peer relay calls, over ALPN `qpc-fed`.
+    pub fn peer_only(self) -> bool {
+        matches!(self, Method::PeerResolveUser | Method::PeerFetchKeyPackage | Method::PeerDeliver)
+    }
+
     /// Methods a connection may call before it has proven an identity.
     pub fn allowed_anonymous(self) -> bool {
         matches!(
@@ -98,7 +108,7 @@ mod tests {
         for m in Method::ALL {
             assert_eq!(Method::from_u16(m.id()), Some(*m));
         }
-        for unknown in [0u16, 99, 104, 199, 209, 299, 306, 402, 502, 599, 601, 699, 706, 801, u16::MAX] {
+        for unknown in [0u16, 99, 104, 199, 209, 299, 306, 402, 502, 599, 601, 699, 706, 801, 1199, 1202, 1249, 1253, u16::MAX] {
             assert_eq!(Method::from_u16(unknown), None, "{unknown}");
         }
         assert_eq!(Event::from_u16(1), Some(Event::NewMessage));

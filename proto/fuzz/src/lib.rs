@@ -165,6 +165,11 @@ pub fn check_request(method: Method, payload: &[u8]) {
         Method::RegisterDeliveryToken => round_trip::<pb::RegisterDeliveryTokenRequest>(payload),
         Method::RevokeDeliveryToken => round_trip::<pb::RevokeDeliveryTokenRequest>(payload),
         Method::SealedEnqueue => round_trip::<pb::SealedEnqueueRequest>(payload),
+        Method::ResolveRemoteUser => round_trip::<pb::ResolveRemoteUserRequest>(payload),
+        Method::Undelivered => round_trip::<pb::UndeliveredRequest>(payload),
+        Method::PeerResolveUser => round_trip::<pb::ResolveUserRequest>(payload),
+        Method::PeerFetchKeyPackage => round_trip::<pb::FetchKeyPackageRequest>(payload),
+        Method::PeerDeliver => round_trip::<pb::PeerDeliverRequest>(payload),
     }
 }
 
@@ -202,6 +207,11 @@ pub fn check_response(method: Method, payload: &[u8]) {
         Method::RegisterDeliveryToken => round_trip::<pb::RegisterDeliveryTokenResponse>(payload),
         Method::RevokeDeliveryToken => round_trip::<pb::RevokeDeliveryTokenResponse>(payload),
         Method::SealedEnqueue => round_trip::<pb::SealedEnqueueResponse>(payload),
+        Method::ResolveRemoteUser => round_trip::<pb::ResolveRemoteUserResponse>(payload),
+        Method::Undelivered => round_trip::<pb::UndeliveredResponse>(payload),
+        Method::PeerResolveUser => round_trip::<pb::ResolveUserResponse>(payload),
+        Method::PeerFetchKeyPackage => round_trip::<pb::FetchKeyPackageResponse>(payload),
+        Method::PeerDeliver => round_trip::<pb::PeerDeliverResponse>(payload),
     }
 }
 
@@ -349,6 +359,24 @@ pub fn sample_request(method: Method) -> Vec<u8> {
             client_msg_id: vec![4; 16],
         }
         .encode_to_vec(),
+        Method::ResolveRemoteUser => {
+            pb::ResolveRemoteUserRequest { address: "bob@friends.example.net:7000".into() }.encode_to_vec()
+        }
+        Method::Undelivered => pb::UndeliveredRequest {}.encode_to_vec(),
+        Method::PeerResolveUser => pb::ResolveUserRequest { username: "bob".into() }.encode_to_vec(),
+        Method::PeerFetchKeyPackage => {
+            pb::FetchKeyPackageRequest { identity_key: key(28), ciphersuite: 0x004d }.encode_to_vec()
+        }
+        Method::PeerDeliver => pb::PeerDeliverRequest {
+            message_id: vec![0x4d; 16],
+            sender_key: key(29),
+            sender_username: "alice".into(),
+            recipient_key: key(30),
+            channel_id: vec![3; 16],
+            client_msg_id: vec![4; 16],
+            payload: b"ciphertext from a peer".to_vec(),
+        }
+        .encode_to_vec(),
     }
 }
 
@@ -435,6 +463,28 @@ pub fn sample_response(method: Method) -> Vec<u8> {
         Method::RegisterDeliveryToken => pb::RegisterDeliveryTokenResponse { tokens: 1 }.encode_to_vec(),
         Method::RevokeDeliveryToken => pb::RevokeDeliveryTokenResponse { revoked: 3 }.encode_to_vec(),
         Method::SealedEnqueue => pb::SealedEnqueueResponse { seq: 9, duplicate: false }.encode_to_vec(),
+        Method::ResolveRemoteUser => pb::ResolveRemoteUserResponse {
+            identity_keys: vec![key(31)],
+            address: "bob@friends.example.net:7000".into(),
+        }
+        .encode_to_vec(),
+        Method::Undelivered => pb::UndeliveredResponse {
+            messages: vec![pb::UndeliveredMessage {
+                client_msg_id: vec![4; 16],
+                recipient_key: key(32),
+                peer: "friends.example.net:7000".into(),
+                reason: "not delivered within the TTL".into(),
+                at_ms: 1_790_000_000_000,
+            }],
+        }
+        .encode_to_vec(),
+        Method::PeerResolveUser => {
+            pb::ResolveUserResponse { identity_keys: vec![key(20), key(21)] }.encode_to_vec()
+        }
+        Method::PeerFetchKeyPackage => {
+            pb::FetchKeyPackageResponse { key_package: vec![0x4b; 200], last_resort: false }.encode_to_vec()
+        }
+        Method::PeerDeliver => pb::PeerDeliverResponse { duplicate: true }.encode_to_vec(),
     }
 }
 
