@@ -138,6 +138,7 @@ pub fn event_line(event: &Event) -> Option<String> {
         Event::Typing { active: false, .. } => return None,
         Event::Presence { by, online: true, .. } => format!("{by} is online"),
         Event::Presence { by, online: false, .. } => format!("{by} went away"),
+        Event::Undelivered { to, reason } => format!("a message to {to} was not delivered: {reason}"),
     })
 }
 
@@ -200,6 +201,7 @@ pub fn event_json(event: &Event) -> Value {
         Event::Presence { by, online, last_seen } => {
             json!({"type": "presence", "by": by, "online": online, "last_seen": last_seen})
         }
+        Event::Undelivered { to, reason } => json!({"type": "undelivered", "to": to, "reason": reason}),
     }
 }
 

@@ -37,6 +37,7 @@ const KEYS: &[&str] = &[
     "enqueued",
     "delivered",
     "expired",
+    "peers",
     "last_error",
 ];
 

@@ -108,7 +108,27 @@ mod tests {
         for m in Method::ALL {
             assert_eq!(Method::from_u16(m.id()), Some(*m));
         }
-        for unknown in [0u16, 99, 104, 199, 209, 299, 306, 402, 502, 599, 601, 699, 706, 801, 1199, 1202, 1249, 1253, u16::MAX] {
+        for unknown in [
+            0u16,
+            99,
+            104,
+            199,
+            209,
+            299,
+            306,
+            402,
+            502,
+            599,
+            601,
+            699,
+            706,
+            801,
+            1199,
+            1202,
+            1249,
+            1253,
+            u16::MAX,
+        ] {
             assert_eq!(Method::from_u16(unknown), None, "{unknown}");
         }
         assert_eq!(Event::from_u16(1), Some(Event::NewMessage));

@@ -2,6 +2,8 @@
 //! recipients' queues. Answered only once durable; a waiting recipient may
 //! get the message as soon as it is accepted (see `hub`). A client message
 //! id makes a retry idempotent while the first copy is still queued.
+//! A recipient that lives on a peer relay (learnt by `fed`) goes to that
+//! peer's outgoing queue instead, in the same write.
 
 use std::rc::Rc;
 
@@ -12,7 +14,7 @@ use crate::hub::{Accepted, IdentityKey};
 use crate::refusal::{identity_key, Refusal};
 use crate::server::Relay;
 use crate::store::queues::{self, AppendError, Appended, NewMessage, Quota};
-use crate::store::{now_ms, Staged, Tx};
+use crate::store::{identities, now_ms, outbound, peers, Staged, Tx};
 
 /// Bound on recipients of one BatchEnqueue.
 pub(crate) const MAX_RECIPIENTS: usize = 1000;
@@ -88,11 +90,29 @@ pub(crate) fn append_all(
     now: i64,
 ) -> Result<(Vec<Appended>, Accepted), Refusal> {
     let mut stored = Vec::with_capacity(recipients.len());
+    let mut to = Vec::new();
+    let mut forwarded: Vec<String> = Vec::new();
     for r in recipients {
-        stored.push(queues::append(tx, quota, r, &m, now).map_err(|e| refusal(r, e))?);
+        let remote = if identities::exists(tx, r)? { None } else { peers::remote_of(tx, r)? };
+        match remote {
+            None => {
+                let a = queues::append(tx, quota, r, &m, now).map_err(|e| refusal(r, e))?;
+                if !a.duplicate {
+                    to.push((*r, a.seq));
+                }
+                stored.push(a);
+            }
+            Some((peer, _)) => {
+                let pushed = forward(tx, quota, &peer, r, &m, now)?;
+                if pushed && !forwarded.contains(&peer) {
+                    forwarded.push(peer);
+                }
+                stored.push(Appended { seq: 0, duplicate: !pushed, enqueued_at_ms: now });
+            }
+        }
     }
-    let to = recipients.iter().zip(&stored).filter(|(_, a)| !a.duplicate).map(|(r, a)| (*r, a.seq)).collect();
     let accepted = Accepted {
+        forwarded,
         sender: m.sender,
         channel_id: m.channel_id,
         payload: m.payload,
@@ -100,6 +120,37 @@ pub(crate) fn append_all(
         to,
     };
     Ok((stored, accepted))
+}
+
+/// Queues `m` for `recipient` on peer relay `peer` (see `fed`); false for a
+/// retry already queued.
+fn forward(
+    tx: &Tx,
+    quota: &Quota,
+    peer: &str,
+    recipient: &IdentityKey,
+    m: &NewMessage,
+    now: i64,
+) -> Result<bool, Refusal> {
+    let mut message_id = vec![0u8; 16];
+    rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut message_id);
+    let out = outbound::Outgoing {
+        id: 0,
+        message_id,
+        recipient: *recipient,
+        sender: m.sender,
+        channel_id: m.channel_id.clone(),
+        client_msg_id: m.client_msg_id.clone(),
+        payload: m.payload.clone(),
+    };
+    let cap = outbound::Cap { messages: quota.queue_messages, bytes: quota.queue_bytes };
+    outbound::push(tx, peer, &out, &cap, now).map_err(|e| match e {
+        outbound::PushError::Sqlite(e) => Refusal::from(e),
+        full => Refusal::new(
+            Status::QuotaExceeded,
+            format!("the outgoing queue for the peer relay of {} is full ({full}); it frees up as the peer takes them", hex::encode(&recipient[..8])),
+        ),
+    })
 }
 
 /// Shows what a write accepted to the readers waiting for it, waits for
@@ -114,6 +165,9 @@ pub(crate) async fn announce<T>(
     }
     let result = staged.durable().await?;
     for a in &accepted {
+        for peer in &a.forwarded {
+            relay.fed.wake(peer);
+        }
         relay.stats_enqueued(a.to.len());
         for (recipient, seq) in &a.to {
             relay.hub.message_stored(*recipient, *seq, &a.channel_id);
