@@ -306,3 +306,61 @@ fn a_peer_cannot_go_past_the_recipients_quota_or_reach_a_deleted_identity() {
         std::thread::sleep(Duration::from_millis(200));
     }
 }
+
+/// Reads until `text` shows in the output of `recv` (stdout and stderr).
+fn recv_until(p: &Person, server: &Server, text: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut all = String::new();
+    loop {
+        let out = p.qpc(server, &["recv"]);
+        all.push_str(&stdout(&out));
+        all.push_str(&stderr(&out));
+        if all.contains(text) {
+            return all;
+        }
+        assert!(Instant::now() < deadline, "{} never saw {text:?}: {all}", p.name);
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn a_group_with_members_on_both_relays_adds_updates_and_removes() {
+    let dir = TempDir::new("fed-group");
+    let (a, b) = two_relays(&dir, &[]);
+    let alice = Person::new(&a, &dir, "alice");
+    let bob = Person::new(&b, &dir, "bob");
+    let carol = Person::new(&a, &dir, "carol");
+    // The group opens on A (its fence lives there); Bob on B joins.
+    dm(&a, &b, &alice, &bob);
+    // Bob (on B) adds Carol (on A): B forwards his commit to A's fence.
+    let carol_at_a = format!("carol@{}", a.addr);
+    let out = ok(bob.qpc(&b, &["invite", &carol_at_a, "--group-id", "g"]));
+    assert!(out.contains("invited"), "{out}");
+    carol.join(&a);
+    recv_until(&alice, &a, "group g is now at epoch 2");
+    // Bob updates his key: through A's fence, to Alice and Carol.
+    ok(bob.qpc(&b, &["update", "--group-id", "g"]));
+    recv_until(&alice, &a, "group g is now at epoch 3");
+    recv_until(&carol, &a, "group g is now at epoch 3");
+    // Everyone reads everyone.
+    for (who, server, text) in
+        [(&alice, &a, "from alice"), (&bob, &b, "from bob"), (&carol, &a, "from carol")]
+    {
+        ok(who.qpc(server, &["send", "--all", "--group-id", "g", "--msg", text]));
+    }
+    assert_eq!(alice.read(&a, 2).len(), 2);
+    let mut bob_got = bob.read(&b, 2);
+    bob_got.sort();
+    assert_eq!(bob_got, ["from alice", "from carol"]);
+    let mut carol_got = carol.read(&a, 2);
+    carol_got.sort();
+    assert_eq!(carol_got, ["from alice", "from bob"]);
+    // Carol (on A) removes Bob (on B): he is told, and reads no more.
+    let bob_at_b = format!("bob@{}", b.addr);
+    ok(carol.qpc(&a, &["remove", &bob_at_b, "--group-id", "g"]));
+    recv_until(&bob, &b, "removed");
+    ok(alice.qpc(&a, &["send", "--all", "--group-id", "g", "--msg", "bob is gone"]));
+    assert_eq!(carol.read(&a, 1), ["bob is gone"]);
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(plaintexts(&ok(bob.qpc(&b, &["recv"]))).is_empty());
+}

@@ -64,6 +64,7 @@ ids! {
         PeerResolveUser = 1250,
         PeerFetchKeyPackage = 1251,
         PeerDeliver = 1252,
+        PeerGroupCommit = 1253,
     }
 }
 
@@ -80,7 +81,13 @@ ids! {
 impl Method {
     /// Methods only a peer relay calls, over ALPN `qpc-fed`.
     pub fn peer_only(self) -> bool {
-        matches!(self, Method::PeerResolveUser | Method::PeerFetchKeyPackage | Method::PeerDeliver)
+        matches!(
+            self,
+            Method::PeerResolveUser
+                | Method::PeerFetchKeyPackage
+                | Method::PeerDeliver
+                | Method::PeerGroupCommit
+        )
     }
 
     /// Methods a connection may call before it has proven an identity.
@@ -126,7 +133,7 @@ mod tests {
             1199,
             1202,
             1249,
-            1253,
+            1254,
             u16::MAX,
         ] {
             assert_eq!(Method::from_u16(unknown), None, "{unknown}");

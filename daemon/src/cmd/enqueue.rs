@@ -89,6 +89,19 @@ pub(crate) fn append_all(
     m: NewMessage,
     now: i64,
 ) -> Result<(Vec<Appended>, Accepted), Refusal> {
+    append_all_routed(tx, quota, recipients, m, now, None)
+}
+
+/// As [`append_all`], for a message that passed the fence of group `route`
+/// here (a peer that gets it learns where the fence is).
+pub(crate) fn append_all_routed(
+    tx: &Tx,
+    quota: &Quota,
+    recipients: &[IdentityKey],
+    m: NewMessage,
+    now: i64,
+    route: Option<&[u8; 32]>,
+) -> Result<(Vec<Appended>, Accepted), Refusal> {
     let mut stored = Vec::with_capacity(recipients.len());
     let mut to = Vec::new();
     let mut forwarded: Vec<String> = Vec::new();
@@ -103,7 +116,7 @@ pub(crate) fn append_all(
                 stored.push(a);
             }
             Some((peer, _)) => {
-                let pushed = forward(tx, quota, &peer, r, &m, now)?;
+                let pushed = forward(tx, quota, &peer, r, &m, now, route)?;
                 if pushed && !forwarded.contains(&peer) {
                     forwarded.push(peer);
                 }
@@ -131,6 +144,7 @@ fn forward(
     recipient: &IdentityKey,
     m: &NewMessage,
     now: i64,
+    route: Option<&[u8; 32]>,
 ) -> Result<bool, Refusal> {
     let mut message_id = vec![0u8; 16];
     rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut message_id);
@@ -142,6 +156,7 @@ fn forward(
         channel_id: m.channel_id.clone(),
         client_msg_id: m.client_msg_id.clone(),
         payload: m.payload.clone(),
+        group_route: route.map(|r| r.to_vec()),
     };
     let cap = outbound::Cap { messages: quota.queue_messages, bytes: quota.queue_bytes };
     outbound::push(tx, peer, &out, &cap, now).map_err(|e| match e {

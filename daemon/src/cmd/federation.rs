@@ -147,6 +147,28 @@ pub async fn peer_fetch_key_package(
     key_package::fetch_local(relay, req).await
 }
 
+pub async fn peer_group_commit(
+    relay: &Rc<Relay>,
+    fingerprint: &str,
+    req: pb::PeerGroupCommitRequest,
+) -> Result<pb::GroupCommitResponse, Refusal> {
+    let sender = identity_key("sender_key", &req.sender_key)?;
+    let commit = req.commit.ok_or_else(|| Refusal::bad_request("commit is missing"))?;
+    let local = relay.store.read(move |c| identities::exists(c, &sender)).await?;
+    if local {
+        return Err(Refusal::new(
+            Status::Forbidden,
+            "the sender_key is an identity of this relay: a peer forwards only its own people's commits",
+        ));
+    }
+    let fp = fingerprint.to_string();
+    relay
+        .store
+        .write(move |tx| peers::learn(tx, &sender, &fp, "", false, now_ms()).map_err(Refusal::from))
+        .await?;
+    super::group::admit(relay, sender, commit, Some(fingerprint.to_string())).await
+}
+
 pub async fn peer_deliver(
     relay: &Rc<Relay>,
     fingerprint: &str,
@@ -166,6 +188,15 @@ pub async fn peer_deliver(
     }
     let m = enqueue::parse_from(req.payload, req.channel_id, req.client_msg_id, sender)?;
     let quota = enqueue::quota(relay);
+    let route: Option<[u8; 32]> = match req.group_route.len() {
+        0 => None,
+        _ => Some(
+            req.group_route
+                .as_slice()
+                .try_into()
+                .map_err(|_| Refusal::bad_request("group_route must be 32 bytes"))?,
+        ),
+    };
     let (fp, message_id, username) = (fingerprint.to_string(), req.message_id, req.sender_username);
     let staged = relay.store.write_staged(move |tx| {
         if !identities::exists(tx, &recipient)? {
@@ -186,6 +217,9 @@ pub async fn peer_deliver(
         }
         if sender != crate::store::queues::SEALED {
             peers::learn(tx, &sender, &fp, &username, false, now)?;
+        }
+        if let Some(route) = &route {
+            peers::learn_fence(tx, route, &fp, now)?;
         }
         let (_, accepted) = enqueue::append_all(tx, &quota, &[recipient], m, now)?;
         Ok::<_, Refusal>((false, vec![accepted]))

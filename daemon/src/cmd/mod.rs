@@ -87,7 +87,10 @@ pub async fn dispatch(
         Method::ResolveIdentity => ok(directory::resolve_identity(relay, decode(payload)?).await?),
         Method::ResolveRemoteUser => ok(federation::resolve_remote_user(relay, decode(payload)?).await?),
         Method::Undelivered => ok(federation::undelivered(relay, me, decode(payload)?).await?),
-        Method::PeerResolveUser | Method::PeerFetchKeyPackage | Method::PeerDeliver => Err(Refusal::new(
+        Method::PeerResolveUser
+        | Method::PeerFetchKeyPackage
+        | Method::PeerDeliver
+        | Method::PeerGroupCommit => Err(Refusal::new(
             Status::Forbidden,
             format!("{method:?} is for peer relays, over their own link (ALPN qpc-fed)"),
         )),
@@ -114,12 +117,15 @@ pub async fn dispatch_peer(
         Some(Method::PeerFetchKeyPackage) => {
             ok(federation::peer_fetch_key_package(relay, decode(payload)?).await?)
         }
+        Some(Method::PeerGroupCommit) => {
+            ok(federation::peer_group_commit(relay, fingerprint, decode(payload)?).await?)
+        }
         Some(Method::PeerDeliver) => {
             ok(federation::peer_deliver(relay, fingerprint, decode(payload)?).await?)
         }
         _ => Err(Refusal::new(
             Status::UnknownMethod,
-            format!("method {method_id} is not a peer method (1250-1252 are)"),
+            format!("method {method_id} is not a peer method (1250-1253 are)"),
         )),
     }
 }

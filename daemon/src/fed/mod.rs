@@ -517,6 +517,7 @@ async fn forward(relay: &Rc<Relay>, fingerprint: &str, batch: Vec<Outgoing>) -> 
             channel_id: m.channel_id.clone(),
             client_msg_id: m.client_msg_id.clone().unwrap_or_default(),
             payload: m.payload.clone(),
+            group_route: m.group_route.clone().unwrap_or_default(),
         };
         let id = m.id;
         match relay

@@ -20,6 +20,8 @@ pub struct Outgoing {
     pub channel_id: Vec<u8>,
     pub client_msg_id: Option<Vec<u8>>,
     pub payload: Vec<u8>,
+    /// The group's route when the message passed its fence here.
+    pub group_route: Option<Vec<u8>>,
 }
 
 /// What the peer's queue may hold at most.
@@ -62,7 +64,7 @@ pub fn push(c: &Connection, peer: &str, m: &Outgoing, cap: &Cap, now_ms: i64) ->
     }
     c.prepare_cached(
         "INSERT INTO outbound (message_id, peer, recipient, sender, channel_id, client_msg_id, payload,
-         enqueued_at_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+         enqueued_at_ms, group_route) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
     )?
     .execute((
         &m.message_id,
@@ -73,6 +75,7 @@ pub fn push(c: &Connection, peer: &str, m: &Outgoing, cap: &Cap, now_ms: i64) ->
         &m.client_msg_id,
         &m.payload,
         now_ms,
+        &m.group_route,
     ))?;
     Ok(true)
 }
@@ -90,7 +93,7 @@ fn key(bytes: Vec<u8>) -> [u8; 32] {
 /// The oldest messages queued for `peer`, at most `limit`.
 pub fn next(c: &Connection, peer: &str, limit: u32) -> rusqlite::Result<Vec<Outgoing>> {
     let mut stmt = c.prepare_cached(
-        "SELECT id, message_id, recipient, sender, channel_id, client_msg_id, payload FROM outbound
+        "SELECT id, message_id, recipient, sender, channel_id, client_msg_id, payload, group_route FROM outbound
          WHERE peer = ?1 ORDER BY id LIMIT ?2",
     )?;
     let rows = stmt
@@ -103,6 +106,7 @@ pub fn next(c: &Connection, peer: &str, limit: u32) -> rusqlite::Result<Vec<Outg
                 channel_id: r.get(4)?,
                 client_msg_id: r.get(5)?,
                 payload: r.get(6)?,
+                group_route: r.get(7)?,
             })
         })?
         .collect();
@@ -205,6 +209,7 @@ mod tests {
             channel_id: vec![],
             client_msg_id: client.map(|c| vec![c; 16]),
             payload: vec![id; 10],
+            group_route: None,
         }
     }
 

@@ -59,6 +59,7 @@ pub fn upsert(c: &Connection, peer: &Peer, now_ms: i64) -> rusqlite::Result<bool
 pub fn remove(c: &Connection, fingerprint: &str) -> rusqlite::Result<bool> {
     let n = c.prepare_cached("DELETE FROM peers WHERE fingerprint = ?1")?.execute([fingerprint])?;
     c.prepare_cached("DELETE FROM remote_identities WHERE peer = ?1")?.execute([fingerprint])?;
+    c.prepare_cached("DELETE FROM remote_fences WHERE peer = ?1")?.execute([fingerprint])?;
     Ok(n > 0)
 }
 
@@ -106,6 +107,29 @@ pub fn remote_of(c: &Connection, key: &[u8; 32]) -> rusqlite::Result<Option<(Str
         .optional()
 }
 
+/// Records that the fence of group `route` lives on peer `fingerprint`,
+/// unless this relay holds that fence itself.
+pub fn learn_fence(c: &Connection, route: &[u8; 32], fingerprint: &str, now_ms: i64) -> rusqlite::Result<()> {
+    let local: bool = c
+        .prepare_cached("SELECT EXISTS (SELECT 1 FROM group_fences WHERE route = ?1)")?
+        .query_row([&route[..]], |r| r.get(0))?;
+    if !local {
+        c.prepare_cached(
+            "INSERT INTO remote_fences (route, peer, learned_at_ms) VALUES (?1, ?2, ?3)
+             ON CONFLICT (route) DO UPDATE SET peer = excluded.peer, learned_at_ms = excluded.learned_at_ms",
+        )?
+        .execute((&route[..], fingerprint, now_ms))?;
+    }
+    Ok(())
+}
+
+/// The peer that holds the fence of group `route`, if it is not here.
+pub fn fence_of(c: &Connection, route: &[u8; 32]) -> rusqlite::Result<Option<String>> {
+    c.prepare_cached("SELECT peer FROM remote_fences WHERE route = ?1")?
+        .query_row([&route[..]], |r| r.get(0))
+        .optional()
+}
+
 /// The keys of `username` on peer `fingerprint`, as last learnt.
 pub fn keys_at(c: &Connection, fingerprint: &str, username: &str) -> rusqlite::Result<Vec<Vec<u8>>> {
     let mut stmt = c.prepare_cached(
@@ -136,9 +160,12 @@ mod tests {
         assert!(configured_not_in(&c, &["bb".into()]).unwrap().is_empty());
         learn(&c, &[5; 32], "aa", "bob", false, 1).unwrap();
         assert_eq!(keys_at(&c, "aa", "bob").unwrap(), vec![vec![5u8; 32]]);
+        learn_fence(&c, &[9; 32], "aa", 1).unwrap();
+        assert_eq!(fence_of(&c, &[9; 32]).unwrap(), Some("aa".into()));
         assert!(remove(&c, "aa").unwrap());
         assert!(!remove(&c, "aa").unwrap());
         assert_eq!(remote_of(&c, &[5; 32]).unwrap(), None, "what the peer told goes with it");
+        assert_eq!(fence_of(&c, &[9; 32]).unwrap(), None);
     }
 
     #[test]

@@ -123,7 +123,8 @@ const MIGRATIONS: &[&str] = &[
     // 7: key transparency (its branch fills this slot).
     "",
     // 8: federation: peers, where remote identities live, the outgoing
-    // queue per peer, message ids taken from peers, what was not delivered.
+    // queue per peer, message ids taken from peers, what was not delivered,
+    // the fences of groups that live on a peer.
     "CREATE TABLE peers (
         fingerprint TEXT PRIMARY KEY,
         host TEXT NOT NULL,
@@ -138,6 +139,11 @@ const MIGRATIONS: &[&str] = &[
         learned_at_ms INTEGER NOT NULL
      ) WITHOUT ROWID;
      CREATE INDEX remote_identities_by_peer ON remote_identities (peer);
+     CREATE TABLE remote_fences (
+        route BLOB PRIMARY KEY,
+        peer TEXT NOT NULL,
+        learned_at_ms INTEGER NOT NULL
+     ) WITHOUT ROWID;
      CREATE TABLE outbound (
         id INTEGER PRIMARY KEY,
         message_id BLOB NOT NULL UNIQUE,
@@ -147,6 +153,7 @@ const MIGRATIONS: &[&str] = &[
         channel_id BLOB NOT NULL,
         client_msg_id BLOB,
         payload BLOB NOT NULL,
+        group_route BLOB,
         enqueued_at_ms INTEGER NOT NULL
      );
      CREATE INDEX outbound_by_peer ON outbound (peer, id);

@@ -170,6 +170,7 @@ pub fn check_request(method: Method, payload: &[u8]) {
         Method::PeerResolveUser => round_trip::<pb::ResolveUserRequest>(payload),
         Method::PeerFetchKeyPackage => round_trip::<pb::FetchKeyPackageRequest>(payload),
         Method::PeerDeliver => round_trip::<pb::PeerDeliverRequest>(payload),
+        Method::PeerGroupCommit => round_trip::<pb::PeerGroupCommitRequest>(payload),
     }
 }
 
@@ -212,6 +213,7 @@ pub fn check_response(method: Method, payload: &[u8]) {
         Method::PeerResolveUser => round_trip::<pb::ResolveUserResponse>(payload),
         Method::PeerFetchKeyPackage => round_trip::<pb::FetchKeyPackageResponse>(payload),
         Method::PeerDeliver => round_trip::<pb::PeerDeliverResponse>(payload),
+        Method::PeerGroupCommit => round_trip::<pb::GroupCommitResponse>(payload),
     }
 }
 
@@ -375,6 +377,12 @@ pub fn sample_request(method: Method) -> Vec<u8> {
             channel_id: vec![3; 16],
             client_msg_id: vec![4; 16],
             payload: b"ciphertext from a peer".to_vec(),
+            group_route: vec![0x52; 32],
+        }
+        .encode_to_vec(),
+        Method::PeerGroupCommit => pb::PeerGroupCommitRequest {
+            sender_key: key(33),
+            commit: pb::GroupCommitRequest::decode(sample_request(Method::GroupCommit).as_slice()).ok(),
         }
         .encode_to_vec(),
     }
@@ -485,6 +493,7 @@ pub fn sample_response(method: Method) -> Vec<u8> {
             pb::FetchKeyPackageResponse { key_package: vec![0x4b; 200], last_resort: false }.encode_to_vec()
         }
         Method::PeerDeliver => pb::PeerDeliverResponse { duplicate: true }.encode_to_vec(),
+        Method::PeerGroupCommit => pb::GroupCommitResponse { epoch: 8, duplicate: false }.encode_to_vec(),
     }
 }
 

@@ -635,10 +635,23 @@ pub struct PeerDeliverRequest {
     pub client_msg_id: ::prost::alloc::vec::Vec<u8>,
     #[prost(bytes = "vec", tag = "7")]
     pub payload: ::prost::alloc::vec::Vec<u8>,
+    /// Set when the message passed a group's commit fence on the sending
+    /// relay: the receiver sends its members' commits for that group there.
+    #[prost(bytes = "vec", tag = "8")]
+    pub group_route: ::prost::alloc::vec::Vec<u8>,
 }
 #[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct PeerDeliverResponse {
     /// Taken before under the same message id: nothing was added.
     #[prost(bool, tag = "1")]
     pub duplicate: bool,
+}
+/// 1253: answered with a GroupCommitResponse.
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct PeerGroupCommitRequest {
+    /// The member who made the commit (proven to the sending relay).
+    #[prost(bytes = "vec", tag = "1")]
+    pub sender_key: ::prost::alloc::vec::Vec<u8>,
+    #[prost(message, optional, tag = "2")]
+    pub commit: ::core::option::Option<GroupCommitRequest>,
 }
