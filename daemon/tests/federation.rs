@@ -364,3 +364,75 @@ fn a_group_with_members_on_both_relays_adds_updates_and_removes() {
     std::thread::sleep(Duration::from_millis(500));
     assert!(plaintexts(&ok(bob.qpc(&b, &["recv"]))).is_empty());
 }
+
+/// A "peer" that answers every request with bytes that are not a response
+/// frame; counts the connections it got.
+fn garbage_peer() -> (String, String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    let made = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    let cert = made.cert.der().to_vec();
+    let key = made.signing_key.serialize_der();
+    let fingerprint = cert_fingerprint(&cert);
+    let connections = Arc::new(AtomicUsize::new(0));
+    let counted = Arc::clone(&connections);
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        block_on(async move {
+            let provider = Arc::new(rustls::crypto::ring::default_provider());
+            let mut tls = rustls::ServerConfig::builder_with_provider(provider)
+                .with_protocol_versions(&[&rustls::version::TLS13])
+                .unwrap()
+                .with_no_client_auth()
+                .with_single_cert(
+                    vec![rustls::pki_types::CertificateDer::from(cert)],
+                    rustls::pki_types::PrivateKeyDer::Pkcs8(key.into()),
+                )
+                .unwrap();
+            tls.alpn_protocols = vec![qpc_proto::FED_ALPN.to_vec()];
+            let quic = quinn::crypto::rustls::QuicServerConfig::try_from(tls).unwrap();
+            let config = quinn::ServerConfig::with_crypto(Arc::new(quic));
+            let endpoint = quinn::Endpoint::server(config, "127.0.0.1:0".parse().unwrap()).unwrap();
+            tx.send(endpoint.local_addr().unwrap().to_string()).unwrap();
+            while let Some(incoming) = endpoint.accept().await {
+                let Ok(conn) = incoming.await else { continue };
+                counted.fetch_add(1, Ordering::SeqCst);
+                tokio::spawn(async move {
+                    while let Ok((mut send, mut recv)) = conn.accept_bi().await {
+                        let _ = recv.read_to_end(1 << 20).await;
+                        let _ = send.write_all(&[0xee; 40]).await;
+                        let _ = send.finish();
+                    }
+                });
+            }
+        })
+    });
+    (rx.recv().unwrap(), fingerprint, connections)
+}
+
+#[test]
+fn a_peer_that_answers_garbage_has_its_link_closed_and_retried_and_nothing_local_changes() {
+    use std::sync::atomic::Ordering;
+    let dir = TempDir::new("fed-garbage");
+    let a = Server::start(&dir.join("a"), &[]);
+    let (addr, fingerprint, connections) = garbage_peer();
+    ok(ctl(&a, &["peer", "add", &format!("qpc://{addr}#{fingerprint}")]));
+    let alice = Person::new(&a, &dir, "alice");
+    ok(alice.qpc(&a, &["create-group", "--group-id", "g"]));
+    let before = status(&a);
+
+    let e = fails(alice.qpc(&a, &["invite", &format!("bob@{addr}"), "--group-id", "g"]));
+    assert!(e.contains("unavailable") && e.contains("garbage"), "{e}");
+    a.wait_log("answered garbage");
+    let e = fails(alice.qpc(&a, &["invite", &format!("bob@{addr}"), "--group-id", "g"]));
+    assert!(e.contains("garbage"), "{e}");
+    assert!(connections.load(Ordering::SeqCst) >= 2, "the link was closed and dialed again");
+
+    let after = status(&a);
+    for key in ["accounts", "identities", "queued_messages", "queued_bytes"] {
+        assert_eq!(before[key], after[key], "{key}");
+    }
+    assert!(after["peers"][0]["last_error"].as_str().unwrap().contains("garbage"), "{after}");
+    // Alice's own relay serves her as before.
+    ok(alice.qpc(&a, &["create-group", "--group-id", "h"]));
+}

@@ -400,7 +400,10 @@ async fn serve_link(relay: Rc<Relay>, fingerprint: String, conn: quinn::Connecti
             }
             Err(e) => {
                 log::info!("federation: link with peer {fingerprint:.16} closed: {e}");
-                relay.fed.note(&fingerprint, Err(format!("link closed: {e}")));
+                // Closed here: the reason why was noted when it was closed.
+                if !matches!(e, quinn::ConnectionError::LocallyClosed) {
+                    relay.fed.note(&fingerprint, Err(format!("link closed: {e}")));
+                }
                 relay.fed.wake(&fingerprint);
                 return;
             }
