@@ -24,7 +24,7 @@ fn ctl(server: &Server, args: &[&str]) -> Output {
 fn peer(from: &Server, to: &Server) {
     let url = format!("qpc://{}#{}", to.addr, fp(to));
     let out = ok(ctl(from, &["peer", "add", &url]));
-    assert!(out.contains("added"), "{out}");
+    assert!(out.contains("added") || out.contains("updated"), "{out}");
 }
 
 /// A person with an account on `server`.
@@ -178,6 +178,38 @@ fn kill_9_after_the_peer_took_a_message_delivers_it_once() {
         std::thread::sleep(Duration::from_millis(100));
     }
     assert!(plaintexts(&ok(bob.qpc(&b, &["recv"]))).is_empty(), "delivered once");
+}
+
+#[test]
+fn kill_9_of_the_receiving_relay_before_it_answered_delivers_once() {
+    let dir = TempDir::new("fed-kill-b");
+    let (a, mut b) = two_relays(&dir, &[]);
+    let alice = Person::new(&a, &dir, "alice");
+    let bob = Person::new(&b, &dir, "bob");
+    dm(&a, &b, &alice, &bob);
+    assert_eq!(b.stop(), Some(0));
+
+    // B stores the message, then stops dead before answering A.
+    let crashing = Server::start_with_env(&b.data_dir, &[], &[("QPC_TEST_CRASH_AT", "fed-taken")]);
+    peer(&a, &crashing);
+    ok(alice.qpc(&a, &["send", "--all", "--msg", "stored, unanswered"]));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !crashing.log().contains("QPC_TEST_CRASH_AT: stopping at fed-taken") {
+        assert!(Instant::now() < deadline, "B never took it:\n{}", crashing.log());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    drop(crashing);
+    // B again: A sends it once more, B knows its id, Bob reads it once.
+    let again = Server::start(&b.data_dir, &[]);
+    peer(&a, &again);
+    assert_eq!(bob.read(&again, 1), ["stored, unanswered"]);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while status(&a)["peers"][0]["queued"] != 0 {
+        assert!(Instant::now() < deadline, "A kept the message queued");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(plaintexts(&ok(bob.qpc(&again, &["recv"]))).is_empty(), "delivered once");
 }
 
 #[test]

@@ -225,6 +225,7 @@ pub async fn peer_deliver(
         Ok::<_, Refusal>((false, vec![accepted]))
     });
     let duplicate = enqueue::announce(relay, staged).await?;
+    crate::fed::crash_point("fed-taken");
     relay.fed.count_received(fingerprint);
     Ok(pb::PeerDeliverResponse { duplicate })
 }

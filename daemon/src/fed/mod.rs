@@ -129,7 +129,7 @@ impl Federation {
 
     pub fn peers(&self) -> Vec<Peer> {
         let mut peers: Vec<Peer> = self.entries.borrow().values().filter_map(|e| e.peer.clone()).collect();
-        peers.sort_by(|a, b| a.address().cmp(&b.address()));
+        peers.sort_by_key(Peer::address);
         peers
     }
 
@@ -411,9 +411,11 @@ async fn serve_link(relay: Rc<Relay>, fingerprint: String, conn: quinn::Connecti
     }
 }
 
-/// Test-only: `QPC_TEST_CRASH_AT=fed-forwarded` stops the relay as a kill -9
-/// would, after a peer took a message and before it leaves the queue.
-fn crash_point(point: &str) {
+/// Test-only: `QPC_TEST_CRASH_AT=POINT` stops the relay as a kill -9 would:
+/// `fed-forwarded` after a peer took a message and before it leaves the
+/// queue, `fed-taken` after a message from a peer is stored and before the
+/// peer is answered.
+pub(crate) fn crash_point(point: &str) {
     if std::env::var("QPC_TEST_CRASH_AT").is_ok_and(|p| p == point) {
         eprintln!("QPC_TEST_CRASH_AT: stopping at {point}");
         std::process::abort();
