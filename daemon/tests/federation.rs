@@ -75,7 +75,7 @@ impl Person {
 }
 
 fn two_relays(dir: &TempDir, extra_b: &[&str]) -> (Server, Server) {
-    let a = Server::start(&dir.join("a"), &[]);
+    let a = Server::start(&dir.join("a"), &["--log-level", "debug"]);
     let b = Server::start(&dir.join("b"), extra_b);
     peer(&a, &b);
     peer(&b, &a);
@@ -109,6 +109,9 @@ fn alice_on_a_and_bob_on_b_talk_both_ways() {
     assert_eq!(bob.read(&b, 1), ["hi bob"]);
     ok(bob.qpc(&b, &["send", "--to", &alice_at_a, "--msg", "hi alice"]));
     assert_eq!(alice.read(&a, 1), ["hi alice"]);
+    // Bob's reply went sealed (Alice's delivery token reached him in MLS):
+    // B forwarded it without a sender, A checked the token.
+    a.wait_log("took a sealed message from peer");
     // Names across relays: B names Alice by her address.
     let out = ok(bob.qpc(&b, &["recv", "--json"]));
     assert!(!out.contains("hi bob"), "nothing twice: {out}");

@@ -116,7 +116,7 @@ pub(crate) fn append_all_routed(
                 stored.push(a);
             }
             Some((peer, _)) => {
-                let pushed = forward(tx, quota, &peer, r, &m, now, route)?;
+                let pushed = forward(tx, quota, &peer, r, &m, now, route, None)?;
                 if pushed && !forwarded.contains(&peer) {
                     forwarded.push(peer);
                 }
@@ -135,9 +135,11 @@ pub(crate) fn append_all_routed(
     Ok((stored, accepted))
 }
 
-/// Queues `m` for `recipient` on peer relay `peer` (see `fed`); false for a
+/// Queues `m` for `recipient` on peer relay `peer` (see `fed`), with the
+/// route of the fence it passed and a sealed delivery's token; false for a
 /// retry already queued.
-fn forward(
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn forward(
     tx: &Tx,
     quota: &Quota,
     peer: &str,
@@ -145,6 +147,7 @@ fn forward(
     m: &NewMessage,
     now: i64,
     route: Option<&[u8; 32]>,
+    delivery_token: Option<Vec<u8>>,
 ) -> Result<bool, Refusal> {
     let mut message_id = vec![0u8; 16];
     rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut message_id);
@@ -157,6 +160,7 @@ fn forward(
         client_msg_id: m.client_msg_id.clone(),
         payload: m.payload.clone(),
         group_route: route.map(|r| r.to_vec()),
+        delivery_token,
     };
     let cap = outbound::Cap { messages: quota.queue_messages, bytes: quota.queue_bytes };
     outbound::push(tx, peer, &out, &cap, now).map_err(|e| match e {

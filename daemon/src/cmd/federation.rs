@@ -10,6 +10,7 @@
 use std::rc::Rc;
 
 use qpc_proto::{pb, Method, Status};
+use sha2::Digest;
 
 use super::accounts::check_username;
 use super::auth::Proven;
@@ -19,7 +20,7 @@ use crate::fed::CallError;
 use crate::refusal::{identity_key, Refusal};
 use crate::server::Relay;
 use crate::store::peers::{self, Peer};
-use crate::store::{identities, now_ms, outbound};
+use crate::store::{delivery_tokens, identities, now_ms, outbound};
 
 /// Device keys taken from one answer of a peer at most.
 const MAX_REMOTE_KEYS: usize = 64;
@@ -197,6 +198,17 @@ pub async fn peer_deliver(
                 .map_err(|_| Refusal::bad_request("group_route must be 32 bytes"))?,
         ),
     };
+    // A sealed delivery shows the recipient's token; only its hash is kept.
+    let token_hash: Option<[u8; 32]> =
+        match (sender == crate::store::queues::SEALED, req.delivery_token.len()) {
+            (_, 0) => None,
+            (true, 32) => Some(sha2::Sha256::digest(&req.delivery_token).into()),
+            _ => {
+                return Err(Refusal::bad_request(
+                    "delivery_token must be 32 bytes, and only without a sender_key",
+                ))
+            }
+        };
     let (fp, message_id, username) = (fingerprint.to_string(), req.message_id, req.sender_username);
     let staged = relay.store.write_staged(move |tx| {
         if !identities::exists(tx, &recipient)? {
@@ -204,6 +216,14 @@ pub async fn peer_deliver(
                 Status::NotFound,
                 format!("no identity {} on this relay", hex::encode(recipient)),
             ));
+        }
+        if let Some(hash) = &token_hash {
+            if delivery_tokens::recipient_of(tx, hash)? != Some(recipient) {
+                return Err(Refusal::new(
+                    Status::Forbidden,
+                    "unknown or revoked delivery token: ask the recipient for a current one",
+                ));
+            }
         }
         if sender != crate::store::queues::SEALED && identities::exists(tx, &sender)? {
             return Err(Refusal::new(
@@ -226,6 +246,9 @@ pub async fn peer_deliver(
     });
     let duplicate = enqueue::announce(relay, staged).await?;
     crate::fed::crash_point("fed-taken");
+    if token_hash.is_some() {
+        log::debug!("federation: took a sealed message from peer {fingerprint:.16}");
+    }
     relay.fed.count_received(fingerprint);
     Ok(pb::PeerDeliverResponse { duplicate })
 }

@@ -523,6 +523,7 @@ async fn forward(relay: &Rc<Relay>, fingerprint: &str, batch: Vec<Outgoing>) -> 
             client_msg_id: m.client_msg_id.clone().unwrap_or_default(),
             payload: m.payload.clone(),
             group_route: m.group_route.clone().unwrap_or_default(),
+            delivery_token: m.delivery_token.clone().unwrap_or_default(),
         };
         let id = m.id;
         match relay

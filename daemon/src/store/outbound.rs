@@ -22,6 +22,8 @@ pub struct Outgoing {
     pub payload: Vec<u8>,
     /// The group's route when the message passed its fence here.
     pub group_route: Option<Vec<u8>>,
+    /// A sealed delivery's token, for the recipient's relay to check.
+    pub delivery_token: Option<Vec<u8>>,
 }
 
 /// What the peer's queue may hold at most.
@@ -64,7 +66,7 @@ pub fn push(c: &Connection, peer: &str, m: &Outgoing, cap: &Cap, now_ms: i64) ->
     }
     c.prepare_cached(
         "INSERT INTO outbound (message_id, peer, recipient, sender, channel_id, client_msg_id, payload,
-         enqueued_at_ms, group_route) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+         enqueued_at_ms, group_route, delivery_token) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
     )?
     .execute((
         &m.message_id,
@@ -76,6 +78,7 @@ pub fn push(c: &Connection, peer: &str, m: &Outgoing, cap: &Cap, now_ms: i64) ->
         &m.payload,
         now_ms,
         &m.group_route,
+        &m.delivery_token,
     ))?;
     Ok(true)
 }
@@ -93,7 +96,7 @@ fn key(bytes: Vec<u8>) -> [u8; 32] {
 /// The oldest messages queued for `peer`, at most `limit`.
 pub fn next(c: &Connection, peer: &str, limit: u32) -> rusqlite::Result<Vec<Outgoing>> {
     let mut stmt = c.prepare_cached(
-        "SELECT id, message_id, recipient, sender, channel_id, client_msg_id, payload, group_route FROM outbound
+        "SELECT id, message_id, recipient, sender, channel_id, client_msg_id, payload, group_route, delivery_token FROM outbound
          WHERE peer = ?1 ORDER BY id LIMIT ?2",
     )?;
     let rows = stmt
@@ -107,6 +110,7 @@ pub fn next(c: &Connection, peer: &str, limit: u32) -> rusqlite::Result<Vec<Outg
                 client_msg_id: r.get(5)?,
                 payload: r.get(6)?,
                 group_route: r.get(7)?,
+                delivery_token: r.get(8)?,
             })
         })?
         .collect();
@@ -210,6 +214,7 @@ mod tests {
             client_msg_id: client.map(|c| vec![c; 16]),
             payload: vec![id; 10],
             group_route: None,
+            delivery_token: None,
         }
     }
 

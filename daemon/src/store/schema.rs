@@ -154,6 +154,7 @@ const MIGRATIONS: &[&str] = &[
         client_msg_id BLOB,
         payload BLOB NOT NULL,
         group_route BLOB,
+        delivery_token BLOB,
         enqueued_at_ms INTEGER NOT NULL
      );
      CREATE INDEX outbound_by_peer ON outbound (peer, id);

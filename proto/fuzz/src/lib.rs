@@ -378,6 +378,7 @@ pub fn sample_request(method: Method) -> Vec<u8> {
             client_msg_id: vec![4; 16],
             payload: b"ciphertext from a peer".to_vec(),
             group_route: vec![0x52; 32],
+            delivery_token: vec![],
         }
         .encode_to_vec(),
         Method::PeerGroupCommit => pb::PeerGroupCommitRequest {

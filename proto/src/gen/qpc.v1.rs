@@ -639,6 +639,10 @@ pub struct PeerDeliverRequest {
     /// relay: the receiver sends its members' commits for that group there.
     #[prost(bytes = "vec", tag = "8")]
     pub group_route: ::prost::alloc::vec::Vec<u8>,
+    /// A sealed delivery (no sender_key): the delivery token the sender
+    /// showed, which only the recipient's relay can check.
+    #[prost(bytes = "vec", tag = "9")]
+    pub delivery_token: ::prost::alloc::vec::Vec<u8>,
 }
 #[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct PeerDeliverResponse {
