@@ -14,7 +14,7 @@ use crate::hub::{Accepted, IdentityKey};
 use crate::refusal::{identity_key, Refusal};
 use crate::server::Relay;
 use crate::store::queues::{self, AppendError, Appended, NewMessage, Quota};
-use crate::store::{identities, now_ms, outbound, peers, Staged, Tx};
+use crate::store::{now_ms, outbound, peers, Staged, Tx};
 
 /// Bound on recipients of one BatchEnqueue.
 pub(crate) const MAX_RECIPIENTS: usize = 1000;
@@ -106,22 +106,25 @@ pub(crate) fn append_all_routed(
     let mut to = Vec::new();
     let mut forwarded: Vec<String> = Vec::new();
     for r in recipients {
-        let remote = if identities::exists(tx, r)? { None } else { peers::remote_of(tx, r)? };
-        match remote {
-            None => {
-                let a = queues::append(tx, quota, r, &m, now).map_err(|e| refusal(r, e))?;
+        // A local recipient first: the common case costs what it always did.
+        match queues::append(tx, quota, r, &m, now) {
+            Ok(a) => {
                 if !a.duplicate {
                     to.push((*r, a.seq));
                 }
                 stored.push(a);
             }
-            Some((peer, _)) => {
+            Err(AppendError::UnknownRecipient) => {
+                let Some((peer, _)) = peers::remote_of(tx, r)? else {
+                    return Err(refusal(r, AppendError::UnknownRecipient));
+                };
                 let pushed = forward(tx, quota, &peer, r, &m, now, route, None)?;
                 if pushed && !forwarded.contains(&peer) {
                     forwarded.push(peer);
                 }
                 stored.push(Appended { seq: 0, duplicate: !pushed, enqueued_at_ms: now });
             }
+            Err(e) => return Err(refusal(r, e)),
         }
     }
     let accepted = Accepted {
