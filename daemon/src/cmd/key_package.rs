@@ -62,13 +62,17 @@ pub async fn fetch(
     req: pb::FetchKeyPackageRequest,
 ) -> Result<pb::FetchKeyPackageResponse, Refusal> {
     let key = identity_key("identity_key", &req.identity_key)?;
+    let not_here = match fetch_local(relay, req.clone()).await {
+        Err(r) if r.status == Status::NotFound => r,
+        local => return local,
+    };
     let remote = relay
         .store
         .read(move |c| {
             Ok(if identities::exists(c, &key)? { None } else { peers::remote_of(c, &key)?.map(|(fp, _)| fp) })
         })
         .await?;
-    let Some(peer) = remote.and_then(|fp| relay.fed.peer(&fp)) else { return fetch_local(relay, req).await };
+    let Some(peer) = remote.and_then(|fp| relay.fed.peer(&fp)) else { return Err(not_here) };
     relay
         .fed
         .call(relay, &peer.fingerprint, qpc_proto::Method::PeerFetchKeyPackage, &req)
