@@ -10,6 +10,7 @@ pub mod blob;
 pub mod content;
 pub mod mls;
 pub mod provider;
+pub mod recovery;
 pub mod relay;
 pub mod session;
 pub mod state;

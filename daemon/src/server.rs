@@ -79,6 +79,8 @@ pub struct Relay {
     in_flight: Cell<usize>,
     /// Where blob bytes live (see `cmd::blob`).
     pub blobs: cmd::blob::BlobDir,
+    /// The owner's bans (see `cmd::moderation`).
+    pub bans: cmd::moderation::Bans,
     /// Peer relays and their links (see `fed`).
     pub fed: crate::fed::Federation,
 }
@@ -103,6 +105,9 @@ pub struct Session {
     pub account: RefCell<Option<String>>,
     pub registration: RefCell<Option<PendingRegistration>>,
     pub login: RefCell<Option<(String, ServerLogin<Suite>)>>,
+    /// The account whose recovery code this connection showed (it may set
+    /// a new password, see `cmd::recovery`).
+    pub recovered: RefCell<Option<String>>,
     bucket: RefCell<Bucket>,
 }
 
@@ -162,6 +167,7 @@ pub async fn run(config: Config) -> Result<(), ServeError> {
         store::Options::from_env(),
     )?);
     let opaque = opaque_setup(&store).await?;
+    let bans = cmd::moderation::Bans::load(store.read(store::moderation::bans).await?);
     let blobs = cmd::blob::BlobDir::open(&config.blob_dir)
         .map_err(|source| ServeError::BlobDir { path: config.blob_dir.display().to_string(), source })?;
     let server_config = tls::server_config(&identity, &config.limits)?;
@@ -185,6 +191,7 @@ pub async fn run(config: Config) -> Result<(), ServeError> {
         shutdown,
         in_flight: Cell::new(0),
         blobs,
+        bans,
         fed: crate::fed::Federation::new(identity, peers, config.limits.rate_per_address),
     });
 
@@ -325,6 +332,7 @@ async fn serve_connection(relay: Rc<Relay>, incoming: quinn::Incoming) {
         account: RefCell::new(None),
         registration: RefCell::new(None),
         login: RefCell::new(None),
+        recovered: RefCell::new(None),
         bucket: RefCell::new(Bucket::new(relay.limits.rate_per_connection)),
     });
     loop {

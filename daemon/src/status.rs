@@ -47,6 +47,9 @@ pub struct Figures {
     pub enqueued: u64,
     pub delivered: u64,
     pub expired: u64,
+    /// Reports waiting for the owner, and banned accounts.
+    pub reports: u64,
+    pub banned: u64,
     pub errors: u64,
     pub last_error: Option<LastError>,
     /// The peer relays (federation).
@@ -133,6 +136,7 @@ impl Figures {
         let meta::Totals { accounts, identities, queued_messages, queued_bytes } =
             relay.store.read(meta::totals).await?;
         let (blobs, blob_bytes) = crate::cmd::blob::totals(relay).await?;
+        let (reports, banned) = relay.store.read(crate::store::moderation::counts).await?;
         let stats = &relay.stats;
         Ok(Figures {
             version: env!("CARGO_PKG_VERSION"),
@@ -154,6 +158,8 @@ impl Figures {
             enqueued: stats.enqueued.get(),
             delivered: stats.delivered.get(),
             expired: stats.expired.get(),
+            reports,
+            banned,
             errors: logger::errors(),
             last_error: logger::last_error(),
             peers: peer_rows(relay).await,
@@ -185,6 +191,8 @@ impl Figures {
             ("enqueued", self.enqueued),
             ("delivered", self.delivered),
             ("expired", self.expired),
+            ("reports", self.reports),
+            ("banned", self.banned),
         ] {
             let _ = write!(o, "\"{key}\":{value},");
         }
@@ -237,6 +245,8 @@ impl Figures {
             ),
             ("qpc_blob_cap_bytes", "Most blob bytes the relay holds in all.", self.blob_cap_bytes),
             ("qpc_blob_lifetime_seconds", "Seconds a blob is kept at most.", self.blob_lifetime_s),
+            ("qpc_reports", "Reports waiting for the relay's owner.", self.reports),
+            ("qpc_banned_accounts", "Accounts banned by the relay's owner.", self.banned),
         ];
         for (name, help, value) in gauges {
             family(&mut o, name, "gauge", help);
@@ -334,6 +344,7 @@ impl Figures {
                 format!("{} ago: {}", duration(ago), e.message)
             }
         };
+        row("moderation", format!("{} reports waiting, {} accounts banned", self.reports, self.banned));
         row("last error", last);
         for p in &self.peers {
             let error = if p.last_error.is_empty() {
@@ -446,6 +457,8 @@ mod tests {
             enqueued: 7,
             delivered: 2,
             expired: 0,
+            reports: 2,
+            banned: 1,
             errors: 1,
             last_error: last_error.map(|m| LastError { at: SystemTime::now(), message: m.into() }),
             peers: vec![PeerRow {
@@ -471,7 +484,7 @@ mod tests {
         assert!(json.ends_with(",\"last_error\":\"disk \\\"full\\\"\\n\\\\ \\u0001\"}\n"), "{json}");
         let json = sample(None).json();
         assert!(
-            json.contains("\"expired\":0,\"peers\":[{\"address\":\"friends.example.net:7000\","),
+            json.contains("\"expired\":0,\"reports\":2,\"banned\":1,\"peers\":[{\"address\":\"friends.example.net:7000\","),
             "{json}"
         );
         assert!(json.ends_with("\"last_error\":\"no answer within 5 s\"}],\"last_error\":null}\n"), "{json}");

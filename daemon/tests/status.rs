@@ -37,6 +37,8 @@ const KEYS: &[&str] = &[
     "enqueued",
     "delivered",
     "expired",
+    "reports",
+    "banned",
     "peers",
     "last_error",
 ];

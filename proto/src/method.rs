@@ -59,6 +59,11 @@ ids! {
         BlobDownload = 704,
         BlobReceived = 705,
         Signal = 800,
+        Report = 900,
+        StoreRecoveryBundle = 1000,
+        RecoveryStart = 1001,
+        RecoveryFinish = 1002,
+        DeleteRecoveryBundle = 1003,
         ResolveRemoteUser = 1200,
         Undelivered = 1201,
         PeerResolveUser = 1250,
@@ -102,6 +107,9 @@ impl Method {
                 | Method::OpaqueLoginFinish
                 // Where registration is open; the relay decides.
                 | Method::SealedEnqueue
+                // Recovery is for a person who lost every device.
+                | Method::RecoveryStart
+                | Method::RecoveryFinish
         )
     }
 }
@@ -130,6 +138,10 @@ mod tests {
             699,
             706,
             801,
+            899,
+            901,
+            999,
+            1004,
             1199,
             1202,
             1249,
