@@ -151,6 +151,7 @@ pub fn event_line(event: &Event) -> Option<String> {
             .map(|c| format!("{c}: {who} has a new device"))
             .collect::<Vec<_>>()
             .join("\n"),
+        Event::Undelivered { to, reason } => format!("a message to {to} was not delivered: {reason}"),
     })
 }
 
@@ -236,6 +237,7 @@ pub fn event_json(event: &Event) -> Value {
         Event::NewPeerDevice { who, conversations } => {
             json!({"type": "new_device", "by": who, "conversations": conversations})
         }
+        Event::Undelivered { to, reason } => json!({"type": "undelivered", "to": to, "reason": reason}),
     }
 }
 

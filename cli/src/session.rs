@@ -154,6 +154,8 @@ pub enum Event {
     NewOwnDevice { key: IdentityKey, added_ms: u64 },
     /// `who` has a new device, shown in each conversation shared with them.
     NewPeerDevice { who: String, conversations: Vec<String> },
+    /// A peer relay never took a message of ours for `to` (see `Undelivered`).
+    Undelivered { to: String, reason: String },
 }
 
 /// How a sent outbox entry ended.
@@ -912,7 +914,28 @@ impl Session {
             Some(ms) => relay.fetch_wait(0, ms).await?,
             None => relay.peek(0).await?,
         };
-        self.receive(relay, envelopes).await
+        let mut events = self.receive(relay, envelopes).await?;
+        events.extend(self.undelivered(relay).await?);
+        Ok(events)
+    }
+
+    /// What our relay could not hand to a peer relay (federation); a relay
+    /// without federation answers unknown_method, which tells nothing.
+    async fn undelivered(&mut self, relay: &Relay) -> Result<Vec<Event>> {
+        let failures = match relay.undelivered().await {
+            Ok(f) => f,
+            Err(e) if e.status() == Some(Status::UnknownMethod) => return Ok(Vec::new()),
+            Err(e) => return Err(e.into()),
+        };
+        let mut events = Vec::new();
+        for f in failures {
+            let to = match <[u8; 32]>::try_from(f.recipient_key.as_slice()) {
+                Ok(key) => self.name(relay, &key).await,
+                Err(_) => format!("someone on {}", f.peer),
+            };
+            events.push(Event::Undelivered { to, reason: f.reason });
+        }
+        Ok(events)
     }
 
     /// Reads the queue until it is empty, e.g. after losing a commit's

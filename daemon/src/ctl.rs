@@ -1,5 +1,5 @@
 //! `qpc-server status | users | user-delete | invite-token | reports |
-//! report-dismiss | ban | unban | log-head | backup`: the
+//! report-dismiss | ban | unban | log-head | backup | peer`: the
 //! other end of the admin socket (see `admin`). Finds the socket of the
 //! relay started with the same `--data-dir` (or `--socket`), sends one
 //! request line and prints the answer. `restore` needs no relay: it refuses
@@ -35,6 +35,28 @@ pub enum Command {
     LogHead(LogHead),
     Backup(Backup),
     Restore(Restore),
+    Peer(Peer),
+}
+
+/// manage the peer relays this relay delivers to: add, list, remove
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "peer")]
+pub struct Peer {
+    /// add URL (qpc://HOST:PORT#FINGERPRINT), list, or remove FINGERPRINT|HOST:PORT
+    #[argh(positional)]
+    action: String,
+    /// the URL (add) or the peer (remove)
+    #[argh(positional)]
+    what: Option<String>,
+    /// print JSON (list)
+    #[argh(switch)]
+    json: bool,
+    /// data directory of the relay (QPC_DATA_DIR; finds DATA_DIR/admin.sock)
+    #[argh(option)]
+    data_dir: Option<PathBuf>,
+    /// admin socket of the relay (QPC_SOCKET)
+    #[argh(option)]
+    socket: Option<PathBuf>,
 }
 
 /// write a consistent copy of the running relay (store, certificate, key) to FILE
@@ -382,6 +404,31 @@ pub fn run(
         }
         Command::InviteToken(t) => ("invite-token".to_string(), t.socket, t.data_dir),
         Command::LogHead(h) => ("log-head".to_string(), h.socket, h.data_dir),
+        Command::Peer(p) => {
+            let what = p.what.unwrap_or_default();
+            let request = match p.action.as_str() {
+                "add" | "remove" if what.is_empty() || what.contains(['\n', '\r', ' ']) => {
+                    eprintln!(
+                        "qpc-server peer {}: give {}",
+                        p.action,
+                        if p.action == "add" {
+                            "the peer URL, qpc://HOST:PORT#FINGERPRINT"
+                        } else {
+                            "the peer's fingerprint or HOST:PORT"
+                        }
+                    );
+                    return ExitCode::from(2);
+                }
+                "add" => format!("peer-add {what}"),
+                "remove" => format!("peer-remove {what}"),
+                "list" => format!("peer-list {}", if p.json { "json" } else { "text" }),
+                other => {
+                    eprintln!("qpc-server peer: unknown action {other:?}: expected add, list or remove");
+                    return ExitCode::from(2);
+                }
+            };
+            (request, p.socket, p.data_dir)
+        }
     };
     let path = socket_path(socket, data_dir, top_socket, top_data_dir);
     finish(ask(&path, &request).map(|(note, body)| {

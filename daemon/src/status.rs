@@ -56,6 +56,74 @@ pub struct Figures {
     pub banned: u64,
     pub errors: u64,
     pub last_error: Option<LastError>,
+    /// The peer relays (federation).
+    pub peers: Vec<PeerRow>,
+}
+
+/// One peer relay as status shows it.
+#[derive(Debug, Clone)]
+pub struct PeerRow {
+    pub address: String,
+    pub fingerprint: String,
+    pub source: String,
+    pub reachable: bool,
+    /// Messages waiting in its outgoing queue.
+    pub queued: u64,
+    pub queued_bytes: u64,
+    pub forwarded: u64,
+    pub received: u64,
+    pub last_error: String,
+}
+
+impl PeerRow {
+    pub fn json(&self) -> String {
+        format!(
+            "{{\"address\":{},\"fingerprint\":{},\"source\":{},\"reachable\":{},\"queued\":{},\"queued_bytes\":{},\"forwarded\":{},\"received\":{},\"last_error\":{}}}",
+            json_string(&self.address),
+            json_string(&self.fingerprint),
+            json_string(&self.source),
+            self.reachable,
+            self.queued,
+            self.queued_bytes,
+            self.forwarded,
+            self.received,
+            if self.last_error.is_empty() { "null".into() } else { json_string(&self.last_error) }
+        )
+    }
+
+    pub fn line(&self) -> String {
+        format!(
+            "{}  {:.16}  {}  {}  {}",
+            self.address,
+            self.fingerprint,
+            if self.reachable { "yes" } else { "no" },
+            self.queued,
+            if self.last_error.is_empty() { "-" } else { &self.last_error }
+        )
+    }
+}
+
+/// Every peer with its state and outgoing queue.
+pub async fn peer_rows(relay: &Relay) -> Vec<PeerRow> {
+    let mut rows = Vec::new();
+    for p in relay.fed.peers() {
+        let fp = p.fingerprint.clone();
+        let (queued, queued_bytes) =
+            relay.store.read(move |c| crate::store::outbound::queued(c, &fp)).await.unwrap_or((0, 0));
+        let state = relay.fed.state(&p.fingerprint);
+        rows.push(PeerRow {
+            address: p.address(),
+            fingerprint: p.fingerprint,
+            source: p.source,
+            reachable: state.reachable,
+            queued,
+            queued_bytes,
+            forwarded: state.forwarded,
+            received: state.received,
+            last_error: state.last_error,
+        });
+    }
+    rows
 }
 
 /// Bytes the database takes on disk: the file and its write-ahead log.
@@ -102,6 +170,7 @@ impl Figures {
             banned,
             errors: logger::errors(),
             last_error: logger::last_error(),
+            peers: peer_rows(relay).await,
         })
     }
 
@@ -138,6 +207,8 @@ impl Figures {
         ] {
             let _ = write!(o, "\"{key}\":{value},");
         }
+        let peers: Vec<String> = self.peers.iter().map(PeerRow::json).collect();
+        let _ = write!(o, "\"peers\":[{}],", peers.join(","));
         let last_error = self.last_error.as_ref().map_or("null".into(), |e| json_string(&e.message));
         let _ = write!(o, "\"last_error\":{last_error}}}");
         o.push('\n');
@@ -205,6 +276,36 @@ impl Figures {
             family(&mut o, name, "counter", help);
             let _ = writeln!(o, "{name} {value}");
         }
+        if !self.peers.is_empty() {
+            let per_peer = [
+                ("qpc_peer_up", "gauge", "Whether a link to the peer relay is up (1) or not (0)."),
+                ("qpc_peer_queued_messages", "gauge", "Messages waiting in the outgoing queue for the peer."),
+                (
+                    "qpc_peer_queued_bytes",
+                    "gauge",
+                    "Payload bytes waiting in the outgoing queue for the peer.",
+                ),
+                (
+                    "qpc_peer_forwarded_total",
+                    "counter",
+                    "Messages the peer took from this relay since start.",
+                ),
+                ("qpc_peer_received_total", "counter", "Messages this relay took from the peer since start."),
+            ];
+            for (name, kind, help) in per_peer {
+                family(&mut o, name, kind, help);
+                for p in &self.peers {
+                    let value = match name {
+                        "qpc_peer_up" => u64::from(p.reachable),
+                        "qpc_peer_queued_messages" => p.queued,
+                        "qpc_peer_queued_bytes" => p.queued_bytes,
+                        "qpc_peer_forwarded_total" => p.forwarded,
+                        _ => p.received,
+                    };
+                    let _ = writeln!(o, "{name}{{peer={}}} {value}", label(&p.address));
+                }
+            }
+        }
         if let Some(e) = &self.last_error {
             let name = "qpc_last_error_timestamp_seconds";
             family(&mut o, name, "gauge", "When the last error was logged (Unix time).");
@@ -261,6 +362,23 @@ impl Figures {
         };
         row("moderation", format!("{} reports waiting, {} accounts banned", self.reports, self.banned));
         row("last error", last);
+        for p in &self.peers {
+            let error = if p.last_error.is_empty() {
+                String::new()
+            } else {
+                format!(", last error: {}", p.last_error)
+            };
+            row(
+                "peer",
+                format!(
+                    "{} ({}), {}, {} queued for it{error}",
+                    p.address,
+                    &p.fingerprint[..p.fingerprint.len().min(16)],
+                    if p.reachable { "reachable" } else { "not reachable" },
+                    p.queued
+                ),
+            );
+        }
         o
     }
 }
@@ -362,6 +480,17 @@ mod tests {
             banned: 1,
             errors: 1,
             last_error: last_error.map(|m| LastError { at: SystemTime::now(), message: m.into() }),
+            peers: vec![PeerRow {
+                address: "friends.example.net:7000".into(),
+                fingerprint: "cd".repeat(32),
+                source: "admin".into(),
+                reachable: false,
+                queued: 3,
+                queued_bytes: 900,
+                forwarded: 1,
+                received: 2,
+                last_error: "no answer within 5 s".into(),
+            }],
         }
     }
 
@@ -372,9 +501,12 @@ mod tests {
             "{\"version\":\"0.1.0\",\"uptime_s\":3725,\"listen\":[\"127.0.0.1:7000\",\"[::1]:7000\"],"
         ));
         assert!(json.ends_with(",\"last_error\":\"disk \\\"full\\\"\\n\\\\ \\u0001\"}\n"), "{json}");
-        assert!(sample(None)
-            .json()
-            .ends_with("\"expired\":0,\"reports\":2,\"banned\":1,\"last_error\":null}\n"));
+        let json = sample(None).json();
+        assert!(
+            json.contains("\"expired\":0,\"reports\":2,\"banned\":1,\"peers\":[{\"address\":\"friends.example.net:7000\","),
+            "{json}"
+        );
+        assert!(json.ends_with("\"last_error\":\"no answer within 5 s\"}],\"last_error\":null}\n"), "{json}");
     }
 
     #[test]
@@ -387,6 +519,7 @@ mod tests {
         }
         assert!(text.contains("qpc_enqueued_total 7\n"));
         assert!(text.contains("qpc_listen_info{addr=\"[::1]:7000\"} 1\n"));
+        assert!(text.contains("qpc_peer_queued_messages{peer=\"friends.example.net:7000\"} 3\n"), "{text}");
         assert_eq!(label("a\"b\\c\nd"), "\"a\\\"b\\\\c\\nd\"");
     }
 

@@ -42,6 +42,7 @@ const KEYS: &[&str] = &[
     "expired",
     "reports",
     "banned",
+    "peers",
     "last_error",
 ];
 

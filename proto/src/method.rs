@@ -75,6 +75,12 @@ ids! {
         ListDevices = 1104,
         /// Revokes another device of one's own account (after OPAQUE login).
         RevokeDevice = 1105,
+        ResolveRemoteUser = 1200,
+        Undelivered = 1201,
+        PeerResolveUser = 1250,
+        PeerFetchKeyPackage = 1251,
+        PeerDeliver = 1252,
+        PeerGroupCommit = 1253,
     }
 }
 
@@ -89,6 +95,17 @@ ids! {
 }
 
 impl Method {
+    /// Methods only a peer relay calls, over ALPN `qpc-fed`.
+    pub fn peer_only(self) -> bool {
+        matches!(
+            self,
+            Method::PeerResolveUser
+                | Method::PeerFetchKeyPackage
+                | Method::PeerDeliver
+                | Method::PeerGroupCommit
+        )
+    }
+
     /// Methods a connection may call before it has proven an identity.
     pub fn allowed_anonymous(self) -> bool {
         matches!(
@@ -138,6 +155,10 @@ mod tests {
             1004,
             1099,
             1106,
+            1199,
+            1202,
+            1249,
+            1254,
             u16::MAX,
         ] {
             assert_eq!(Method::from_u16(unknown), None, "{unknown}");

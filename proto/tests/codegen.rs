@@ -21,6 +21,7 @@ fn generated_code_matches_the_proto_files() {
         "moderation",
         "recovery",
         "kt",
+        "federation",
     ]
     .iter()
     .map(|n| root.join(format!("qpc/v1/{n}.proto")))

@@ -9,7 +9,7 @@ use super::accounts::check_username;
 use super::kt::{Tamper, TAMPER_KEY};
 use crate::refusal::{identity_key, Refusal};
 use crate::server::Relay;
-use crate::store::directory;
+use crate::store::{directory, peers};
 
 pub async fn resolve_user(
     relay: &Rc<Relay>,
@@ -36,6 +36,15 @@ pub async fn resolve_identity(
     req: pb::ResolveIdentityRequest,
 ) -> Result<pb::ResolveIdentityResponse, Refusal> {
     let key = identity_key("identity_key", &req.identity_key)?;
-    let username = relay.store.read(move |c| directory::owner_of(c, &key)).await?.unwrap_or_default();
+    let (local, remote) =
+        relay.store.read(move |c| Ok((directory::owner_of(c, &key)?, peers::remote_of(c, &key)?))).await?;
+    // A remote identity is named by its address, `bob@host:port`.
+    let username = local
+        .or_else(|| {
+            let (fp, name) = remote?;
+            let peer = relay.fed.peer(&fp)?;
+            (!name.is_empty()).then(|| format!("{name}@{}", peer.address()))
+        })
+        .unwrap_or_default();
     Ok(pb::ResolveIdentityResponse { username })
 }

@@ -9,6 +9,7 @@ pub mod auth;
 pub mod blob;
 pub mod directory;
 pub mod enqueue;
+pub mod federation;
 pub mod fetch;
 pub mod group;
 pub mod hybrid_key;
@@ -103,6 +104,15 @@ pub async fn dispatch(
         Method::LogEntries => ok(kt::entries(relay, session, decode(payload)?).await?),
         Method::ListDevices => ok(kt::list_devices(relay, session).await?),
         Method::RevokeDevice => ok(kt::revoke_device(relay, session, me, decode(payload)?).await?),
+        Method::ResolveRemoteUser => ok(federation::resolve_remote_user(relay, decode(payload)?).await?),
+        Method::Undelivered => ok(federation::undelivered(relay, me, decode(payload)?).await?),
+        Method::PeerResolveUser
+        | Method::PeerFetchKeyPackage
+        | Method::PeerDeliver
+        | Method::PeerGroupCommit => Err(Refusal::new(
+            Status::Forbidden,
+            format!("{method:?} is for peer relays, over their own link (ALPN qpc-fed)"),
+        )),
         Method::AuthChallenge
         | Method::AuthProve
         | Method::OpaqueRegisterStart
@@ -112,5 +122,31 @@ pub async fn dispatch(
         | Method::SealedEnqueue
         | Method::RecoveryStart
         | Method::RecoveryFinish => unreachable!("handled above"),
+    }
+}
+
+/// A request from peer relay `fingerprint` over its `qpc-fed` link: only
+/// the peer methods.
+pub async fn dispatch_peer(
+    relay: &Rc<Relay>,
+    fingerprint: &str,
+    method_id: u16,
+    payload: &[u8],
+) -> Result<Vec<u8>, Refusal> {
+    match Method::from_u16(method_id) {
+        Some(Method::PeerResolveUser) => ok(federation::peer_resolve_user(relay, decode(payload)?).await?),
+        Some(Method::PeerFetchKeyPackage) => {
+            ok(federation::peer_fetch_key_package(relay, decode(payload)?).await?)
+        }
+        Some(Method::PeerGroupCommit) => {
+            ok(federation::peer_group_commit(relay, fingerprint, decode(payload)?).await?)
+        }
+        Some(Method::PeerDeliver) => {
+            ok(federation::peer_deliver(relay, fingerprint, decode(payload)?).await?)
+        }
+        _ => Err(Refusal::new(
+            Status::UnknownMethod,
+            format!("method {method_id} is not a peer method (1250-1253 are)"),
+        )),
     }
 }

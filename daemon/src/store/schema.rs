@@ -164,6 +164,62 @@ const MIGRATIONS: &[&str] = &[
         revoked_at_ms INTEGER NOT NULL
      ) WITHOUT ROWID;
      ALTER TABLE identities ADD COLUMN last_seen_ms INTEGER NOT NULL DEFAULT 0;",
+    // 8: federation: peers, where remote identities live, the outgoing
+    // queue per peer, message ids taken from peers, what was not delivered,
+    // the fences of groups that live on a peer.
+    "CREATE TABLE peers (
+        fingerprint TEXT PRIMARY KEY,
+        host TEXT NOT NULL,
+        port INTEGER NOT NULL,
+        source TEXT NOT NULL,
+        added_at_ms INTEGER NOT NULL
+     ) WITHOUT ROWID;
+     CREATE TABLE remote_identities (
+        identity_key BLOB PRIMARY KEY,
+        peer TEXT NOT NULL,
+        username TEXT NOT NULL,
+        learned_at_ms INTEGER NOT NULL
+     ) WITHOUT ROWID;
+     CREATE INDEX remote_identities_by_peer ON remote_identities (peer);
+     CREATE TABLE remote_fences (
+        route BLOB PRIMARY KEY,
+        peer TEXT NOT NULL,
+        learned_at_ms INTEGER NOT NULL
+     ) WITHOUT ROWID;
+     CREATE TABLE outbound (
+        id INTEGER PRIMARY KEY,
+        message_id BLOB NOT NULL UNIQUE,
+        peer TEXT NOT NULL,
+        recipient BLOB NOT NULL,
+        sender BLOB NOT NULL,
+        channel_id BLOB NOT NULL,
+        client_msg_id BLOB,
+        payload BLOB NOT NULL,
+        group_route BLOB,
+        delivery_token BLOB,
+        enqueued_at_ms INTEGER NOT NULL
+     );
+     CREATE INDEX outbound_by_peer ON outbound (peer, id);
+     CREATE INDEX outbound_by_age ON outbound (enqueued_at_ms);
+     CREATE UNIQUE INDEX outbound_client_id ON outbound (peer, recipient, sender, client_msg_id)
+        WHERE client_msg_id IS NOT NULL;
+     CREATE TABLE inbound_seen (
+        peer TEXT NOT NULL,
+        message_id BLOB NOT NULL,
+        at_ms INTEGER NOT NULL,
+        PRIMARY KEY (peer, message_id)
+     ) WITHOUT ROWID;
+     CREATE INDEX inbound_seen_by_age ON inbound_seen (at_ms);
+     CREATE TABLE undelivered (
+        id INTEGER PRIMARY KEY,
+        sender BLOB NOT NULL,
+        client_msg_id BLOB,
+        recipient BLOB NOT NULL,
+        peer TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        at_ms INTEGER NOT NULL
+     );
+     CREATE INDEX undelivered_by_sender ON undelivered (sender, id);",
 ];
 
 /// The schema version that starts the key transparency log.

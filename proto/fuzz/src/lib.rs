@@ -177,6 +177,12 @@ pub fn check_request(method: Method, payload: &[u8]) {
         Method::LogEntries => round_trip::<pb::LogEntriesRequest>(payload),
         Method::ListDevices => round_trip::<pb::ListDevicesRequest>(payload),
         Method::RevokeDevice => round_trip::<pb::RevokeDeviceRequest>(payload),
+        Method::ResolveRemoteUser => round_trip::<pb::ResolveRemoteUserRequest>(payload),
+        Method::Undelivered => round_trip::<pb::UndeliveredRequest>(payload),
+        Method::PeerResolveUser => round_trip::<pb::ResolveUserRequest>(payload),
+        Method::PeerFetchKeyPackage => round_trip::<pb::FetchKeyPackageRequest>(payload),
+        Method::PeerDeliver => round_trip::<pb::PeerDeliverRequest>(payload),
+        Method::PeerGroupCommit => round_trip::<pb::PeerGroupCommitRequest>(payload),
     }
 }
 
@@ -253,6 +259,12 @@ pub fn check_response(method: Method, payload: &[u8]) {
         }
         Method::ListDevices => round_trip::<pb::ListDevicesResponse>(payload),
         Method::RevokeDevice => round_trip::<pb::RevokeDeviceResponse>(payload),
+        Method::ResolveRemoteUser => round_trip::<pb::ResolveRemoteUserResponse>(payload),
+        Method::Undelivered => round_trip::<pb::UndeliveredResponse>(payload),
+        Method::PeerResolveUser => round_trip::<pb::ResolveUserResponse>(payload),
+        Method::PeerFetchKeyPackage => round_trip::<pb::FetchKeyPackageResponse>(payload),
+        Method::PeerDeliver => round_trip::<pb::PeerDeliverResponse>(payload),
+        Method::PeerGroupCommit => round_trip::<pb::GroupCommitResponse>(payload),
     }
 }
 
@@ -425,6 +437,31 @@ pub fn sample_request(method: Method) -> Vec<u8> {
         Method::LogEntries => pb::LogEntriesRequest { start: 2, count: 1000 }.encode_to_vec(),
         Method::ListDevices => pb::ListDevicesRequest {}.encode_to_vec(),
         Method::RevokeDevice => pb::RevokeDeviceRequest { identity_key: key(28) }.encode_to_vec(),
+        Method::ResolveRemoteUser => {
+            pb::ResolveRemoteUserRequest { address: "bob@friends.example.net:7000".into() }.encode_to_vec()
+        }
+        Method::Undelivered => pb::UndeliveredRequest {}.encode_to_vec(),
+        Method::PeerResolveUser => pb::ResolveUserRequest { username: "bob".into() }.encode_to_vec(),
+        Method::PeerFetchKeyPackage => {
+            pb::FetchKeyPackageRequest { identity_key: key(28), ciphersuite: 0x004d }.encode_to_vec()
+        }
+        Method::PeerDeliver => pb::PeerDeliverRequest {
+            message_id: vec![0x4d; 16],
+            sender_key: key(29),
+            sender_username: "alice".into(),
+            recipient_key: key(30),
+            channel_id: vec![3; 16],
+            client_msg_id: vec![4; 16],
+            payload: b"ciphertext from a peer".to_vec(),
+            group_route: vec![0x52; 32],
+            delivery_token: vec![],
+        }
+        .encode_to_vec(),
+        Method::PeerGroupCommit => pb::PeerGroupCommitRequest {
+            sender_key: key(33),
+            commit: pb::GroupCommitRequest::decode(sample_request(Method::GroupCommit).as_slice()).ok(),
+        }
+        .encode_to_vec(),
     }
 }
 
@@ -526,6 +563,29 @@ pub fn sample_response(method: Method) -> Vec<u8> {
                 .encode_to_vec()
         }
         Method::DeleteRecoveryBundle => pb::DeleteRecoveryBundleResponse { deleted: true }.encode_to_vec(),
+        Method::ResolveRemoteUser => pb::ResolveRemoteUserResponse {
+            identity_keys: vec![key(31)],
+            address: "bob@friends.example.net:7000".into(),
+        }
+        .encode_to_vec(),
+        Method::Undelivered => pb::UndeliveredResponse {
+            messages: vec![pb::UndeliveredMessage {
+                client_msg_id: vec![4; 16],
+                recipient_key: key(32),
+                peer: "friends.example.net:7000".into(),
+                reason: "not delivered within the TTL".into(),
+                at_ms: 1_790_000_000_000,
+            }],
+        }
+        .encode_to_vec(),
+        Method::PeerResolveUser => {
+            pb::ResolveUserResponse { identity_keys: vec![key(20), key(21)] }.encode_to_vec()
+        }
+        Method::PeerFetchKeyPackage => {
+            pb::FetchKeyPackageResponse { key_package: vec![0x4b; 200], last_resort: false }.encode_to_vec()
+        }
+        Method::PeerDeliver => pb::PeerDeliverResponse { duplicate: true }.encode_to_vec(),
+        Method::PeerGroupCommit => pb::GroupCommitResponse { epoch: 8, duplicate: false }.encode_to_vec(),
         Method::LogHead => {
             pb::LogHeadResponse { head: Some(sample_head()), log_key: key(29) }.encode_to_vec()
         }

@@ -769,3 +769,88 @@ pub struct RevokeDeviceResponse {
     #[prost(uint64, tag = "1")]
     pub log_index: u64,
 }
+/// 1200: `bob@host:port` or `bob@host` (the host of one of the relay's peers).
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct ResolveRemoteUserRequest {
+    #[prost(string, tag = "1")]
+    pub address: ::prost::alloc::string::String,
+}
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct ResolveRemoteUserResponse {
+    /// The person's device keys, as their relay answered.
+    #[prost(bytes = "vec", repeated, tag = "1")]
+    pub identity_keys: ::prost::alloc::vec::Vec<::prost::alloc::vec::Vec<u8>>,
+    /// The address in its full form, `bob@host:port`, as names show it.
+    ///
+    /// Reserved for the key-transparency proofs the remote relay will carry
+    /// (issue 16): field 3.
+    #[prost(string, tag = "2")]
+    pub address: ::prost::alloc::string::String,
+}
+/// 1201: the messages this device sent that no peer relay took, and why;
+/// each is told once.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct UndeliveredRequest {}
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct UndeliveredMessage {
+    #[prost(bytes = "vec", tag = "1")]
+    pub client_msg_id: ::prost::alloc::vec::Vec<u8>,
+    #[prost(bytes = "vec", tag = "2")]
+    pub recipient_key: ::prost::alloc::vec::Vec<u8>,
+    /// The peer relay, `host:port`.
+    #[prost(string, tag = "3")]
+    pub peer: ::prost::alloc::string::String,
+    #[prost(string, tag = "4")]
+    pub reason: ::prost::alloc::string::String,
+    #[prost(uint64, tag = "5")]
+    pub at_ms: u64,
+}
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct UndeliveredResponse {
+    #[prost(message, repeated, tag = "1")]
+    pub messages: ::prost::alloc::vec::Vec<UndeliveredMessage>,
+}
+/// 1252: one message for one local identity of the receiving relay.
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct PeerDeliverRequest {
+    /// Chosen by the sending relay; the receiver keeps it (with the peer's
+    /// fingerprint) for the TTL and takes a message with the same id once.
+    #[prost(bytes = "vec", tag = "1")]
+    pub message_id: ::prost::alloc::vec::Vec<u8>,
+    #[prost(bytes = "vec", tag = "2")]
+    pub sender_key: ::prost::alloc::vec::Vec<u8>,
+    /// The sender's account on the sending relay (empty without one).
+    #[prost(string, tag = "3")]
+    pub sender_username: ::prost::alloc::string::String,
+    #[prost(bytes = "vec", tag = "4")]
+    pub recipient_key: ::prost::alloc::vec::Vec<u8>,
+    #[prost(bytes = "vec", tag = "5")]
+    pub channel_id: ::prost::alloc::vec::Vec<u8>,
+    #[prost(bytes = "vec", tag = "6")]
+    pub client_msg_id: ::prost::alloc::vec::Vec<u8>,
+    #[prost(bytes = "vec", tag = "7")]
+    pub payload: ::prost::alloc::vec::Vec<u8>,
+    /// Set when the message passed a group's commit fence on the sending
+    /// relay: the receiver sends its members' commits for that group there.
+    #[prost(bytes = "vec", tag = "8")]
+    pub group_route: ::prost::alloc::vec::Vec<u8>,
+    /// A sealed delivery (no sender_key): the delivery token the sender
+    /// showed, which only the recipient's relay can check.
+    #[prost(bytes = "vec", tag = "9")]
+    pub delivery_token: ::prost::alloc::vec::Vec<u8>,
+}
+#[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct PeerDeliverResponse {
+    /// Taken before under the same message id: nothing was added.
+    #[prost(bool, tag = "1")]
+    pub duplicate: bool,
+}
+/// 1253: answered with a GroupCommitResponse.
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct PeerGroupCommitRequest {
+    /// The member who made the commit (proven to the sending relay).
+    #[prost(bytes = "vec", tag = "1")]
+    pub sender_key: ::prost::alloc::vec::Vec<u8>,
+    #[prost(message, optional, tag = "2")]
+    pub commit: ::core::option::Option<GroupCommitRequest>,
+}

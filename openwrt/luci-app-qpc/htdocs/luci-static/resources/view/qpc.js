@@ -431,6 +431,37 @@ function renderModeration(data, node) {
 	];
 }
 
+/* A peer relay as qpc-server takes it: qpc://HOST[:PORT]#FINGERPRINT. */
+function checkPeer(value) {
+	var m = /^qpc:\/\/([^#\/]+)#([0-9A-Fa-f]*)$/.exec(value);
+	if (!m)
+		return _('Expected qpc://HOST:PORT#FINGERPRINT, the fingerprint from the status of the peer relay.');
+	if (m[2].length != 64)
+		return _('The fingerprint must be 64 hex digits (a SHA-256).');
+	return true;
+}
+
+function renderPeers(peers) {
+	if (!peers || !peers.length)
+		return E('em', {}, _('No peer relays. Add one below to chat with the people of another relay.'));
+
+	return E('table', { 'class': 'table' }, [
+		E('tr', { 'class': 'tr table-titles' }, [
+			E('th', { 'class': 'th' }, _('Peer relay')),
+			E('th', { 'class': 'th' }, _('Reachable')),
+			E('th', { 'class': 'th' }, _('Queued for it')),
+			E('th', { 'class': 'th' }, _('Last error'))
+		])
+	].concat(peers.map(function(p) {
+		return E('tr', { 'class': 'tr' }, [
+			E('td', { 'class': 'td', 'title': p.fingerprint }, p.address),
+			E('td', { 'class': 'td' }, p.reachable ? _('yes') : _('no')),
+			E('td', { 'class': 'td' }, String(p.queued)),
+			E('td', { 'class': 'td' }, p.last_error || '-')
+		]);
+	})));
+}
+
 function handleInviteToken(ev) {
 	return callInviteToken().then(function(res) {
 		if (!res || !res.token) {
@@ -449,6 +480,7 @@ return view.extend({
 	/* For the tests, which hold these to the init script's rules. */
 	checkListen: checkListen,
 	checkDataDir: checkDataDir,
+	checkPeer: checkPeer,
 
 	load: function() {
 		return Promise.all([
@@ -467,6 +499,7 @@ return view.extend({
 		var statusNode = E('div', { 'id': 'qpc-status' }, renderStatus(st));
 		var inviteNode = E('div', { 'id': 'qpc-invite' }, renderInvite(st));
 		var usersNode = E('div', { 'id': 'qpc-users' }, renderUsers(users));
+		var peersNode = E('div', { 'id': 'qpc-peers' }, renderPeers(st.peers));
 
 		m = new form.Map('qpc', _('Settings'),
 			_('The options of /etc/config/qpc; Save & Apply restarts the relay with them.'));
@@ -495,6 +528,12 @@ return view.extend({
 		o = s.taboption('general', form.DynamicList, 'hostname', _('Host names'),
 			_('Names clients use to reach the relay, added to a newly made certificate.'));
 		o.datatype = 'host';
+
+		o = s.taboption('general', form.DynamicList, 'peer', _('Peer relays'),
+			_('Relays this one delivers to and takes from, qpc://HOST:PORT#FINGERPRINT; the owner of each must add this relay too.'));
+		o.validate = function(section_id, value) {
+			return (value == null || value === '') ? true : checkPeer(value);
+		};
 
 		o = s.taboption('general', form.Flag, 'open_firewall', _('Open the firewall'),
 			_('Accept the UDP port from the wan zone while the relay runs.'));
@@ -590,6 +629,7 @@ return view.extend({
 				dom.content(statusNode, renderStatus(fresh[0]));
 				dom.content(usersNode, renderUsers(fresh[1]));
 				dom.content(moderationNode, renderModeration(fresh[2], moderationNode));
+				dom.content(peersNode, renderPeers(fresh[0].peers));
 				if (!!fresh[0].running != !!st.running || fresh[0].fingerprint != st.fingerprint)
 					dom.content(inviteNode, renderInvite(fresh[0]));
 				st = fresh[0];
@@ -605,6 +645,7 @@ return view.extend({
 				E('div', { 'class': 'cbi-section' }, [ E('h3', {}, _('Invite')), inviteNode ]),
 				E('div', { 'class': 'cbi-section' }, [ E('h3', {}, _('Accounts')), usersNode ]),
 				E('div', { 'class': 'cbi-section' }, [ E('h3', {}, _('Reports')), moderationNode ]),
+				E('div', { 'class': 'cbi-section' }, [ E('h3', {}, _('Peer relays')), peersNode ]),
 				E('div', { 'class': 'cbi-section', 'id': 'qpc-backup' }, [
 					E('h3', {}, _('Backup')),
 					E('p', {}, _('A consistent copy of the running relay: the encrypted store with every account and queued message, and the certificate with its key, so that clients keep trusting the relay after a restore.')),
