@@ -11,6 +11,7 @@ pub mod content;
 pub mod kt;
 pub mod mls;
 pub mod provider;
+pub mod recovery;
 pub mod relay;
 pub mod session;
 pub mod state;

@@ -43,6 +43,9 @@ enum Command {
     DemoGroup(DemoGroup),
     RegisterUser(RegisterUser),
     Login(Login),
+    Report(Report),
+    RecoverySetup(RecoverySetup),
+    Recover(Recover),
     Repl(Repl),
     Chat(Chat),
     Audit(Audit),
@@ -289,6 +292,28 @@ subcommand! {
 }
 
 subcommand! {
+    /// report an account to the relay's owner, with an optional reason
+    Report = "report" {
+        /// the account to report
+        #[argh(positional)]
+        user: String,
+        /// why (at most 500 bytes; the relay never sees your messages)
+        #[argh(positional)]
+        reason: Vec<String>,
+    }
+}
+
+subcommand! {
+    /// store an encrypted recovery bundle on the relay and print its recovery code (once)
+    RecoverySetup = "recovery-setup" {}
+}
+
+subcommand! {
+    /// bring an account back on a new device with its recovery code (QPC_RECOVERY_CODE, stdin or asked)
+    Recover = "recover" {}
+}
+
+subcommand! {
     /// sign in (registering on first use) and chat in an interactive session; /help lists the commands
     Repl = "repl" {}
 }
@@ -391,6 +416,9 @@ fn main() -> ExitCode {
                 commands::register_user(&c.common(), c.token.as_deref().unwrap_or("")).await
             }
             Command::Login(c) => commands::login(&c.common()).await,
+            Command::Report(c) => commands::report(&c.common(), &c.user, &c.reason).await,
+            Command::RecoverySetup(c) => commands::recovery_setup(&c.common()).await,
+            Command::Recover(c) => commands::recover(&c.common()).await,
             Command::Audit(c) => transparency::audit(&c.common()).await,
             Command::Devices(c) => transparency::devices(&c.common()).await,
             Command::RevokeDevice(c) => transparency::revoke_device(&c.common(), &c.key).await,

@@ -386,6 +386,14 @@ impl Relay {
         Ok((!r.username.is_empty()).then_some(r.username))
     }
 
+    /// Reports the account `username` to the relay's owner with an
+    /// optional note; the report's number.
+    pub async fn report(&self, username: &str, reason: &str) -> Result<u64, RelayError> {
+        let req = pb::ReportRequest { username: username.to_string(), reason: reason.to_string() };
+        let r: pb::ReportResponse = self.call(Method::Report, &req).await?;
+        Ok(r.report_id)
+    }
+
     pub async fn upload_key_package(
         &self,
         key_package: Vec<u8>,

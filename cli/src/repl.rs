@@ -62,6 +62,7 @@ const HELP: &[(&str, &str)] = &[
     ("/send-file <path>", "encrypt a file and send it to the active conversation"),
     ("/save <n> [path]", "download, decrypt and check the file of message n"),
     ("/presence on|off", "share online / last seen (and see others'), or not"),
+    ("/report <user> [reason]", "report a user to the relay's owner (never your messages)"),
     ("/verify <user>", "the safety number with user, to compare; marks them verified"),
     ("/help", "this list"),
     ("/quit", "leave the session"),
@@ -721,6 +722,14 @@ impl Repl<'_> {
                 }
                 None => say!("{}", usage("/decline")),
             },
+            "/report" if !args.is_empty() => {
+                let (user, reason) = (args[0], args[1..].join(" "));
+                match relay.report(user, &reason).await {
+                    Ok(id) => say!("* reported {user} to the relay's owner (report {id})"),
+                    Err(e) if e.status().is_some() => say!("! {e}"),
+                    Err(e) => return Err(e.into()),
+                }
+            }
             "/invites" if args.is_empty() => {
                 if self.session.state.invitations.is_empty() {
                     say!("* no pending invitations");
@@ -847,7 +856,7 @@ impl Repl<'_> {
             }
             "/quit" | "/exit" | "/help" | "/update" | "/leave" | "/join" | "/invites" | "/list" | "/ls"
             | "/members" | "/history" | "/whoami" | "/reply" | "/edit" | "/react" | "/delete"
-            | "/presence" | "/verify" => {
+            | "/presence" | "/report" | "/verify" => {
                 say!("{}", usage(command));
             }
             other => {

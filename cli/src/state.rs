@@ -119,6 +119,12 @@ impl Default for KdfParams {
 
 impl KdfParams {
     fn argon2(&self) -> Result<argon2::Argon2<'static>, String> {
+        self.argon2_for(32)
+    }
+
+    /// Argon2id with these costs (refused over the limits a file may ask
+    /// for), giving `out_len` bytes.
+    pub(crate) fn argon2_for(&self, out_len: usize) -> Result<argon2::Argon2<'static>, String> {
         if self.m_cost_kib > MAX_M_COST_KIB || self.t_cost > MAX_T_COST || self.parallelism > MAX_PARALLELISM
         {
             return Err(format!(
@@ -126,8 +132,8 @@ impl KdfParams {
                 self.m_cost_kib, self.t_cost, self.parallelism
             ));
         }
-        let params =
-            argon2::Params::new(self.m_cost_kib, self.t_cost, self.parallelism, Some(32)).map_err(|e| {
+        let params = argon2::Params::new(self.m_cost_kib, self.t_cost, self.parallelism, Some(out_len))
+            .map_err(|e| {
                 format!("m={} KiB, t={}, p={}: {e}", self.m_cost_kib, self.t_cost, self.parallelism)
             })?;
         Ok(argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params))
@@ -488,6 +494,17 @@ impl State {
             kt: Default::default(),
             sealing: None,
         }
+    }
+
+    /// The identity of `seed` (from a recovery bundle) with no groups yet,
+    /// not yet saved, to be saved encrypted under `password`.
+    pub fn restore_protected(path: &Path, seed: [u8; 32], username: &str, password: &str) -> State {
+        let mut state = State::generate(path);
+        state.signing_key = SigningKey::from_bytes(&seed);
+        state.member = Member::new(seed);
+        state.username = Some(username.to_string());
+        state.protect(password).expect("the default Argon2id parameters are valid");
+        state
     }
 
     /// A fresh identity, not yet saved, that will be saved encrypted under

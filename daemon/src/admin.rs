@@ -1,6 +1,7 @@
 //! The admin channel: a Unix socket that only root and the relay's own user
-//! may use, answering `qpc-server status`, `users`, `user-delete` and
-//! `invite-token` (see `ctl` for the other end), and the metrics file for
+//! may use, answering `qpc-server status`, `users`, `user-delete`,
+//! `invite-token` and the moderation requests `reports`, `report-dismiss`,
+//! `ban`, `unban` (see `cmd::moderation`; `ctl` is the other end), and the metrics file for
 //! node-exporter's textfile collector. No HTTP server lives in the relay.
 //!
 //! Where the socket is:
@@ -33,6 +34,7 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 
 use crate::cmd::accounts::check_username;
+use crate::cmd::moderation;
 use crate::config::Registration;
 use crate::server::Relay;
 use crate::status::{json_string, Facts, Figures};
@@ -323,9 +325,15 @@ async fn answer(admin: &Admin, request: &str) -> Reply {
         ("users", format @ ("" | "text" | "json")) => users(relay, format == "json").await,
         ("user-delete", name) => user_delete(relay, name).await,
         ("invite-token", "") => invite_token(relay).await,
+        ("reports", format @ ("" | "text" | "json")) => moderation::reports(relay, format == "json")
+            .await
+            .map(|(note, body)| Reply::Ok { note, body }),
+        ("report-dismiss", id) => moderation::dismiss(relay, id).await.map(Reply::ok),
+        ("ban", argument) => moderation::ban(relay, argument).await.map(Reply::ok),
+        ("unban", name) => moderation::unban(relay, name).await.map(Reply::ok),
         ("log-head", "") => log_head(relay).await,
         _ => Err(format!(
-            "unknown request {request:?}: expected status [text|json|prometheus], users [text|json], user-delete NAME, invite-token or log-head"
+            "unknown request {request:?}: expected status [text|json|prometheus], users [text|json], user-delete NAME, invite-token, reports [text|json], report-dismiss ID, ban NAME [REASON], unban NAME or log-head"
         )),
     };
     result.unwrap_or_else(Reply::Error)

@@ -1,4 +1,5 @@
-//! `qpc-server status | users | user-delete | invite-token | log-head | backup`: the
+//! `qpc-server status | users | user-delete | invite-token | reports |
+//! report-dismiss | ban | unban | log-head | backup`: the
 //! other end of the admin socket (see `admin`). Finds the socket of the
 //! relay started with the same `--data-dir` (or `--socket`), sends one
 //! request line and prints the answer. `restore` needs no relay: it refuses
@@ -27,6 +28,10 @@ pub enum Command {
     Users(Users),
     UserDelete(UserDelete),
     InviteToken(InviteToken),
+    Reports(Reports),
+    ReportDismiss(ReportDismiss),
+    Ban(Ban),
+    Unban(Unban),
     LogHead(LogHead),
     Backup(Backup),
     Restore(Restore),
@@ -122,6 +127,21 @@ pub struct InviteToken {
     socket: Option<PathBuf>,
 }
 
+/// list the users' reports and the banned accounts (--json for scripts and LuCI)
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "reports")]
+pub struct Reports {
+    /// print one JSON object {"reports": [...], "banned": [...]}
+    #[argh(switch)]
+    json: bool,
+    /// data directory of the relay (QPC_DATA_DIR; finds DATA_DIR/admin.sock)
+    #[argh(option)]
+    data_dir: Option<PathBuf>,
+    /// admin socket of the relay (QPC_SOCKET)
+    #[argh(option)]
+    socket: Option<PathBuf>,
+}
+
 /// print the key transparency log's signed tree head (size, root, time, signature, log key)
 #[derive(FromArgs, Debug)]
 #[argh(subcommand, name = "log-head")]
@@ -132,6 +152,63 @@ pub struct LogHead {
     /// admin socket of the relay (QPC_SOCKET)
     #[argh(option)]
     socket: Option<PathBuf>,
+}
+
+/// delete a report (by its ID, as `qpc-server reports` lists it)
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "report-dismiss")]
+pub struct ReportDismiss {
+    /// the report's ID
+    #[argh(positional)]
+    id: String,
+    /// data directory of the relay (QPC_DATA_DIR; finds DATA_DIR/admin.sock)
+    #[argh(option)]
+    data_dir: Option<PathBuf>,
+    /// admin socket of the relay (QPC_SOCKET)
+    #[argh(option)]
+    socket: Option<PathBuf>,
+}
+
+/// ban an account: it can no longer log in or send; its queues are kept
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "ban")]
+pub struct Ban {
+    /// the username
+    #[argh(positional)]
+    name: String,
+    /// why, shown to the banned account's devices (at most 500 bytes)
+    #[argh(option)]
+    reason: Option<String>,
+    /// data directory of the relay (QPC_DATA_DIR; finds DATA_DIR/admin.sock)
+    #[argh(option)]
+    data_dir: Option<PathBuf>,
+    /// admin socket of the relay (QPC_SOCKET)
+    #[argh(option)]
+    socket: Option<PathBuf>,
+}
+
+/// lift the ban of an account
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "unban")]
+pub struct Unban {
+    /// the username
+    #[argh(positional)]
+    name: String,
+    /// data directory of the relay (QPC_DATA_DIR; finds DATA_DIR/admin.sock)
+    #[argh(option)]
+    data_dir: Option<PathBuf>,
+    /// admin socket of the relay (QPC_SOCKET)
+    #[argh(option)]
+    socket: Option<PathBuf>,
+}
+
+/// Refuses a username argument that would not fit on the request line.
+fn one_word(command: &str, name: &str) -> Result<(), ExitCode> {
+    if name.is_empty() || name.contains(['\n', '\r', ' ']) {
+        eprintln!("qpc-server {command}: invalid argument {name:?} (one word expected)");
+        return Err(ExitCode::from(2));
+    }
+    Ok(())
 }
 
 /// The admin socket to use: flags first (the subcommand's, then the
@@ -272,11 +349,36 @@ pub fn run(
             (if u.json { "users json" } else { "users text" }.to_string(), u.socket, u.data_dir)
         }
         Command::UserDelete(d) => {
-            if d.name.is_empty() || d.name.contains(['\n', '\r', ' ']) {
-                eprintln!("qpc-server user-delete: invalid username {:?}", d.name);
-                return ExitCode::from(2);
+            if let Err(code) = one_word("user-delete", &d.name) {
+                return code;
             }
             (format!("user-delete {}", d.name), d.socket, d.data_dir)
+        }
+        Command::Reports(r) => {
+            (if r.json { "reports json" } else { "reports text" }.to_string(), r.socket, r.data_dir)
+        }
+        Command::ReportDismiss(d) => {
+            if let Err(code) = one_word("report-dismiss", &d.id) {
+                return code;
+            }
+            (format!("report-dismiss {}", d.id), d.socket, d.data_dir)
+        }
+        Command::Ban(b) => {
+            if let Err(code) = one_word("ban", &b.name) {
+                return code;
+            }
+            let reason = b.reason.unwrap_or_default();
+            if reason.contains(['\n', '\r']) {
+                eprintln!("qpc-server ban: the reason must be one line");
+                return ExitCode::from(2);
+            }
+            (format!("ban {} {reason}", b.name).trim_end().to_string(), b.socket, b.data_dir)
+        }
+        Command::Unban(u) => {
+            if let Err(code) = one_word("unban", &u.name) {
+                return code;
+            }
+            (format!("unban {}", u.name), u.socket, u.data_dir)
         }
         Command::InviteToken(t) => ("invite-token".to_string(), t.socket, t.data_dir),
         Command::LogHead(h) => ("log-head".to_string(), h.socket, h.data_dir),

@@ -79,6 +79,8 @@ pub struct Relay {
     in_flight: Cell<usize>,
     /// Where blob bytes live (see `cmd::blob`).
     pub blobs: cmd::blob::BlobDir,
+    /// The owner's bans (see `cmd::moderation`).
+    pub bans: cmd::moderation::Bans,
     /// The key transparency log's tree and signing key (see `cmd::kt`).
     pub log: cmd::kt::Log,
 }
@@ -103,6 +105,9 @@ pub struct Session {
     pub account: RefCell<Option<String>>,
     pub registration: RefCell<Option<PendingRegistration>>,
     pub login: RefCell<Option<(String, ServerLogin<Suite>)>>,
+    /// The account whose recovery code this connection showed (it may set
+    /// a new password, see `cmd::recovery`).
+    pub recovered: RefCell<Option<String>>,
     /// The account's password was proven on this connection (OPAQUE
     /// registration or login), as revoking a device requires.
     pub password_verified: Cell<bool>,
@@ -165,6 +170,7 @@ pub async fn run(config: Config) -> Result<(), ServeError> {
         store::Options::from_env(),
     )?);
     let opaque = opaque_setup(&store).await?;
+    let bans = cmd::moderation::Bans::load(store.read(store::moderation::bans).await?);
     let log = cmd::kt::Log::open(&store).await?;
     log::info!("key transparency log key {}", hex::encode(log.public_key()));
     let blobs = cmd::blob::BlobDir::open(&config.blob_dir)
@@ -189,6 +195,7 @@ pub async fn run(config: Config) -> Result<(), ServeError> {
         shutdown,
         in_flight: Cell::new(0),
         blobs,
+        bans,
         log,
     });
 
@@ -319,6 +326,7 @@ async fn serve_connection(relay: Rc<Relay>, incoming: quinn::Incoming) {
         account: RefCell::new(None),
         registration: RefCell::new(None),
         login: RefCell::new(None),
+        recovered: RefCell::new(None),
         password_verified: Cell::new(false),
         bucket: RefCell::new(Bucket::new(relay.limits.rate_per_connection)),
     });

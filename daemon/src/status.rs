@@ -51,6 +51,9 @@ pub struct Figures {
     pub enqueued: u64,
     pub delivered: u64,
     pub expired: u64,
+    /// Reports waiting for the owner, and banned accounts.
+    pub reports: u64,
+    pub banned: u64,
     pub errors: u64,
     pub last_error: Option<LastError>,
 }
@@ -69,6 +72,7 @@ impl Figures {
         let meta::Totals { accounts, identities, queued_messages, queued_bytes } =
             relay.store.read(meta::totals).await?;
         let (blobs, blob_bytes) = crate::cmd::blob::totals(relay).await?;
+        let (reports, banned) = relay.store.read(crate::store::moderation::counts).await?;
         let stats = &relay.stats;
         let head = relay.log.head(&relay.store).await?;
         Ok(Figures {
@@ -94,6 +98,8 @@ impl Figures {
             enqueued: stats.enqueued.get(),
             delivered: stats.delivered.get(),
             expired: stats.expired.get(),
+            reports,
+            banned,
             errors: logger::errors(),
             last_error: logger::last_error(),
         })
@@ -127,6 +133,8 @@ impl Figures {
             ("enqueued", self.enqueued),
             ("delivered", self.delivered),
             ("expired", self.expired),
+            ("reports", self.reports),
+            ("banned", self.banned),
         ] {
             let _ = write!(o, "\"{key}\":{value},");
         }
@@ -179,6 +187,8 @@ impl Figures {
             ),
             ("qpc_blob_cap_bytes", "Most blob bytes the relay holds in all.", self.blob_cap_bytes),
             ("qpc_blob_lifetime_seconds", "Seconds a blob is kept at most.", self.blob_lifetime_s),
+            ("qpc_reports", "Reports waiting for the relay's owner.", self.reports),
+            ("qpc_banned_accounts", "Accounts banned by the relay's owner.", self.banned),
             ("qpc_log_entries", "Entries in the key transparency log.", self.log_size),
         ];
         for (name, help, value) in gauges {
@@ -249,6 +259,7 @@ impl Figures {
                 format!("{} ago: {}", duration(ago), e.message)
             }
         };
+        row("moderation", format!("{} reports waiting, {} accounts banned", self.reports, self.banned));
         row("last error", last);
         o
     }
@@ -347,6 +358,8 @@ mod tests {
             enqueued: 7,
             delivered: 2,
             expired: 0,
+            reports: 2,
+            banned: 1,
             errors: 1,
             last_error: last_error.map(|m| LastError { at: SystemTime::now(), message: m.into() }),
         }
@@ -359,7 +372,9 @@ mod tests {
             "{\"version\":\"0.1.0\",\"uptime_s\":3725,\"listen\":[\"127.0.0.1:7000\",\"[::1]:7000\"],"
         ));
         assert!(json.ends_with(",\"last_error\":\"disk \\\"full\\\"\\n\\\\ \\u0001\"}\n"), "{json}");
-        assert!(sample(None).json().ends_with("\"expired\":0,\"last_error\":null}\n"));
+        assert!(sample(None)
+            .json()
+            .ends_with("\"expired\":0,\"reports\":2,\"banned\":1,\"last_error\":null}\n"));
     }
 
     #[test]

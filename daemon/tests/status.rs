@@ -40,6 +40,8 @@ const KEYS: &[&str] = &[
     "enqueued",
     "delivered",
     "expired",
+    "reports",
+    "banned",
     "last_error",
 ];
 

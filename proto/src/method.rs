@@ -59,6 +59,11 @@ ids! {
         BlobDownload = 704,
         BlobReceived = 705,
         Signal = 800,
+        Report = 900,
+        StoreRecoveryBundle = 1000,
+        RecoveryStart = 1001,
+        RecoveryFinish = 1002,
+        DeleteRecoveryBundle = 1003,
         /// Key transparency (see `kt`): the latest signed tree head.
         LogHead = 1100,
         /// Inclusion proofs of a username's current entries.
@@ -96,6 +101,9 @@ impl Method {
                 | Method::OpaqueLoginFinish
                 // Where registration is open; the relay decides.
                 | Method::SealedEnqueue
+                // Recovery is for a person who lost every device.
+                | Method::RecoveryStart
+                | Method::RecoveryFinish
         )
     }
 }
@@ -109,9 +117,29 @@ mod tests {
         for m in Method::ALL {
             assert_eq!(Method::from_u16(m.id()), Some(*m));
         }
-        for unknown in
-            [0u16, 99, 104, 199, 209, 299, 306, 402, 502, 599, 601, 699, 706, 801, 1099, 1106, u16::MAX]
-        {
+        for unknown in [
+            0u16,
+            99,
+            104,
+            199,
+            209,
+            299,
+            306,
+            402,
+            502,
+            599,
+            601,
+            699,
+            706,
+            801,
+            899,
+            901,
+            999,
+            1004,
+            1099,
+            1106,
+            u16::MAX,
+        ] {
             assert_eq!(Method::from_u16(unknown), None, "{unknown}");
         }
         assert_eq!(Event::from_u16(1), Some(Event::NewMessage));

@@ -92,6 +92,9 @@ pub async fn prove(
             "this relay admits registered accounts only: log in with `qpc login --username NAME`",
         ));
     }
+    if let Some(account) = &account {
+        relay.bans.check(account)?;
+    }
     admit(relay, session, key, account).await?;
     Ok(pb::AuthProveResponse {})
 }

@@ -1,7 +1,7 @@
 //! One file per command family, each `parse → apply → response`. This
 //! module routes a method id to its command and enforces the one rule all
-//! share: only the auth and account methods work before an identity is
-//! proven.
+//! share: only the auth, account and recovery methods work before an
+//! identity is proven, and nothing works for a banned account.
 
 pub mod accounts;
 pub mod ack;
@@ -13,6 +13,8 @@ pub mod fetch;
 pub mod group;
 pub mod hybrid_key;
 pub mod key_package;
+pub mod moderation;
+pub mod recovery;
 pub mod kt;
 pub mod sealed;
 pub mod signal;
@@ -38,6 +40,8 @@ pub async fn dispatch(
     let Some(method) = Method::from_u16(method_id) else {
         return Err(Refusal::new(Status::UnknownMethod, format!("unknown method id {method_id}")));
     };
+    // A connection that speaks for a banned account gets nothing more.
+    relay.bans.check_session(session)?;
     match method {
         Method::AuthChallenge => return ok(auth::challenge(session)),
         Method::AuthProve => return ok(auth::prove(relay, session, decode(payload)?).await?),
@@ -52,6 +56,8 @@ pub async fn dispatch(
             return ok(accounts::login_finish(relay, session, decode(payload)?).await?)
         }
         Method::SealedEnqueue => return ok(sealed::enqueue(relay, session, decode(payload)?).await?),
+        Method::RecoveryStart => return ok(recovery::start(relay, session, decode(payload)?).await?),
+        Method::RecoveryFinish => return ok(recovery::finish(relay, session, decode(payload)?).await?),
         _ => {}
     }
     let me = session.proven().ok_or_else(|| {
@@ -85,6 +91,12 @@ pub async fn dispatch(
         Method::FetchHybridKeys => ok(hybrid_key::fetch_many(relay, decode(payload)?).await?),
         Method::ResolveUser => ok(directory::resolve_user(relay, decode(payload)?).await?),
         Method::ResolveIdentity => ok(directory::resolve_identity(relay, decode(payload)?).await?),
+        Method::Report => ok(moderation::report(relay, session, me, decode(payload)?).await?),
+        Method::StoreRecoveryBundle => ok(recovery::store(relay, session, me, decode(payload)?).await?),
+        Method::DeleteRecoveryBundle => {
+            let _: qpc_proto::pb::DeleteRecoveryBundleRequest = decode(payload)?;
+            ok(recovery::delete(relay, session, me).await?)
+        }
         Method::LogHead => ok(kt::head(relay, session).await?),
         Method::LogInclusion => ok(kt::inclusion(relay, session, decode(payload)?).await?),
         Method::LogConsistency => ok(kt::consistency(relay, session, decode(payload)?).await?),
@@ -97,6 +109,8 @@ pub async fn dispatch(
         | Method::OpaqueRegisterFinish
         | Method::OpaqueLoginStart
         | Method::OpaqueLoginFinish
-        | Method::SealedEnqueue => unreachable!("handled above"),
+        | Method::SealedEnqueue
+        | Method::RecoveryStart
+        | Method::RecoveryFinish => unreachable!("handled above"),
     }
 }

@@ -118,10 +118,34 @@ const MIGRATIONS: &[&str] = &[
         received INTEGER NOT NULL DEFAULT 0,
         PRIMARY KEY (id, recipient)
      ) WITHOUT ROWID;",
-    // 6: moderation and recovery: number assigned to that work, which
-    // replaces this empty placeholder when it is merged (no released relay
-    // has run it).
-    "",
+    // 6: moderation (reports, bans) and recovery bundles; see
+    // store::moderation and store::recovery.
+    "CREATE TABLE reports (
+        id INTEGER PRIMARY KEY,
+        reporter TEXT NOT NULL,
+        reported TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        at_ms INTEGER NOT NULL
+     );
+     CREATE INDEX reports_by_reporter ON reports (reporter);
+     CREATE INDEX reports_by_reported ON reports (reported);
+     CREATE TABLE bans (
+        username TEXT PRIMARY KEY,
+        reason TEXT NOT NULL,
+        at_ms INTEGER NOT NULL
+     ) WITHOUT ROWID;
+     CREATE TABLE recovery_bundles (
+        username TEXT PRIMARY KEY,
+        version INTEGER NOT NULL,
+        salt BLOB NOT NULL,
+        m_cost_kib INTEGER NOT NULL,
+        t_cost INTEGER NOT NULL,
+        parallelism INTEGER NOT NULL,
+        verifier BLOB NOT NULL,
+        nonce BLOB NOT NULL,
+        ciphertext BLOB NOT NULL,
+        updated_at_ms INTEGER NOT NULL
+     ) WITHOUT ROWID;",
     // 7: key transparency: the append-only log of directory changes, the
     // revoked device keys, when each identity was last seen. Existing
     // accounts are logged by `kt::backfill` right after.

@@ -166,6 +166,11 @@ pub fn check_request(method: Method, payload: &[u8]) {
         Method::RegisterDeliveryToken => round_trip::<pb::RegisterDeliveryTokenRequest>(payload),
         Method::RevokeDeliveryToken => round_trip::<pb::RevokeDeliveryTokenRequest>(payload),
         Method::SealedEnqueue => round_trip::<pb::SealedEnqueueRequest>(payload),
+        Method::Report => round_trip::<pb::ReportRequest>(payload),
+        Method::StoreRecoveryBundle => round_trip::<pb::StoreRecoveryBundleRequest>(payload),
+        Method::RecoveryStart => round_trip::<pb::RecoveryStartRequest>(payload),
+        Method::RecoveryFinish => round_trip::<pb::RecoveryFinishRequest>(payload),
+        Method::DeleteRecoveryBundle => round_trip::<pb::DeleteRecoveryBundleRequest>(payload),
         Method::LogHead => round_trip::<pb::LogHeadRequest>(payload),
         Method::LogInclusion => round_trip::<pb::LogInclusionRequest>(payload),
         Method::LogConsistency => round_trip::<pb::LogConsistencyRequest>(payload),
@@ -209,6 +214,11 @@ pub fn check_response(method: Method, payload: &[u8]) {
         Method::RegisterDeliveryToken => round_trip::<pb::RegisterDeliveryTokenResponse>(payload),
         Method::RevokeDeliveryToken => round_trip::<pb::RevokeDeliveryTokenResponse>(payload),
         Method::SealedEnqueue => round_trip::<pb::SealedEnqueueResponse>(payload),
+        Method::Report => round_trip::<pb::ReportResponse>(payload),
+        Method::StoreRecoveryBundle => round_trip::<pb::StoreRecoveryBundleResponse>(payload),
+        Method::RecoveryStart => round_trip::<pb::RecoveryStartResponse>(payload),
+        Method::RecoveryFinish => round_trip::<pb::RecoveryFinishResponse>(payload),
+        Method::DeleteRecoveryBundle => round_trip::<pb::DeleteRecoveryBundleResponse>(payload),
         Method::LogHead => {
             round_trip::<pb::LogHeadResponse>(payload);
             if let Ok(r) = pb::LogHeadResponse::decode(payload) {
@@ -390,6 +400,25 @@ pub fn sample_request(method: Method) -> Vec<u8> {
             client_msg_id: vec![4; 16],
         }
         .encode_to_vec(),
+        Method::Report => {
+            pb::ReportRequest { username: "mallory".into(), reason: "spam in #general".into() }.encode_to_vec()
+        }
+        Method::StoreRecoveryBundle => pb::StoreRecoveryBundleRequest {
+            version: 1,
+            salt: vec![0x73; 16],
+            m_cost_kib: 19 * 1024,
+            t_cost: 2,
+            parallelism: 1,
+            verifier: key(28),
+            nonce: vec![0x6e; 12],
+            ciphertext: vec![0xc1; 120],
+        }
+        .encode_to_vec(),
+        Method::RecoveryStart => pb::RecoveryStartRequest { username: "alice".into() }.encode_to_vec(),
+        Method::RecoveryFinish => {
+            pb::RecoveryFinishRequest { username: "alice".into(), verifier_key: key(29) }.encode_to_vec()
+        }
+        Method::DeleteRecoveryBundle => pb::DeleteRecoveryBundleRequest {}.encode_to_vec(),
         Method::LogHead => pb::LogHeadRequest {}.encode_to_vec(),
         Method::LogInclusion => pb::LogInclusionRequest { username: "bob".into() }.encode_to_vec(),
         Method::LogConsistency => pb::LogConsistencyRequest { from_size: 3, to_size: 7 }.encode_to_vec(),
@@ -482,6 +511,21 @@ pub fn sample_response(method: Method) -> Vec<u8> {
         Method::RegisterDeliveryToken => pb::RegisterDeliveryTokenResponse { tokens: 1 }.encode_to_vec(),
         Method::RevokeDeliveryToken => pb::RevokeDeliveryTokenResponse { revoked: 3 }.encode_to_vec(),
         Method::SealedEnqueue => pb::SealedEnqueueResponse { seq: 9, duplicate: false }.encode_to_vec(),
+        Method::Report => pb::ReportResponse { report_id: 12 }.encode_to_vec(),
+        Method::StoreRecoveryBundle => pb::StoreRecoveryBundleResponse { replaced: true }.encode_to_vec(),
+        Method::RecoveryStart => pb::RecoveryStartResponse {
+            version: 1,
+            salt: vec![0x73; 16],
+            m_cost_kib: 19 * 1024,
+            t_cost: 2,
+            parallelism: 1,
+        }
+        .encode_to_vec(),
+        Method::RecoveryFinish => {
+            pb::RecoveryFinishResponse { version: 1, nonce: vec![0x6e; 12], ciphertext: vec![0xc1; 120] }
+                .encode_to_vec()
+        }
+        Method::DeleteRecoveryBundle => pb::DeleteRecoveryBundleResponse { deleted: true }.encode_to_vec(),
         Method::LogHead => {
             pb::LogHeadResponse { head: Some(sample_head()), log_key: key(29) }.encode_to_vec()
         }

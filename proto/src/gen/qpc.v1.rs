@@ -574,6 +574,96 @@ pub struct SignalEvent {
     #[prost(bytes = "vec", tag = "2")]
     pub payload: ::prost::alloc::vec::Vec<u8>,
 }
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct ReportRequest {
+    /// The account reported.
+    #[prost(string, tag = "1")]
+    pub username: ::prost::alloc::string::String,
+    /// The reporter's note for the owner, optional: UTF-8, at most 500 bytes,
+    /// no control characters.
+    #[prost(string, tag = "2")]
+    pub reason: ::prost::alloc::string::String,
+}
+#[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct ReportResponse {
+    /// The report's number, as `qpc-server reports` lists it.
+    #[prost(uint64, tag = "1")]
+    pub report_id: u64,
+}
+/// Stores (or replaces) the bundle of the connection's account.
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct StoreRecoveryBundleRequest {
+    /// Format of the bundle's plaintext, for the client; part of the AEAD's AAD.
+    #[prost(uint32, tag = "1")]
+    pub version: u32,
+    /// Argon2id salt, 16 to 64 bytes.
+    #[prost(bytes = "vec", tag = "2")]
+    pub salt: ::prost::alloc::vec::Vec<u8>,
+    /// Argon2id costs: memory in KiB, passes, lanes.
+    #[prost(uint32, tag = "3")]
+    pub m_cost_kib: u32,
+    #[prost(uint32, tag = "4")]
+    pub t_cost: u32,
+    #[prost(uint32, tag = "5")]
+    pub parallelism: u32,
+    /// SHA-256 of the verifier key (32 bytes).
+    #[prost(bytes = "vec", tag = "6")]
+    pub verifier: ::prost::alloc::vec::Vec<u8>,
+    /// AEAD nonce (12 bytes) and ciphertext (at most 64 KiB).
+    #[prost(bytes = "vec", tag = "7")]
+    pub nonce: ::prost::alloc::vec::Vec<u8>,
+    #[prost(bytes = "vec", tag = "8")]
+    pub ciphertext: ::prost::alloc::vec::Vec<u8>,
+}
+#[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct StoreRecoveryBundleResponse {
+    /// Whether a bundle was there before and is now replaced.
+    #[prost(bool, tag = "1")]
+    pub replaced: bool,
+}
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct RecoveryStartRequest {
+    #[prost(string, tag = "1")]
+    pub username: ::prost::alloc::string::String,
+}
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct RecoveryStartResponse {
+    #[prost(uint32, tag = "1")]
+    pub version: u32,
+    #[prost(bytes = "vec", tag = "2")]
+    pub salt: ::prost::alloc::vec::Vec<u8>,
+    #[prost(uint32, tag = "3")]
+    pub m_cost_kib: u32,
+    #[prost(uint32, tag = "4")]
+    pub t_cost: u32,
+    #[prost(uint32, tag = "5")]
+    pub parallelism: u32,
+}
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct RecoveryFinishRequest {
+    #[prost(string, tag = "1")]
+    pub username: ::prost::alloc::string::String,
+    /// The verifier key derived from the code (32 bytes).
+    #[prost(bytes = "vec", tag = "2")]
+    pub verifier_key: ::prost::alloc::vec::Vec<u8>,
+}
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct RecoveryFinishResponse {
+    #[prost(uint32, tag = "1")]
+    pub version: u32,
+    #[prost(bytes = "vec", tag = "2")]
+    pub nonce: ::prost::alloc::vec::Vec<u8>,
+    #[prost(bytes = "vec", tag = "3")]
+    pub ciphertext: ::prost::alloc::vec::Vec<u8>,
+}
+/// Deletes the bundle of the connection's account.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct DeleteRecoveryBundleRequest {}
+#[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct DeleteRecoveryBundleResponse {
+    #[prost(bool, tag = "1")]
+    pub deleted: bool,
+}
 /// A signed tree head: the log's size, its Merkle root, when it was signed,
 /// and the log key's signature over `kt::TreeHead::signed_message`.
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]

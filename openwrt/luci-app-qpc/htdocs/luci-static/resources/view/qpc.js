@@ -12,7 +12,9 @@
 /*
  * The qpc relay's page: whether the relay is up and how full it is
  * (refreshed while the page is open), the invite string people paste into
- * their client, the accounts, and the settings of /etc/config/qpc.
+ * their client, the accounts, the users' reports and the banned accounts
+ * (with Dismiss, Ban and Unban), backups, and the settings of
+ * /etc/config/qpc.
  * The figures come from the rpcd backend `qpc` (/usr/libexec/rpcd/qpc),
  * which asks the relay over its admin socket.
  *
@@ -31,6 +33,33 @@ var callUsers = rpc.declare({
 	object: 'qpc',
 	method: 'users',
 	expect: { users: [] }
+});
+
+var callReports = rpc.declare({
+	object: 'qpc',
+	method: 'reports',
+	expect: { '': {} }
+});
+
+var callReportDismiss = rpc.declare({
+	object: 'qpc',
+	method: 'report_dismiss',
+	params: [ 'id' ],
+	expect: { '': {} }
+});
+
+var callBan = rpc.declare({
+	object: 'qpc',
+	method: 'ban',
+	params: [ 'username', 'reason' ],
+	expect: { '': {} }
+});
+
+var callUnban = rpc.declare({
+	object: 'qpc',
+	method: 'unban',
+	params: [ 'username' ],
+	expect: { '': {} }
 });
 
 var callInviteToken = rpc.declare({
@@ -225,6 +254,7 @@ function statusRows(st) {
 		[ _('Store'), _('%1024.1mB on disk; queue cap %1024.1mB (%d%% used)').format(st.store_bytes, st.store_cap_bytes, used) ],
 		[ _('Files'), _('%d (%1024.1mB); cap %1024.1mB (%d%% used), kept %t at most').format(st.blobs, st.blob_bytes, st.blob_cap_bytes, blobsUsed, st.blob_lifetime_s) ],
 		[ _('Since start'), _('%d enqueued, %d delivered, %d expired').format(st.enqueued, st.delivered, st.expired) ],
+		[ _('Moderation'), _('%d reports waiting, %d accounts banned').format(st.reports || 0, st.banned || 0) ],
 		[ _('Last error'), st.last_error == null ? _('none') : E('span', { 'class': 'qpc-error' }, st.last_error) ]
 	];
 }
@@ -314,6 +344,93 @@ function renderUsers(users) {
 	})));
 }
 
+/* Runs one moderation call, says what it did, and redraws the section. */
+function moderate(call, node) {
+	return call.then(function(res) {
+		if (!res || res.error)
+			ui.addNotification(null, E('p', {}, _('The relay refused: %s').format((res && res.error) || '?')), 'error');
+		else
+			ui.addNotification(null, E('p', {}, res.done), 'info');
+		return L.resolveDefault(callReports(), {});
+	}).then(function(fresh) {
+		dom.content(node, renderModeration(fresh, node));
+	});
+}
+
+function ago(at_ms) {
+	return _('%t ago').format(Math.max(0, Math.floor((Date.now() - at_ms) / 1000)));
+}
+
+function renderModeration(data, node) {
+	var reports = (data && data.reports) || [], banned = (data && data.banned) || [];
+	var reportsNode, bannedNode;
+
+	if (!reports.length) {
+		reportsNode = E('em', {}, _('No reports.'));
+	}
+	else {
+		reportsNode = E('table', { 'class': 'table qpc-reports' }, [
+			E('tr', { 'class': 'tr table-titles' }, [
+				E('th', { 'class': 'th' }, _('Reported')),
+				E('th', { 'class': 'th' }, _('By')),
+				E('th', { 'class': 'th' }, _('Reason')),
+				E('th', { 'class': 'th' }, _('When')),
+				E('th', { 'class': 'th cbi-section-actions' }, '')
+			])
+		].concat(reports.map(function(r) {
+			return E('tr', { 'class': 'tr' }, [
+				E('td', { 'class': 'td' }, r.reported),
+				E('td', { 'class': 'td' }, r.reporter),
+				E('td', { 'class': 'td' }, r.reason || E('em', {}, _('no reason given'))),
+				E('td', { 'class': 'td' }, ago(r.at_ms)),
+				E('td', { 'class': 'td cbi-section-actions' }, [
+					E('button', {
+						'class': 'cbi-button cbi-button-neutral qpc-dismiss',
+						'click': ui.createHandlerFn(this, function() { return moderate(callReportDismiss(r.id), node) })
+					}, _('Dismiss')), ' ',
+					E('button', {
+						'class': 'cbi-button cbi-button-negative qpc-ban',
+						'click': ui.createHandlerFn(this, function() {
+							return moderate(callBan(r.reported, r.reason ? _('reported: %s').format(r.reason) : ''), node);
+						})
+					}, _('Ban %s').format(r.reported))
+				])
+			]);
+		})));
+	}
+
+	if (!banned.length) {
+		bannedNode = E('em', {}, _('No banned accounts.'));
+	}
+	else {
+		bannedNode = E('table', { 'class': 'table qpc-banned' }, [
+			E('tr', { 'class': 'tr table-titles' }, [
+				E('th', { 'class': 'th' }, _('Banned account')),
+				E('th', { 'class': 'th' }, _('Reason')),
+				E('th', { 'class': 'th' }, _('Since')),
+				E('th', { 'class': 'th cbi-section-actions' }, '')
+			])
+		].concat(banned.map(function(b) {
+			return E('tr', { 'class': 'tr' }, [
+				E('td', { 'class': 'td' }, b.username),
+				E('td', { 'class': 'td' }, b.reason || E('em', {}, _('no reason given'))),
+				E('td', { 'class': 'td' }, ago(b.at_ms)),
+				E('td', { 'class': 'td cbi-section-actions' }, E('button', {
+					'class': 'cbi-button cbi-button-positive qpc-unban',
+					'click': ui.createHandlerFn(this, function() { return moderate(callUnban(b.username), node) })
+				}, _('Unban')))
+			]);
+		})));
+	}
+
+	return [
+		E('p', {}, _('What users reported to you: the account and their note. The relay never sees messages, so there is nothing else to show. A banned account cannot log in or send; its queued messages are kept until you unban or delete it.')),
+		reportsNode,
+		E('h4', {}, _('Banned accounts')),
+		bannedNode
+	];
+}
+
 function handleInviteToken(ev) {
 	return callInviteToken().then(function(res) {
 		if (!res || !res.token) {
@@ -337,12 +454,15 @@ return view.extend({
 		return Promise.all([
 			L.resolveDefault(callStatus(), {}),
 			L.resolveDefault(callUsers(), []),
+			L.resolveDefault(callReports(), {}),
 			uci.load('qpc')
 		]);
 	},
 
 	render: function(data) {
 		var st = data[0], users = data[1], m, s, o;
+		var moderationNode = E('div', { 'id': 'qpc-moderation' });
+		dom.content(moderationNode, renderModeration(data[2], moderationNode));
 
 		var statusNode = E('div', { 'id': 'qpc-status' }, renderStatus(st));
 		var inviteNode = E('div', { 'id': 'qpc-invite' }, renderInvite(st));
@@ -464,10 +584,12 @@ return view.extend({
 		poll.add(function() {
 			return Promise.all([
 				L.resolveDefault(callStatus(), {}),
-				L.resolveDefault(callUsers(), [])
+				L.resolveDefault(callUsers(), []),
+				L.resolveDefault(callReports(), {})
 			]).then(function(fresh) {
 				dom.content(statusNode, renderStatus(fresh[0]));
 				dom.content(usersNode, renderUsers(fresh[1]));
+				dom.content(moderationNode, renderModeration(fresh[2], moderationNode));
 				if (!!fresh[0].running != !!st.running || fresh[0].fingerprint != st.fingerprint)
 					dom.content(inviteNode, renderInvite(fresh[0]));
 				st = fresh[0];
@@ -482,6 +604,7 @@ return view.extend({
 				E('div', { 'class': 'cbi-section' }, [ E('h3', {}, _('Status')), statusNode ]),
 				E('div', { 'class': 'cbi-section' }, [ E('h3', {}, _('Invite')), inviteNode ]),
 				E('div', { 'class': 'cbi-section' }, [ E('h3', {}, _('Accounts')), usersNode ]),
+				E('div', { 'class': 'cbi-section' }, [ E('h3', {}, _('Reports')), moderationNode ]),
 				E('div', { 'class': 'cbi-section', 'id': 'qpc-backup' }, [
 					E('h3', {}, _('Backup')),
 					E('p', {}, _('A consistent copy of the running relay: the encrypted store with every account and queued message, and the certificate with its key, so that clients keep trusting the relay after a restore.')),
