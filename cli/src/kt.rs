@@ -74,6 +74,9 @@ fn check_err(username: &str, what: impl std::fmt::Display) -> KtError {
     KtError::Check { username: username.to_string(), what: what.to_string() }
 }
 
+/// A device key the log holds for a username, and when it was added (ms).
+pub type LoggedDevice = ([u8; 32], u64);
+
 /// Checks an inclusion answer for `username` against the directory's
 /// `keys`: the head's signature by `log_key`, every leaf's inclusion, that
 /// the leaves are `username`'s account and exactly `keys` as devices.
@@ -83,7 +86,7 @@ pub fn verify_directory_answer(
     keys: &[[u8; 32]],
     answer: &pb::LogInclusionResponse,
     log_key: &VerifyingKey,
-) -> Result<(TreeHead, Vec<([u8; 32], u64)>), KtError> {
+) -> Result<(TreeHead, Vec<LoggedDevice>), KtError> {
     let fail = |what: String| check_err(username, what);
     let head = answer.head.as_ref().ok_or_else(|| fail("the relay sent no tree head".into()))?;
     let head = TreeHead::from_pb(head).map_err(|e| fail(e.to_string()))?;

@@ -1098,7 +1098,7 @@ impl Session {
             let devices = match self.resolve_user(relay, &username).await {
                 Ok(devices) => devices,
                 Err(SessionError::Relay(e)) if e.status() == Some(Status::NotFound) => Vec::new(),
-                Err(e) => return Err(e.into()),
+                Err(e) => return Err(e),
             };
             self.own_devices = Some(devices);
         }

@@ -89,7 +89,7 @@ fn a_revoked_device_is_cut_out_and_the_others_keep_working() {
     let laptop = identity_key(&ok(as_user(&server, &dir, "laptop.bin", "bob", &["login"])));
     let out = ok(as_user(&server, &dir, "bob.bin", "bob", &["recv"]));
     assert!(
-        out.contains(&format!("* a new device was added to your account on "))
+        out.contains("* a new device was added to your account on ")
             && out.contains(&format!("qpc revoke-device {laptop}")),
         "{out}"
     );

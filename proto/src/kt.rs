@@ -125,7 +125,7 @@ impl Tree {
 
     /// The root of leaves `start .. start + n` (n >= 1), as RFC 6962 splits.
     fn subtree(&self, start: usize, n: usize) -> Hash {
-        if n.is_power_of_two() && start % n == 0 {
+        if n.is_power_of_two() && start.is_multiple_of(n) {
             return self.levels[n.trailing_zeros() as usize][start / n];
         }
         let k = split(n);
