@@ -67,8 +67,13 @@ pub(crate) async fn online(c: &Common) -> Result<(StateLock, Session, Relay, Vec
     Ok((lock, session, relay, events))
 }
 
-/// A peer named by username (resolved at the relay) or by identity key.
-pub(crate) async fn resolve_peer(relay: &Relay, peer: &str) -> Result<Vec<[u8; 32]>, Box<dyn Error>> {
+/// A peer named by username (resolved at the relay and checked against its
+/// key transparency log) or by identity key.
+pub(crate) async fn resolve_peer(
+    session: &mut Session,
+    relay: &Relay,
+    peer: &str,
+) -> Result<Vec<[u8; 32]>, Box<dyn Error>> {
     if peer.len() == 64 && peer.chars().all(|c| c.is_ascii_hexdigit()) {
         return Ok(vec![parse_identity_key("peer", peer)?]);
     }
@@ -76,7 +81,19 @@ pub(crate) async fn resolve_peer(relay: &Relay, peer: &str) -> Result<Vec<[u8; 3
         // Looks like a key with the wrong length: say so rather than "no user".
         parse_identity_key("--peer-key", peer)?;
     }
-    Ok(relay.resolve_user(peer).await?)
+    // A refusal stays a RelayError, so callers can tell "no such user".
+    let keys = session.resolve_user(relay, peer).await.map_err(|e| -> Box<dyn Error> {
+        match e {
+            qpc::session::SessionError::Relay(r) => Box::new(r),
+            other => Box::new(other),
+        }
+    })?;
+    for event in session.take_notices() {
+        if let Some(line) = render::event_line(&event) {
+            println!("{line}");
+        }
+    }
+    Ok(keys)
 }
 
 /// The peer named by NAME-or-KEY, or by `--peer-key`, which must be a key.
@@ -192,7 +209,7 @@ pub async fn invite(c: &Common, peer: Option<&str>, group: Option<&str>) -> Outc
     let peer = required(peer, "invite")?;
     let (_lock, mut session, relay, _) = online(c).await?;
     let group = pick_group(&session, group, None)?;
-    let keys = resolve_peer(&relay, peer).await?;
+    let keys = resolve_peer(&mut session, &relay, peer).await?;
     session.add(&relay, &group, peer, &keys).await?;
     relay.close().await;
     println!("invited peer (welcome queued)");
@@ -202,7 +219,7 @@ pub async fn invite(c: &Common, peer: Option<&str>, group: Option<&str>) -> Outc
 pub async fn remove(c: &Common, peer: Option<&str>, group: Option<&str>) -> Outcome {
     let peer = required(peer, "remove")?;
     let (_lock, mut session, relay, _) = online(c).await?;
-    let keys = resolve_peer(&relay, peer).await?;
+    let keys = resolve_peer(&mut session, &relay, peer).await?;
     let group = pick_group(&session, group, keys.first())?;
     let members = session.state.member.members(&group)?;
     let targets: Vec<_> = keys.into_iter().filter(|k| members.contains(k)).collect();
@@ -298,7 +315,7 @@ pub async fn send(c: &Common, to: Option<&str>, all: bool, msg: &str, group: Opt
     }
     let (_lock, mut session, relay, _) = online(c).await?;
     let peers = match to {
-        Some(to) => resolve_peer(&relay, to).await?,
+        Some(to) => resolve_peer(&mut session, &relay, to).await?,
         None => Vec::new(),
     };
     let group = pick_group(&session, group, peers.first())?;
@@ -345,7 +362,8 @@ pub async fn fetch_key(c: &Common, peer: Option<&str>) -> Outcome {
     let peer = required(peer, "fetch a KeyPackage of")?;
     let (_lock, state) = open_state(c)?;
     let relay = connect(c, &state).await?;
-    for key in resolve_peer(&relay, peer).await? {
+    let mut session = Session::new(state);
+    for key in resolve_peer(&mut session, &relay, peer).await? {
         let fetched = relay.fetch_key_package_of(&key, 0).await?;
         println!(
             "KeyPackage of {}: {} bytes, sha256 {}{}",

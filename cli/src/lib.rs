@@ -8,6 +8,7 @@
 pub mod account;
 pub mod blob;
 pub mod content;
+pub mod kt;
 pub mod mls;
 pub mod provider;
 pub mod recovery;

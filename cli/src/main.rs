@@ -8,6 +8,7 @@ mod files;
 mod output;
 mod render;
 mod repl;
+mod transparency;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -47,6 +48,10 @@ enum Command {
     Recover(Recover),
     Repl(Repl),
     Chat(Chat),
+    Audit(Audit),
+    Devices(Devices),
+    RevokeDevice(RevokeDevice),
+    Verify(Verify),
 }
 
 /// Where the state file and the relay are; every subcommand takes these.
@@ -325,6 +330,34 @@ subcommand! {
     }
 }
 
+subcommand! {
+    /// check the relay's whole key transparency log end to end
+    Audit = "audit" {}
+}
+
+subcommand! {
+    /// list the devices of your account (key, added, last seen)
+    Devices = "devices" {}
+}
+
+subcommand! {
+    /// revoke another device of your account (needs the password) and remove it from your groups
+    RevokeDevice = "revoke-device" {
+        /// the device's identity key (64 hex digits, from qpc devices)
+        #[argh(positional)]
+        key: String,
+    }
+}
+
+subcommand! {
+    /// show the safety number with a person, to compare face to face, and mark them verified
+    Verify = "verify" {
+        /// their username
+        #[argh(positional)]
+        peer: String,
+    }
+}
+
 fn main() -> ExitCode {
     let args: Args = argh::from_env();
     let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
@@ -386,6 +419,10 @@ fn main() -> ExitCode {
             Command::Report(c) => commands::report(&c.common(), &c.user, &c.reason).await,
             Command::RecoverySetup(c) => commands::recovery_setup(&c.common()).await,
             Command::Recover(c) => commands::recover(&c.common()).await,
+            Command::Audit(c) => transparency::audit(&c.common()).await,
+            Command::Devices(c) => transparency::devices(&c.common()).await,
+            Command::RevokeDevice(c) => transparency::revoke_device(&c.common(), &c.key).await,
+            Command::Verify(c) => transparency::verify(&c.common(), &c.peer).await,
             Command::Repl(c) => repl::run(&c.common(), None, false).await,
             Command::Chat(c) => repl::run(&c.common(), Some(&c.to), c.json).await,
         }

@@ -166,6 +166,11 @@ struct StateBody {
     names: Vec<KnownName>,
     #[prost(message, optional, tag = "11")]
     sealed: Option<Sealed>,
+    /// Key transparency: the pinned log key, the last tree head, the
+    /// devices seen per username, who is verified (tag 20: clear of the
+    /// tags other work may add next).
+    #[prost(message, optional, tag = "20")]
+    kt: Option<crate::kt::KtState>,
 }
 
 /// Sealed sender: the delivery token this device handed its groups, and the
@@ -462,6 +467,7 @@ pub struct State {
     /// Usernames of the devices seen so far.
     pub names: Vec<KnownName>,
     pub sealed: Sealed,
+    pub kt: crate::kt::KtState,
     /// `Some` when the file is (to be) saved encrypted.
     sealing: Option<Sealing>,
 }
@@ -485,6 +491,7 @@ impl State {
             presence: false,
             names: Vec::new(),
             sealed: Sealed::default(),
+            kt: Default::default(),
             sealing: None,
         }
     }
@@ -630,6 +637,7 @@ impl State {
             presence: body.presence,
             names: body.names,
             sealed: body.sealed.unwrap_or_default(),
+            kt: body.kt.unwrap_or_default(),
             sealing,
         })
     }
@@ -691,6 +699,7 @@ impl State {
             presence: self.presence,
             names: self.names.clone(),
             sealed: Some(self.sealed.clone()),
+            kt: Some(self.kt.clone()),
         };
         let encoded = Zeroizing::new(body.encode_to_vec());
         zeroize::Zeroize::zeroize(&mut body.identity_seed);
@@ -903,6 +912,7 @@ mod tests {
             presence: false,
             names: Vec::new(),
             sealed: None,
+            kt: None,
         };
         let mut bytes = b"QPCSTATE\x01".to_vec();
         bytes.extend_from_slice(&old.encode_to_vec());

@@ -331,8 +331,9 @@ async fn answer(admin: &Admin, request: &str) -> Reply {
         ("report-dismiss", id) => moderation::dismiss(relay, id).await.map(Reply::ok),
         ("ban", argument) => moderation::ban(relay, argument).await.map(Reply::ok),
         ("unban", name) => moderation::unban(relay, name).await.map(Reply::ok),
+        ("log-head", "") => log_head(relay).await,
         _ => Err(format!(
-            "unknown request {request:?}: expected status [text|json|prometheus], users [text|json], user-delete NAME, invite-token, reports [text|json], report-dismiss ID, ban NAME [REASON] or unban NAME"
+            "unknown request {request:?}: expected status [text|json|prometheus], users [text|json], user-delete NAME, invite-token, reports [text|json], report-dismiss ID, ban NAME [REASON], unban NAME or log-head"
         )),
     };
     result.unwrap_or_else(Reply::Error)
@@ -426,6 +427,20 @@ async fn user_delete(relay: &Rc<Relay>, name: &str) -> Result<Reply, String> {
     Ok(Reply::ok(format!(
         "deleted account {name:?}: {} device keys, {messages} queued messages\n",
         keys.len()
+    )))
+}
+
+/// The key transparency log's signed tree head now: size, root, time,
+/// signature and the log key that verifies it.
+async fn log_head(relay: &Rc<Relay>) -> Result<Reply, String> {
+    let head = relay.log.head(&relay.store).await.map_err(|e| e.to_string())?;
+    Ok(Reply::ok(format!(
+        "size      {}\nroot      {}\ntime_ms   {}\nsignature {}\nlog_key   {}\n",
+        head.size,
+        head.root_hex(),
+        head.time_ms,
+        hex::encode(head.signature),
+        hex::encode(relay.log.public_key())
     )))
 }
 

@@ -1,5 +1,5 @@
 //! `qpc-server status | users | user-delete | invite-token | reports |
-//! report-dismiss | ban | unban | backup`: the
+//! report-dismiss | ban | unban | log-head | backup`: the
 //! other end of the admin socket (see `admin`). Finds the socket of the
 //! relay started with the same `--data-dir` (or `--socket`), sends one
 //! request line and prints the answer. `restore` needs no relay: it refuses
@@ -32,6 +32,7 @@ pub enum Command {
     ReportDismiss(ReportDismiss),
     Ban(Ban),
     Unban(Unban),
+    LogHead(LogHead),
     Backup(Backup),
     Restore(Restore),
 }
@@ -133,6 +134,18 @@ pub struct Reports {
     /// print one JSON object {"reports": [...], "banned": [...]}
     #[argh(switch)]
     json: bool,
+    /// data directory of the relay (QPC_DATA_DIR; finds DATA_DIR/admin.sock)
+    #[argh(option)]
+    data_dir: Option<PathBuf>,
+    /// admin socket of the relay (QPC_SOCKET)
+    #[argh(option)]
+    socket: Option<PathBuf>,
+}
+
+/// print the key transparency log's signed tree head (size, root, time, signature, log key)
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "log-head")]
+pub struct LogHead {
     /// data directory of the relay (QPC_DATA_DIR; finds DATA_DIR/admin.sock)
     #[argh(option)]
     data_dir: Option<PathBuf>,
@@ -368,6 +381,7 @@ pub fn run(
             (format!("unban {}", u.name), u.socket, u.data_dir)
         }
         Command::InviteToken(t) => ("invite-token".to_string(), t.socket, t.data_dir),
+        Command::LogHead(h) => ("log-head".to_string(), h.socket, h.data_dir),
     };
     let path = socket_path(socket, data_dir, top_socket, top_data_dir);
     finish(ask(&path, &request).map(|(note, body)| {

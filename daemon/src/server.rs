@@ -81,6 +81,8 @@ pub struct Relay {
     pub blobs: cmd::blob::BlobDir,
     /// The owner's bans (see `cmd::moderation`).
     pub bans: cmd::moderation::Bans,
+    /// The key transparency log's tree and signing key (see `cmd::kt`).
+    pub log: cmd::kt::Log,
 }
 
 impl Relay {
@@ -106,6 +108,9 @@ pub struct Session {
     /// The account whose recovery code this connection showed (it may set
     /// a new password, see `cmd::recovery`).
     pub recovered: RefCell<Option<String>>,
+    /// The account's password was proven on this connection (OPAQUE
+    /// registration or login), as revoking a device requires.
+    pub password_verified: Cell<bool>,
     bucket: RefCell<Bucket>,
 }
 
@@ -166,6 +171,8 @@ pub async fn run(config: Config) -> Result<(), ServeError> {
     )?);
     let opaque = opaque_setup(&store).await?;
     let bans = cmd::moderation::Bans::load(store.read(store::moderation::bans).await?);
+    let log = cmd::kt::Log::open(&store).await?;
+    log::info!("key transparency log key {}", hex::encode(log.public_key()));
     let blobs = cmd::blob::BlobDir::open(&config.blob_dir)
         .map_err(|source| ServeError::BlobDir { path: config.blob_dir.display().to_string(), source })?;
     let server_config = tls::server_config(&identity, &config.limits)?;
@@ -189,6 +196,7 @@ pub async fn run(config: Config) -> Result<(), ServeError> {
         in_flight: Cell::new(0),
         blobs,
         bans,
+        log,
     });
 
     tokio::task::spawn_local(sweep_loop(Rc::clone(&relay)));
@@ -319,6 +327,7 @@ async fn serve_connection(relay: Rc<Relay>, incoming: quinn::Incoming) {
         registration: RefCell::new(None),
         login: RefCell::new(None),
         recovered: RefCell::new(None),
+        password_verified: Cell::new(false),
         bucket: RefCell::new(Bucket::new(relay.limits.rate_per_connection)),
     });
     loop {

@@ -30,6 +30,10 @@ pub struct Figures {
     pub uptime_s: u64,
     pub listen: Vec<String>,
     pub fingerprint: String,
+    /// The key transparency log key (hex), its size and head root (hex).
+    pub log_key: String,
+    pub log_size: u64,
+    pub log_head: String,
     pub registration: &'static str,
     pub connections: u64,
     pub accounts: u64,
@@ -70,7 +74,11 @@ impl Figures {
         let (blobs, blob_bytes) = crate::cmd::blob::totals(relay).await?;
         let (reports, banned) = relay.store.read(crate::store::moderation::counts).await?;
         let stats = &relay.stats;
+        let head = relay.log.head(&relay.store).await?;
         Ok(Figures {
+            log_key: hex::encode(relay.log.public_key()),
+            log_size: head.size,
+            log_head: head.root_hex(),
             version: env!("CARGO_PKG_VERSION"),
             uptime_s: facts.started.elapsed().as_secs(),
             listen: facts.listen.iter().map(SocketAddr::to_string).collect(),
@@ -106,6 +114,8 @@ impl Figures {
         let listen: Vec<String> = self.listen.iter().map(|a| json_string(a)).collect();
         let _ = write!(o, "\"listen\":[{}],", listen.join(","));
         let _ = write!(o, "\"fingerprint\":{},", json_string(&self.fingerprint));
+        let _ = write!(o, "\"log_key\":{},", json_string(&self.log_key));
+        let _ = write!(o, "\"log_head\":{},", json_string(&self.log_head));
         let _ = write!(o, "\"registration\":{},", json_string(self.registration));
         for (key, value) in [
             ("connections", self.connections),
@@ -119,6 +129,7 @@ impl Figures {
             ("blob_bytes", self.blob_bytes),
             ("blob_cap_bytes", self.blob_cap_bytes),
             ("blob_lifetime_s", self.blob_lifetime_s),
+            ("log_size", self.log_size),
             ("enqueued", self.enqueued),
             ("delivered", self.delivered),
             ("expired", self.expired),
@@ -143,9 +154,11 @@ impl Figures {
         family(&mut o, "qpc_info", "gauge", "qpc-server version and settings (labels); always 1.");
         let _ = writeln!(
             o,
-            "qpc_info{{version={},fingerprint={},registration={}}} 1",
+            "qpc_info{{version={},fingerprint={},log_key={},log_head={},registration={}}} 1",
             label(self.version),
             label(&self.fingerprint),
+            label(&self.log_key),
+            label(&self.log_head),
             label(self.registration)
         );
         family(
@@ -176,6 +189,7 @@ impl Figures {
             ("qpc_blob_lifetime_seconds", "Seconds a blob is kept at most.", self.blob_lifetime_s),
             ("qpc_reports", "Reports waiting for the relay's owner.", self.reports),
             ("qpc_banned_accounts", "Accounts banned by the relay's owner.", self.banned),
+            ("qpc_log_entries", "Entries in the key transparency log.", self.log_size),
         ];
         for (name, help, value) in gauges {
             family(&mut o, name, "gauge", help);
@@ -210,6 +224,8 @@ impl Figures {
         row("uptime", duration(self.uptime_s));
         row("listen", self.listen.join(", "));
         row("fingerprint", self.fingerprint.clone());
+        row("log key", self.log_key.clone());
+        row("log", format!("{} entries, head {}", self.log_size, self.log_head));
         row("registration", self.registration.to_string());
         row("connections", self.connections.to_string());
         row("accounts", self.accounts.to_string());
@@ -324,6 +340,9 @@ mod tests {
             uptime_s: 3725,
             listen: vec!["127.0.0.1:7000".into(), "[::1]:7000".into()],
             fingerprint: "ab".repeat(32),
+            log_key: "cd".repeat(32),
+            log_size: 9,
+            log_head: "ef".repeat(32),
             registration: "token",
             connections: 2,
             accounts: 3,

@@ -15,7 +15,7 @@
 //! Every SQL statement of the daemon lives below this module, behind typed
 //! operations: `queues`, `key_packages`, `accounts`, `directory`,
 //! `identities`, `hybrid_keys`, `fences`, `meta`, `blobs`, `moderation`,
-//! `recovery`. A command composes them in one
+//! `recovery`, `kt`. A command composes them in one
 //! write closure when it needs several steps to be all-or-nothing.
 
 pub mod accounts;
@@ -29,6 +29,7 @@ pub mod fences;
 pub mod hybrid_keys;
 pub mod identities;
 pub mod key_packages;
+pub mod kt;
 pub mod meta;
 pub mod moderation;
 pub mod queues;

@@ -349,6 +349,8 @@ fn invite_qr_code_decodes_to_the_invite_string() {
     for invite in [
         format!("qpc://192.168.1.1:7000#{fp}"),
         format!("qpc://[fd00:1234:5678:9abc:def0:1234:5678:9abc]:65535#{fp}"),
+        // With the key transparency log key, the longest the page makes.
+        format!("qpc://[fd00:1234:5678:9abc:def0:1234:5678:9abc]:65535#{fp};log={}", "cd".repeat(32)),
         "q".into(),
     ] {
         let pgm = dir.join("qr.pgm");
@@ -504,7 +506,8 @@ fn luci_page_renders_the_status_of_a_running_relay() {
     assert!(dom.contains("data-polled=\"1\""), "the poll refreshed it:\n{dom}");
     let fingerprint = status["fingerprint"].as_str().unwrap();
     let port_of_relay = server.addr.rsplit(':').next().unwrap();
-    let invite = format!("qpc://127.0.0.1:{port_of_relay}#{fingerprint}");
+    let log_key = status["log_key"].as_str().unwrap();
+    let invite = format!("qpc://127.0.0.1:{port_of_relay}#{fingerprint};log={log_key}");
     assert!(dom.contains(&invite), "the invite string {invite}:\n{dom}");
     for shown in [
         "Running",
@@ -524,6 +527,8 @@ fn luci_page_renders_the_status_of_a_running_relay() {
         "spam, see the report",
         "Unban",
         "1 reports waiting, 1 accounts banned",
+        "Key transparency log",
+        &format!("entries, head {}", status["log_head"].as_str().unwrap()),
     ] {
         assert!(dom.contains(shown), "{shown:?} on the page:\n{dom}");
     }

@@ -5,6 +5,7 @@
 
 pub mod auth;
 pub mod frame;
+pub mod kt;
 pub mod method;
 #[cfg(feature = "opaque")]
 pub mod opaque;

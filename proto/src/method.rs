@@ -64,6 +64,17 @@ ids! {
         RecoveryStart = 1001,
         RecoveryFinish = 1002,
         DeleteRecoveryBundle = 1003,
+        /// Key transparency (see `kt`): the latest signed tree head.
+        LogHead = 1100,
+        /// Inclusion proofs of a username's current entries.
+        LogInclusion = 1101,
+        LogConsistency = 1102,
+        /// A range of entries, for an audit.
+        LogEntries = 1103,
+        /// The devices of one's own account.
+        ListDevices = 1104,
+        /// Revokes another device of one's own account (after OPAQUE login).
+        RevokeDevice = 1105,
     }
 }
 
@@ -125,6 +136,8 @@ mod tests {
             901,
             999,
             1004,
+            1099,
+            1106,
             u16::MAX,
         ] {
             assert_eq!(Method::from_u16(unknown), None, "{unknown}");

@@ -20,6 +20,7 @@ fn generated_code_matches_the_proto_files() {
         "signals",
         "moderation",
         "recovery",
+        "kt",
     ]
     .iter()
     .map(|n| root.join(format!("qpc/v1/{n}.proto")))

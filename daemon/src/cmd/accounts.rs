@@ -17,7 +17,7 @@ use super::auth::{admit, verify_proof};
 use crate::config::Registration;
 use crate::refusal::Refusal;
 use crate::server::{Relay, Session};
-use crate::store::{accounts, directory, now_ms};
+use crate::store::{accounts, directory, kt, now_ms};
 
 /// Device keys one account may bind.
 pub const MAX_DEVICE_KEYS: u32 = 8;
@@ -190,6 +190,9 @@ pub async fn register_finish(
                     format!("the username {:?} is already taken", pending.username),
                 ));
             }
+            if let Some((owner, at)) = kt::revoked(tx, &key)? {
+                return Err(super::kt::revoked_refusal(&owner, at));
+            }
             if let Some(owner) = directory::owner_of(tx, &key)? {
                 return Err(Refusal::new(
                     Status::Conflict,
@@ -211,6 +214,7 @@ pub async fn register_finish(
         })
         .await?;
     admit(relay, session, key, Some(username.clone())).await?;
+    session.password_verified.set(true);
     log::info!("account {username:?} registered");
     Ok(pb::OpaqueRegisterFinishResponse {})
 }
@@ -279,6 +283,10 @@ pub async fn login_finish(
     relay
         .store
         .write(move |tx| match directory::owner_of(tx, &key)? {
+            _ if kt::revoked(tx, &key)?.is_some() => {
+                let (owner, at) = kt::revoked(tx, &key)?.unwrap_or_default();
+                Err(super::kt::revoked_refusal(&owner, at))
+            }
             Some(owner) if owner == account => Ok(()),
             Some(_) => Err(Refusal::new(Status::Forbidden, "this identity key belongs to another account")),
             None => {
@@ -296,5 +304,6 @@ pub async fn login_finish(
         .await?;
     relay.logins.succeeded(&username);
     admit(relay, session, key, Some(username.clone())).await?;
+    session.password_verified.set(true);
     Ok(pb::OpaqueLoginFinishResponse { username })
 }

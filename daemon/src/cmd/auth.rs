@@ -84,6 +84,7 @@ pub async fn prove(
     req: pb::AuthProveRequest,
 ) -> Result<pb::AuthProveResponse, Refusal> {
     let key = verify_proof(session, &req.identity_key, &req.signature)?;
+    super::kt::refuse_revoked(relay, key).await?;
     let account = relay.store.read(move |c| directory::owner_of(c, &key)).await?;
     if account.is_none() && relay.registration != Registration::Open {
         return Err(Refusal::new(

@@ -6,6 +6,7 @@ use std::rc::Rc;
 use qpc_proto::{pb, Status};
 
 use super::accounts::check_username;
+use super::kt::{Tamper, TAMPER_KEY};
 use crate::refusal::{identity_key, Refusal};
 use crate::server::Relay;
 use crate::store::directory;
@@ -22,6 +23,10 @@ pub async fn resolve_user(
             Status::NotFound,
             format!("no user named {:?} on this relay", req.username),
         ));
+    }
+    let mut identity_keys = identity_keys;
+    if relay.log.tamper == Tamper::ExtraKey(req.username.clone()) {
+        identity_keys.push(TAMPER_KEY.to_vec());
     }
     Ok(pb::ResolveUserResponse { identity_keys })
 }

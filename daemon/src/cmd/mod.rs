@@ -15,6 +15,7 @@ pub mod hybrid_key;
 pub mod key_package;
 pub mod moderation;
 pub mod recovery;
+pub mod kt;
 pub mod sealed;
 pub mod signal;
 
@@ -96,6 +97,12 @@ pub async fn dispatch(
             let _: qpc_proto::pb::DeleteRecoveryBundleRequest = decode(payload)?;
             ok(recovery::delete(relay, session, me).await?)
         }
+        Method::LogHead => ok(kt::head(relay, session).await?),
+        Method::LogInclusion => ok(kt::inclusion(relay, session, decode(payload)?).await?),
+        Method::LogConsistency => ok(kt::consistency(relay, session, decode(payload)?).await?),
+        Method::LogEntries => ok(kt::entries(relay, session, decode(payload)?).await?),
+        Method::ListDevices => ok(kt::list_devices(relay, session).await?),
+        Method::RevokeDevice => ok(kt::revoke_device(relay, session, me, decode(payload)?).await?),
         Method::AuthChallenge
         | Method::AuthProve
         | Method::OpaqueRegisterStart

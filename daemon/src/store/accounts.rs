@@ -4,8 +4,10 @@
 
 use rusqlite::{Connection, OptionalExtension};
 
+use qpc_proto::kt::Kind;
+
 use super::{
-    delivery_tokens, directory, hybrid_keys, identities, key_packages, moderation, queues, recovery, Tx,
+    delivery_tokens, directory, hybrid_keys, identities, key_packages, kt, moderation, queues, recovery, Tx,
 };
 
 pub fn exists(c: &Connection, username: &str) -> rusqlite::Result<bool> {
@@ -20,9 +22,11 @@ pub fn record(c: &Connection, username: &str) -> rusqlite::Result<Option<Vec<u8>
         .optional()
 }
 
+/// Creates the account and logs it (key transparency).
 pub fn create(c: &Connection, username: &str, record: &[u8], now_ms: i64) -> rusqlite::Result<()> {
     c.prepare_cached("INSERT INTO accounts (username, opaque_record, created_at_ms) VALUES (?1, ?2, ?3)")?
         .execute((username, record, now_ms))?;
+    kt::record(c, Kind::AccountCreated, username, None, now_ms)?;
     Ok(())
 }
 
@@ -72,6 +76,7 @@ pub fn delete(tx: &Tx, username: &str) -> rusqlite::Result<Option<Deleted>> {
     tx.execute("DELETE FROM accounts WHERE username = ?1", [username])?;
     moderation::forget(tx, username)?;
     recovery::delete(tx, username)?;
+    kt::record(tx, Kind::AccountDeleted, username, None, super::now_ms())?;
     Ok(Some(Deleted { keys, messages }))
 }
 
@@ -98,6 +103,11 @@ pub fn retire_devices(tx: &Tx, username: &str, keep: &[u8; 32]) -> rusqlite::Res
     for key in directory::keys_of(tx, username)? {
         forget_device(tx, &key)?;
         if key != keep[..] {
+            // Logged as a revocation, so the account's peers and its own
+            // new device see the lost devices go (key transparency).
+            if let Ok(k) = <&[u8; 32]>::try_from(&key[..]) {
+                kt::revoke(tx, username, k, super::now_ms())?;
+            }
             tx.execute("DELETE FROM account_keys WHERE identity_key = ?1", [&key])?;
             retired.push(key);
         }

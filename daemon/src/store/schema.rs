@@ -146,7 +146,28 @@ const MIGRATIONS: &[&str] = &[
         ciphertext BLOB NOT NULL,
         updated_at_ms INTEGER NOT NULL
      ) WITHOUT ROWID;",
+    // 7: key transparency: the append-only log of directory changes, the
+    // revoked device keys, when each identity was last seen. Existing
+    // accounts are logged by `kt::backfill` right after.
+    "CREATE TABLE kt_log (
+        idx INTEGER PRIMARY KEY,
+        entry BLOB NOT NULL,
+        leaf_hash BLOB NOT NULL,
+        username TEXT NOT NULL,
+        kind INTEGER NOT NULL,
+        identity_key BLOB
+     );
+     CREATE INDEX kt_log_by_user ON kt_log (username, kind, idx);
+     CREATE TABLE kt_revoked (
+        identity_key BLOB PRIMARY KEY,
+        username TEXT NOT NULL,
+        revoked_at_ms INTEGER NOT NULL
+     ) WITHOUT ROWID;
+     ALTER TABLE identities ADD COLUMN last_seen_ms INTEGER NOT NULL DEFAULT 0;",
 ];
+
+/// The schema version that starts the key transparency log.
+const KT_VERSION: i64 = 7;
 
 /// Opens `path` for the storage thread (see [`prepare`]) and loads what the
 /// thread keeps in memory, skipping the queue counters ahead if the last
@@ -194,6 +215,9 @@ pub fn migrate(conn: &Connection, path: &Path) -> Result<(), StoreError> {
     for (version, sql) in MIGRATIONS.iter().enumerate().skip(found as usize) {
         let tx = conn.unchecked_transaction()?;
         tx.execute_batch(sql)?;
+        if version as i64 + 1 == KT_VERSION {
+            super::kt::backfill(&tx)?;
+        }
         tx.pragma_update(None, "user_version", version as i64 + 1)?;
         tx.commit()?;
         log::info!("database schema migrated to version {}", version + 1);
@@ -209,4 +233,35 @@ pub fn memory() -> (Connection, State) {
     migrate(&conn, Path::new(":memory:")).unwrap();
     let state = State { store_bytes: 0, seq_floor: 0 };
     (conn, state)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_log_migration_logs_the_accounts_a_relay_already_had() {
+        let conn = Connection::open_in_memory().unwrap();
+        for (version, sql) in MIGRATIONS.iter().enumerate().take(KT_VERSION as usize - 1) {
+            conn.execute_batch(sql).unwrap();
+            conn.pragma_update(None, "user_version", version as i64 + 1).unwrap();
+        }
+        conn.execute_batch(
+            "INSERT INTO accounts VALUES ('bob', x'00', 5), ('alice', x'00', 1);
+             INSERT INTO account_keys VALUES (zeroblob(32), 'bob', 6);",
+        )
+        .unwrap();
+        migrate(&conn, Path::new(":memory:")).unwrap();
+        let entries: Vec<qpc_proto::kt::Entry> = super::super::kt::entries(&conn, 0, 10)
+            .unwrap()
+            .iter()
+            .map(|e| qpc_proto::kt::Entry::decode(e).unwrap())
+            .collect();
+        let seen: Vec<(&str, u64)> = entries.iter().map(|e| (e.username.as_str(), e.time_ms)).collect();
+        assert_eq!(seen, vec![("alice", 1), ("bob", 5), ("bob", 6)]);
+        assert_eq!(entries[2].key, Some([0; 32]));
+        // Run again: nothing more (the migration ran once).
+        migrate(&conn, Path::new(":memory:")).unwrap();
+        assert_eq!(super::super::kt::size(&conn).unwrap(), 3);
+    }
 }

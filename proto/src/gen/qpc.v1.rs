@@ -664,3 +664,108 @@ pub struct DeleteRecoveryBundleResponse {
     #[prost(bool, tag = "1")]
     pub deleted: bool,
 }
+/// A signed tree head: the log's size, its Merkle root, when it was signed,
+/// and the log key's signature over `kt::TreeHead::signed_message`.
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct TreeHead {
+    #[prost(uint64, tag = "1")]
+    pub size: u64,
+    #[prost(bytes = "vec", tag = "2")]
+    pub root: ::prost::alloc::vec::Vec<u8>,
+    #[prost(uint64, tag = "3")]
+    pub time_ms: u64,
+    #[prost(bytes = "vec", tag = "4")]
+    pub signature: ::prost::alloc::vec::Vec<u8>,
+}
+#[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct LogHeadRequest {}
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct LogHeadResponse {
+    #[prost(message, optional, tag = "1")]
+    pub head: ::core::option::Option<TreeHead>,
+    /// The relay's Ed25519 log key (32 bytes).
+    #[prost(bytes = "vec", tag = "2")]
+    pub log_key: ::prost::alloc::vec::Vec<u8>,
+}
+/// The entries of the log that say what `username`'s devices are now.
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct LogInclusionRequest {
+    #[prost(string, tag = "1")]
+    pub username: ::prost::alloc::string::String,
+}
+/// One log entry with its audit path against `head`.
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct LogLeaf {
+    #[prost(uint64, tag = "1")]
+    pub index: u64,
+    #[prost(bytes = "vec", tag = "2")]
+    pub entry: ::prost::alloc::vec::Vec<u8>,
+    #[prost(bytes = "vec", repeated, tag = "3")]
+    pub path: ::prost::alloc::vec::Vec<::prost::alloc::vec::Vec<u8>>,
+}
+/// The account's "account created" entry and one "device added" entry per
+/// current device key, each with its inclusion proof against `head`.
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct LogInclusionResponse {
+    #[prost(message, optional, tag = "1")]
+    pub head: ::core::option::Option<TreeHead>,
+    #[prost(message, repeated, tag = "2")]
+    pub leaves: ::prost::alloc::vec::Vec<LogLeaf>,
+}
+/// A proof that the log of `to_size` entries extends the one of `from_size`.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct LogConsistencyRequest {
+    #[prost(uint64, tag = "1")]
+    pub from_size: u64,
+    #[prost(uint64, tag = "2")]
+    pub to_size: u64,
+}
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct LogConsistencyResponse {
+    #[prost(bytes = "vec", repeated, tag = "1")]
+    pub path: ::prost::alloc::vec::Vec<::prost::alloc::vec::Vec<u8>>,
+}
+/// Entries `start` .. `start + count` (at most 1000 per call), for an audit.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct LogEntriesRequest {
+    #[prost(uint64, tag = "1")]
+    pub start: u64,
+    #[prost(uint32, tag = "2")]
+    pub count: u32,
+}
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct LogEntriesResponse {
+    #[prost(bytes = "vec", repeated, tag = "1")]
+    pub entries: ::prost::alloc::vec::Vec<::prost::alloc::vec::Vec<u8>>,
+}
+/// The devices of the account this connection is logged in to.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct ListDevicesRequest {}
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct Device {
+    #[prost(bytes = "vec", tag = "1")]
+    pub identity_key: ::prost::alloc::vec::Vec<u8>,
+    #[prost(uint64, tag = "2")]
+    pub added_at_ms: u64,
+    /// 0: never seen since it was added.
+    #[prost(uint64, tag = "3")]
+    pub last_seen_ms: u64,
+}
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct ListDevicesResponse {
+    #[prost(message, repeated, tag = "1")]
+    pub devices: ::prost::alloc::vec::Vec<Device>,
+}
+/// Revokes another device of the account (the connection must have logged
+/// in with OPAQUE).
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct RevokeDeviceRequest {
+    #[prost(bytes = "vec", tag = "1")]
+    pub identity_key: ::prost::alloc::vec::Vec<u8>,
+}
+#[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct RevokeDeviceResponse {
+    /// The log index of the revocation entry.
+    #[prost(uint64, tag = "1")]
+    pub log_index: u64,
+}

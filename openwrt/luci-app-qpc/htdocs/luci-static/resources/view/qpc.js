@@ -211,15 +211,18 @@ function listenPort(st) {
 	return port || uci.get('qpc', 'server', 'port') || '7000';
 }
 
-/* qpc://host:port#fingerprint, with the address this page was reached at:
- * the router as the people on its network see it. */
+/* qpc://host:port#fingerprint;log=LOGKEY, with the address this page was
+ * reached at: the router as the people on its network see it. The log key
+ * (key transparency) follows the fingerprint; a relay without one gives
+ * the older qpc://host:port#fingerprint. */
 function inviteString(st) {
 	var host = window.location.hostname || 'localhost';
 
 	if (host.indexOf(':') >= 0 && host.charAt(0) != '[')
 		host = '[' + host + ']';
 
-	return 'qpc://' + host + ':' + listenPort(st) + '#' + st.fingerprint;
+	return 'qpc://' + host + ':' + listenPort(st) + '#' + st.fingerprint +
+		(st.log_key ? ';log=' + st.log_key : '');
 }
 
 function copyText(input) {
@@ -245,6 +248,8 @@ function statusRows(st) {
 		[ _('Connections'), String(st.connections) ],
 		[ _('Accounts'), String(st.accounts) ],
 		[ _('Identities'), String(st.identities) ],
+		[ _('Key transparency log'), st.log_size == null ? _('none') :
+			_('%d entries, head %s').format(st.log_size, st.log_head) ],
 		[ _('Queued messages'), _('%d (%1024.1mB)').format(st.queued_messages, st.queued_bytes) ],
 		[ _('Store'), _('%1024.1mB on disk; queue cap %1024.1mB (%d%% used)').format(st.store_bytes, st.store_cap_bytes, used) ],
 		[ _('Files'), _('%d (%1024.1mB); cap %1024.1mB (%d%% used), kept %t at most').format(st.blobs, st.blob_bytes, st.blob_cap_bytes, blobsUsed, st.blob_lifetime_s) ],
@@ -302,7 +307,7 @@ function renderInvite(st) {
 	}
 
 	return E('div', {}, [
-		E('p', {}, _('Give this to the people who chat through this relay: their client connects to it and trusts only this certificate fingerprint.')),
+		E('p', {}, _('Give this to the people who chat through this relay: their client connects to it, trusts only this certificate fingerprint, and checks every account against the log key after it.')),
 		E('div', { 'class': 'qpc-invite-row' }, [
 			text,
 			E('button', {
