@@ -95,12 +95,11 @@ pub fn parse_code(text: &str) -> Result<[u8; CODE_BYTES], RecoveryError> {
     Ok(raw)
 }
 
+/// The bundle key and the verifier key.
+type Keys = (Zeroizing<[u8; 32]>, Zeroizing<[u8; 32]>);
+
 /// The bundle key and the verifier key of `code`.
-fn derive(
-    code: &[u8; CODE_BYTES],
-    salt: &[u8],
-    params: KdfParams,
-) -> Result<(Zeroizing<[u8; 32]>, Zeroizing<[u8; 32]>), RecoveryError> {
+fn derive(code: &[u8; CODE_BYTES], salt: &[u8], params: KdfParams) -> Result<Keys, RecoveryError> {
     let mut out = Zeroizing::new([0u8; 64]);
     params
         .argon2_for(64)
@@ -145,7 +144,7 @@ pub fn seal(
         m_cost_kib: params.m_cost_kib,
         t_cost: params.t_cost,
         parallelism: params.parallelism,
-        verifier: Sha256::digest(&*verifier_key).to_vec(),
+        verifier: Sha256::digest(*verifier_key).to_vec(),
         nonce,
         ciphertext,
     })
