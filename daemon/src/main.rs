@@ -8,6 +8,7 @@ mod cmd;
 mod config;
 mod ctl;
 mod data_dir;
+mod fed;
 mod hub;
 mod limits;
 mod logger;

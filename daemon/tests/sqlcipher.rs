@@ -35,7 +35,10 @@ fn opens_the_openssl_store(fixture: &str, key: &str) {
     let found = users(&server);
     assert!(found.contains("\"alice\""), "the OpenSSL-written account is not read back: {found}");
     // New pages, written by the Rust provider.
-    ok(server.qpc(&tmp.join("bob"), &["register-user", "--username", "bob", "--password", "pw", "--token", TOKEN]));
+    ok(server.qpc(
+        &tmp.join("bob"),
+        &["register-user", "--username", "bob", "--password", "pw", "--token", TOKEN],
+    ));
     server.stop();
 
     let head = std::fs::read(dir.join("qpc.db")).unwrap();

@@ -197,7 +197,12 @@ pub unsafe extern "C" fn CCCryptorUpdate(
 
 /// Nothing is buffered (no padding): writes no bytes.
 #[no_mangle]
-pub unsafe extern "C" fn CCCryptorFinal(cryptor: *mut Cryptor, _out: *mut c_void, _avail: usize, moved: *mut usize) -> c_int {
+pub unsafe extern "C" fn CCCryptorFinal(
+    cryptor: *mut Cryptor,
+    _out: *mut c_void,
+    _avail: usize,
+    moved: *mut usize,
+) -> c_int {
     if cryptor.is_null() || moved.is_null() {
         return PARAM_ERROR;
     }
@@ -244,10 +249,20 @@ mod tests {
         let cipher = hex::decode("f58c4c04d6e5f1ba779eabfb5f7bfbd69cfc4e967edb808d679f777bc6702c7d").unwrap();
         let run = |op: u32, input: &[u8]| unsafe {
             let mut c = std::ptr::null_mut();
-            assert_eq!(CCCryptorCreate(op, 0, 0, key.as_ptr().cast(), 32, iv.as_ptr().cast(), &mut c), SUCCESS);
+            assert_eq!(
+                CCCryptorCreate(op, 0, 0, key.as_ptr().cast(), 32, iv.as_ptr().cast(), &mut c),
+                SUCCESS
+            );
             let mut out = vec![0u8; input.len()];
             let mut moved = 0;
-            let rc = CCCryptorUpdate(c, input.as_ptr().cast(), input.len(), out.as_mut_ptr().cast(), out.len(), &mut moved);
+            let rc = CCCryptorUpdate(
+                c,
+                input.as_ptr().cast(),
+                input.len(),
+                out.as_mut_ptr().cast(),
+                out.len(),
+                &mut moved,
+            );
             assert_eq!((rc, moved), (SUCCESS, input.len()));
             assert_eq!(CCCryptorFinal(c, std::ptr::null_mut(), 0, &mut moved), SUCCESS);
             assert_eq!(moved, 0);
@@ -264,8 +279,14 @@ mod tests {
         let iv = [0u8; BLOCK];
         unsafe {
             let mut c = std::ptr::null_mut();
-            assert_eq!(CCCryptorCreate(ENCRYPT, 0, 0, key.as_ptr().cast(), 16, iv.as_ptr().cast(), &mut c), PARAM_ERROR);
-            assert_eq!(CCCryptorCreate(ENCRYPT, 0, 0, [7u8; 32].as_ptr().cast(), 32, iv.as_ptr().cast(), &mut c), SUCCESS);
+            assert_eq!(
+                CCCryptorCreate(ENCRYPT, 0, 0, key.as_ptr().cast(), 16, iv.as_ptr().cast(), &mut c),
+                PARAM_ERROR
+            );
+            assert_eq!(
+                CCCryptorCreate(ENCRYPT, 0, 0, [7u8; 32].as_ptr().cast(), 32, iv.as_ptr().cast(), &mut c),
+                SUCCESS
+            );
             let (input, mut out, mut moved) = ([0u8; 20], [0u8; 20], 0);
             let rc = CCCryptorUpdate(c, input.as_ptr().cast(), 20, out.as_mut_ptr().cast(), 20, &mut moved);
             assert_eq!(rc, ALIGNMENT_ERROR);
@@ -297,10 +318,34 @@ mod tests {
     #[test]
     fn pbkdf2_matches_rfc_6070_and_refuses_an_unknown_prf() {
         let mut key = [0u8; 20];
-        let rc = unsafe { CCKeyDerivationPBKDF(2, b"password".as_ptr().cast(), 8, b"salt".as_ptr(), 4, 1, 2, key.as_mut_ptr(), 20) };
+        let rc = unsafe {
+            CCKeyDerivationPBKDF(
+                2,
+                b"password".as_ptr().cast(),
+                8,
+                b"salt".as_ptr(),
+                4,
+                1,
+                2,
+                key.as_mut_ptr(),
+                20,
+            )
+        };
         assert_eq!(rc, SUCCESS);
         assert_eq!(hex::encode(key), "ea6c014dc72d6f8ccd1ed92ace1d41f0d8de8957");
-        let rc = unsafe { CCKeyDerivationPBKDF(2, b"password".as_ptr().cast(), 8, b"salt".as_ptr(), 4, 9, 2, key.as_mut_ptr(), 20) };
+        let rc = unsafe {
+            CCKeyDerivationPBKDF(
+                2,
+                b"password".as_ptr().cast(),
+                8,
+                b"salt".as_ptr(),
+                4,
+                9,
+                2,
+                key.as_mut_ptr(),
+                20,
+            )
+        };
         assert_eq!(rc, PARAM_ERROR);
     }
 }
