@@ -12,14 +12,13 @@
 #    built with the release profile is smaller on aarch64 too.
 #  - +crt-static with zig's own musl (link-self-contained=no): one file
 #    that runs on any OpenWrt release of the architecture.
-#  - OpenSSL for SQLCipher through cross/openssl-perl (no-asm on MIPS, the
-#    algorithms SQLCipher needs and no others); -DBROKEN_CLANG_ATOMICS
-#    because clang's atomics for 32-bit MIPS are missing in musl.
+#  - No OpenSSL: SQLCipher runs on the relay's Rust crypto
+#    (daemon/sqlcipher/README.md; the first word of cross/sqlite-flags).
 # Environment knobs (for measurements): QPC_CROSS_PACKAGES (default
 # "-p qpc-server -p qpc"), QPC_CROSS_STD_FEATURES (-Zbuild-std-features,
 # default optimize_for_size, which also leaves out std's backtrace code),
 # QPC_CROSS_PANIC, QPC_CROSS_RUSTFLAGS (extra), QPC_CROSS_TARGET_DIR,
-# QPC_OPENSSL_CONFIGURE, QPC_OPENSSL_ASM.
+# QPC_CROSS_SQLITE_FLAGS.
 set -eu
 
 root="$(cd "$(dirname "$0")/.." && pwd)"
@@ -44,35 +43,24 @@ rustflags="-C target-feature=+crt-static -C link-self-contained=no -C force-unwi
 if [ "${QPC_CROSS_PANIC:-immediate-abort}" = immediate-abort ]; then
 	rustflags="$rustflags -Zunstable-options -Cpanic=immediate-abort"
 fi
-case "$triple" in
-mips*) cflags="$cflags -DBROKEN_CLANG_ATOMICS" ;;
-esac
 # SQLite as the store uses it (cross/sqlite-flags, read by libsqlite3-sys
-# from LIBSQLITE3_FLAGS): libsqlite3-sys turns on FTS3/5, R*Tree, JSON,
+# from LIBSQLITE3_FLAGS). Its first word, -DSQLCIPHER_CRYPTO_CC, puts
+# SQLCipher on the relay's Rust crypto (daemon/sqlcipher/README.md; the
+# include and link directories come from .cargo/config.toml). libsqlite3-sys turns on FTS3/5, R*Tree, JSON,
 # STAT4, extension loading and more, which a queue of opaque blobs never
 # needs (-515 KB on mipsel, cross/SIZES.md). A query using one of them
 # fails on the router build alone, which the qemu walkthrough runs.
-# QPC_CROSS_SQLITE_FLAGS replaces the list.
+# QPC_CROSS_SQLITE_FLAGS replaces the list (keep -DSQLCIPHER_CRYPTO_CC).
 sqlite_flags="$(cat "$root/cross/sqlite-flags")"
 
 # pip puts cargo-zigbuild beside the python that installed it.
 PATH="$PATH:$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))')"
 export PATH
 export RUSTC_BOOTSTRAP=1
-export OPENSSL_SRC_PERL="$root/cross/openssl-perl"
 LIBSQLITE3_FLAGS="$(echo ${QPC_CROSS_SQLITE_FLAGS-$sqlite_flags})"
 export LIBSQLITE3_FLAGS
 export "CFLAGS_$triple_cc=$cflags"
 export "CARGO_TARGET_${triple_env}_RUSTFLAGS=$rustflags ${QPC_CROSS_RUSTFLAGS:-}"
-
-# The OpenSSL options live in cross/openssl-perl, which cargo does not
-# watch: rebuild openssl-sys when they change.
-stamp="$target_dir/$triple/openssl-options"
-options="$(sed -n '/^QPC_OPENSSL_TRIM=/,/"$/p' "$root/cross/openssl-perl") ${QPC_OPENSSL_CONFIGURE-} ${QPC_OPENSSL_ASM-}"
-if [ -f "$stamp" ] && [ "$(cat "$stamp")" != "$options" ]; then
-	echo "cross: OpenSSL options changed, rebuilding openssl-sys for $triple"
-	cargo clean --release --target "$triple" --target-dir "$target_dir" -p openssl-sys >/dev/null 2>&1 || true
-fi
 
 echo "cross: building $arch ($triple)"
 start="$(date +%s)"
@@ -82,8 +70,6 @@ cargo zigbuild --release --target "$triple" --target-dir "$target_dir" \
 	-Zbuild-std=std,panic_abort \
 	${std_features:+-Zbuild-std-features=$std_features} \
 	$packages
-mkdir -p "$(dirname "$stamp")"
-printf '%s' "$options" > "$stamp"
 
 mkdir -p "$out"
 for bin in qpc-server qpc; do

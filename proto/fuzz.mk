@@ -12,7 +12,7 @@
 # `make -f proto/fuzz.mk fuzz-smoke`.
 
 FUZZ_DIR := $(abspath $(dir $(lastword $(MAKEFILE_LIST)))fuzz)
-FUZZ_TARGETS := frame_request frame_response frame_push request_decoders
+FUZZ_TARGETS := frame_request frame_response frame_push request_decoders kt_decoders
 FUZZ_SECONDS ?= 10
 FUZZ_SMOKE_SECONDS ?= 5
 FUZZ_TOOLCHAIN ?= nightly

@@ -8,6 +8,7 @@ use std::error::Error;
 use qpc::account;
 use qpc::mls::Suite;
 use qpc::parse_identity_key;
+use qpc::recovery;
 use qpc::relay::{cert_fingerprint, Relay};
 use qpc::session::{Event, Session};
 use qpc::state::{password_from, State, StateError, StateLock};
@@ -66,8 +67,13 @@ pub(crate) async fn online(c: &Common) -> Result<(StateLock, Session, Relay, Vec
     Ok((lock, session, relay, events))
 }
 
-/// A peer named by username (resolved at the relay) or by identity key.
-pub(crate) async fn resolve_peer(relay: &Relay, peer: &str) -> Result<Vec<[u8; 32]>, Box<dyn Error>> {
+/// A peer named by username (resolved at the relay and checked against its
+/// key transparency log) or by identity key.
+pub(crate) async fn resolve_peer(
+    session: &mut Session,
+    relay: &Relay,
+    peer: &str,
+) -> Result<Vec<[u8; 32]>, Box<dyn Error>> {
     if peer.len() == 64 && peer.chars().all(|c| c.is_ascii_hexdigit()) {
         return Ok(vec![parse_identity_key("peer", peer)?]);
     }
@@ -75,7 +81,19 @@ pub(crate) async fn resolve_peer(relay: &Relay, peer: &str) -> Result<Vec<[u8; 3
         // Looks like a key with the wrong length: say so rather than "no user".
         parse_identity_key("--peer-key", peer)?;
     }
-    Ok(relay.resolve_user(peer).await?)
+    // A refusal stays a RelayError, so callers can tell "no such user".
+    let keys = session.resolve_user(relay, peer).await.map_err(|e| -> Box<dyn Error> {
+        match e {
+            qpc::session::SessionError::Relay(r) => Box::new(r),
+            other => Box::new(other),
+        }
+    })?;
+    for event in session.take_notices() {
+        if let Some(line) = render::event_line(&event) {
+            println!("{line}");
+        }
+    }
+    Ok(keys)
 }
 
 /// The peer named by NAME-or-KEY, or by `--peer-key`, which must be a key.
@@ -191,7 +209,7 @@ pub async fn invite(c: &Common, peer: Option<&str>, group: Option<&str>) -> Outc
     let peer = required(peer, "invite")?;
     let (_lock, mut session, relay, _) = online(c).await?;
     let group = pick_group(&session, group, None)?;
-    let keys = resolve_peer(&relay, peer).await?;
+    let keys = resolve_peer(&mut session, &relay, peer).await?;
     session.add(&relay, &group, peer, &keys).await?;
     relay.close().await;
     println!("invited peer (welcome queued)");
@@ -201,7 +219,7 @@ pub async fn invite(c: &Common, peer: Option<&str>, group: Option<&str>) -> Outc
 pub async fn remove(c: &Common, peer: Option<&str>, group: Option<&str>) -> Outcome {
     let peer = required(peer, "remove")?;
     let (_lock, mut session, relay, _) = online(c).await?;
-    let keys = resolve_peer(&relay, peer).await?;
+    let keys = resolve_peer(&mut session, &relay, peer).await?;
     let group = pick_group(&session, group, keys.first())?;
     let members = session.state.member.members(&group)?;
     let targets: Vec<_> = keys.into_iter().filter(|k| members.contains(k)).collect();
@@ -297,7 +315,7 @@ pub async fn send(c: &Common, to: Option<&str>, all: bool, msg: &str, group: Opt
     }
     let (_lock, mut session, relay, _) = online(c).await?;
     let peers = match to {
-        Some(to) => resolve_peer(&relay, to).await?,
+        Some(to) => resolve_peer(&mut session, &relay, to).await?,
         None => Vec::new(),
     };
     let group = pick_group(&session, group, peers.first())?;
@@ -344,7 +362,8 @@ pub async fn fetch_key(c: &Common, peer: Option<&str>) -> Outcome {
     let peer = required(peer, "fetch a KeyPackage of")?;
     let (_lock, state) = open_state(c)?;
     let relay = connect(c, &state).await?;
-    for key in resolve_peer(&relay, peer).await? {
+    let mut session = Session::new(state);
+    for key in resolve_peer(&mut session, &relay, peer).await? {
         let fetched = relay.fetch_key_package_of(&key, 0).await?;
         println!(
             "KeyPackage of {}: {} bytes, sha256 {}{}",
@@ -471,5 +490,95 @@ pub async fn login(c: &Common) -> Outcome {
     relay.close().await;
     println!("logged in as {username}{}", if existing { "" } else { " (new device)" });
     println!("identity_key : {}", hex::encode(session.me()));
+    Ok(())
+}
+
+/// Reports USER to the relay's owner (the account and the note; the relay
+/// has no message contents to add).
+pub async fn report(c: &Common, user: &str, reason: &[String]) -> Outcome {
+    let reason = reason.join(" ");
+    let (_lock, state) = open_state(c)?;
+    let relay = connect(c, &state).await?;
+    let id = relay.report(user, &reason).await?;
+    relay.close().await;
+    println!("reported {user} to the relay's owner (report {id})");
+    Ok(())
+}
+
+/// Stores a recovery bundle of this identity and account on the relay and
+/// prints its code, once.
+pub async fn recovery_setup(c: &Common) -> Outcome {
+    let (_lock, state) = open_state(c)?;
+    let username = state
+        .username
+        .clone()
+        .ok_or("recovery needs an account: this state file has none (`qpc register-user` or `qpc login`)")?;
+    let relay = connect(c, &state).await?;
+    let contents = recovery::Contents {
+        username: username.clone(),
+        identity_seed: state.signing_key.to_bytes().to_vec(),
+    };
+    let code = recovery::setup(&relay, &contents, qpc::state::KdfParams::default()).await?;
+    relay.close().await;
+    println!("recovery code : {code}");
+    println!("Write this code down and keep it away from your devices: it is shown only now.");
+    println!("With it, `qpc recover --username {username}` brings your account back on a new device.");
+    Ok(())
+}
+
+/// The recovery code: QPC_RECOVERY_CODE, else a line of standard input
+/// when it is not a terminal, else typed at a prompt.
+fn recovery_code() -> Result<String, Box<dyn Error>> {
+    use std::io::IsTerminal;
+    if let Ok(code) = std::env::var("QPC_RECOVERY_CODE") {
+        if !code.trim().is_empty() {
+            return Ok(code);
+        }
+    }
+    if !std::io::stdin().is_terminal() {
+        let mut line = String::new();
+        std::io::stdin().read_line(&mut line)?;
+        if line.trim().is_empty() {
+            return Err("no recovery code on standard input (or in QPC_RECOVERY_CODE)".into());
+        }
+        return Ok(line);
+    }
+    Ok(rpassword::prompt_password("Recovery code: ").map_err(|e| {
+        format!("cannot prompt for the recovery code on the terminal ({e}); set QPC_RECOVERY_CODE")
+    })?)
+}
+
+/// Brings the account back on a new device from its recovery bundle: the
+/// same identity key, a new state file and password; the lost devices are
+/// retired at the relay.
+pub async fn recover(c: &Common) -> Outcome {
+    let username = username_of(c)?;
+    let lock = StateLock::take(&c.state)?;
+    if State::exists(&c.state) {
+        return Err(format!(
+            "state file {} already exists: recovery makes a new one (choose another --state)",
+            c.state.display()
+        )
+        .into());
+    }
+    let code = recovery_code()?;
+    let relay = connect_anonymous(c).await?;
+    let contents = recovery::recover(&relay, username, &code).await?;
+    let seed: [u8; 32] =
+        contents.identity_seed.as_slice().try_into().map_err(|_| "damaged recovery bundle")?;
+    let password = qpc::state::password_with_prompt(c.password.clone(), "New password: ")?;
+    let mut state = State::restore_protected(&c.state, seed, username, &password);
+    state.relay = Some(c.server.clone());
+    // The new password (the relay admits it on this connection only, after
+    // the right code), which also retires the lost devices.
+    account::register(&relay, username, &password, "", &state.signing_key).await?;
+    let mut session = Session::new(state);
+    session.top_up_key_packages(&relay).await?;
+    session.state.save()?;
+    relay.close().await;
+    drop(lock);
+    println!("recovered account {username}");
+    println!("identity_key : {}", hex::encode(session.me()));
+    println!("Your lost devices can no longer use the account. Ask your contacts to invite you to your groups again.");
     Ok(())
 }

@@ -84,7 +84,7 @@ pub async fn send_file(c: &Common, to: Option<&str>, path: &Path, group: Option<
     std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
     let (_lock, mut session, relay, _) = online(c).await?;
     let peers = match to {
-        Some(to) => resolve_peer(&relay, to).await?,
+        Some(to) => resolve_peer(&mut session, &relay, to).await?,
         None => Vec::new(),
     };
     let group = pick_group(&session, group, peers.first())?;

@@ -8,8 +8,10 @@
 pub mod account;
 pub mod blob;
 pub mod content;
+pub mod kt;
 pub mod mls;
 pub mod provider;
+pub mod recovery;
 pub mod relay;
 pub mod session;
 pub mod state;

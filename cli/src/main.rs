@@ -8,6 +8,7 @@ mod files;
 mod output;
 mod render;
 mod repl;
+mod transparency;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -42,8 +43,15 @@ enum Command {
     DemoGroup(DemoGroup),
     RegisterUser(RegisterUser),
     Login(Login),
+    Report(Report),
+    RecoverySetup(RecoverySetup),
+    Recover(Recover),
     Repl(Repl),
     Chat(Chat),
+    Audit(Audit),
+    Devices(Devices),
+    RevokeDevice(RevokeDevice),
+    Verify(Verify),
 }
 
 /// Where the state file and the relay are; every subcommand takes these.
@@ -284,6 +292,28 @@ subcommand! {
 }
 
 subcommand! {
+    /// report an account to the relay's owner, with an optional reason
+    Report = "report" {
+        /// the account to report
+        #[argh(positional)]
+        user: String,
+        /// why (at most 500 bytes; the relay never sees your messages)
+        #[argh(positional)]
+        reason: Vec<String>,
+    }
+}
+
+subcommand! {
+    /// store an encrypted recovery bundle on the relay and print its recovery code (once)
+    RecoverySetup = "recovery-setup" {}
+}
+
+subcommand! {
+    /// bring an account back on a new device with its recovery code (QPC_RECOVERY_CODE, stdin or asked)
+    Recover = "recover" {}
+}
+
+subcommand! {
     /// sign in (registering on first use) and chat in an interactive session; /help lists the commands
     Repl = "repl" {}
 }
@@ -297,6 +327,34 @@ subcommand! {
         /// read and write one JSON object per line (see the README), for scripts
         #[argh(switch)]
         json: bool,
+    }
+}
+
+subcommand! {
+    /// check the relay's whole key transparency log end to end
+    Audit = "audit" {}
+}
+
+subcommand! {
+    /// list the devices of your account (key, added, last seen)
+    Devices = "devices" {}
+}
+
+subcommand! {
+    /// revoke another device of your account (needs the password) and remove it from your groups
+    RevokeDevice = "revoke-device" {
+        /// the device's identity key (64 hex digits, from qpc devices)
+        #[argh(positional)]
+        key: String,
+    }
+}
+
+subcommand! {
+    /// show the safety number with a person, to compare face to face, and mark them verified
+    Verify = "verify" {
+        /// their username
+        #[argh(positional)]
+        peer: String,
     }
 }
 
@@ -358,6 +416,13 @@ fn main() -> ExitCode {
                 commands::register_user(&c.common(), c.token.as_deref().unwrap_or("")).await
             }
             Command::Login(c) => commands::login(&c.common()).await,
+            Command::Report(c) => commands::report(&c.common(), &c.user, &c.reason).await,
+            Command::RecoverySetup(c) => commands::recovery_setup(&c.common()).await,
+            Command::Recover(c) => commands::recover(&c.common()).await,
+            Command::Audit(c) => transparency::audit(&c.common()).await,
+            Command::Devices(c) => transparency::devices(&c.common()).await,
+            Command::RevokeDevice(c) => transparency::revoke_device(&c.common(), &c.key).await,
+            Command::Verify(c) => transparency::verify(&c.common(), &c.peer).await,
             Command::Repl(c) => repl::run(&c.common(), None, false).await,
             Command::Chat(c) => repl::run(&c.common(), Some(&c.to), c.json).await,
         }

@@ -363,13 +363,19 @@ impl Relay {
         Ok(())
     }
 
-    /// The device identity keys of `username`.
+    /// The device identity keys of `username`; `bob@host:port` (or
+    /// `bob@host`) is a person on a peer relay, asked there through ours.
     pub async fn resolve_user(&self, username: &str) -> Result<Vec<[u8; 32]>, RelayError> {
-        let r: pb::ResolveUserResponse = self
-            .call(Method::ResolveUser, &pb::ResolveUserRequest { username: username.to_string() })
-            .await?;
-        r.identity_keys
-            .iter()
+        let keys = if username.contains('@') {
+            let req = pb::ResolveRemoteUserRequest { address: username.to_string() };
+            let r: pb::ResolveRemoteUserResponse = self.call(Method::ResolveRemoteUser, &req).await?;
+            r.identity_keys
+        } else {
+            let req = pb::ResolveUserRequest { username: username.to_string() };
+            let r: pb::ResolveUserResponse = self.call(Method::ResolveUser, &req).await?;
+            r.identity_keys
+        };
+        keys.iter()
             .map(|k| {
                 k.as_slice()
                     .try_into()
@@ -378,12 +384,26 @@ impl Relay {
             .collect()
     }
 
+    /// Messages of ours that a peer relay never took, each told once.
+    pub async fn undelivered(&self) -> Result<Vec<pb::UndeliveredMessage>, RelayError> {
+        let r: pb::UndeliveredResponse = self.call(Method::Undelivered, &pb::UndeliveredRequest {}).await?;
+        Ok(r.messages)
+    }
+
     /// The username of `identity`, if it belongs to an account.
     pub async fn resolve_identity(&self, identity: &[u8; 32]) -> Result<Option<String>, RelayError> {
         let r: pb::ResolveIdentityResponse = self
             .call(Method::ResolveIdentity, &pb::ResolveIdentityRequest { identity_key: identity.to_vec() })
             .await?;
         Ok((!r.username.is_empty()).then_some(r.username))
+    }
+
+    /// Reports the account `username` to the relay's owner with an
+    /// optional note; the report's number.
+    pub async fn report(&self, username: &str, reason: &str) -> Result<u64, RelayError> {
+        let req = pb::ReportRequest { username: username.to_string(), reason: reason.to_string() };
+        let r: pb::ReportResponse = self.call(Method::Report, &req).await?;
+        Ok(r.report_id)
     }
 
     pub async fn upload_key_package(

@@ -138,7 +138,38 @@ pub fn event_line(event: &Event) -> Option<String> {
         Event::Typing { active: false, .. } => return None,
         Event::Presence { by, online: true, .. } => format!("{by} is online"),
         Event::Presence { by, online: false, .. } => format!("{by} went away"),
+        Event::NewOwnDevice { key, added_ms } => format!(
+            "* a new device was added to your account on {}: if this was not you, run qpc revoke-device {}",
+            utc_time(*added_ms),
+            hex::encode(key)
+        ),
+        Event::NewPeerDevice { who, conversations } if conversations.is_empty() => {
+            format!("{who} has a new device")
+        }
+        Event::NewPeerDevice { who, conversations } => conversations
+            .iter()
+            .map(|c| format!("{c}: {who} has a new device"))
+            .collect::<Vec<_>>()
+            .join("\n"),
+        Event::Undelivered { to, reason } => format!("a message to {to} was not delivered: {reason}"),
     })
+}
+
+/// `ms` since 1970 as `YYYY-MM-DD HH:MM UTC`.
+pub fn utc_time(ms: u64) -> String {
+    let secs = ms / 1000;
+    let (days, rest) = ((secs / 86_400) as i64, secs % 86_400);
+    // Howard Hinnant's civil-from-days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}-{m:02}-{d:02} {:02}:{:02} UTC", rest / 3600, rest % 3600 / 60)
 }
 
 /// A received message as a JSON object.
@@ -200,6 +231,13 @@ pub fn event_json(event: &Event) -> Value {
         Event::Presence { by, online, last_seen } => {
             json!({"type": "presence", "by": by, "online": online, "last_seen": last_seen})
         }
+        Event::NewOwnDevice { key, added_ms } => {
+            json!({"type": "new_own_device", "key": hex::encode(key), "added_ms": added_ms})
+        }
+        Event::NewPeerDevice { who, conversations } => {
+            json!({"type": "new_device", "by": who, "conversations": conversations})
+        }
+        Event::Undelivered { to, reason } => json!({"type": "undelivered", "to": to, "reason": reason}),
     }
 }
 

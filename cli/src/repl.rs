@@ -62,6 +62,8 @@ const HELP: &[(&str, &str)] = &[
     ("/send-file <path>", "encrypt a file and send it to the active conversation"),
     ("/save <n> [path]", "download, decrypt and check the file of message n"),
     ("/presence on|off", "share online / last seen (and see others'), or not"),
+    ("/report <user> [reason]", "report a user to the relay's owner (never your messages)"),
+    ("/verify <user>", "the safety number with user, to compare; marks them verified"),
     ("/help", "this list"),
     ("/quit", "leave the session"),
 ];
@@ -322,7 +324,12 @@ impl Repl<'_> {
                 }
                 other => {
                     if let Some(line) = render::event_line(other) {
-                        say!("* {line}");
+                        for line in line.lines() {
+                            match line.strip_prefix("* ") {
+                                Some(notice) => say!("* {notice}"),
+                                None => say!("* {line}"),
+                            }
+                        }
                     }
                 }
             }
@@ -528,8 +535,8 @@ impl Repl<'_> {
     }
 
     /// The keys of `user`, or a message saying there is no such user.
-    async fn user_keys(&self, relay: &Relay, user: &str) -> Step<Option<Vec<[u8; 32]>>> {
-        match resolve_peer(relay, user).await {
+    async fn user_keys(&mut self, relay: &Relay, user: &str) -> Step<Option<Vec<[u8; 32]>>> {
+        match resolve_peer(&mut self.session, relay, user).await {
             Ok(keys) if !keys.is_empty() => Ok(Some(keys)),
             Ok(_) => {
                 say!("! no user named {user} on this relay");
@@ -715,6 +722,14 @@ impl Repl<'_> {
                 }
                 None => say!("{}", usage("/decline")),
             },
+            "/report" if !args.is_empty() => {
+                let (user, reason) = (args[0], args[1..].join(" "));
+                match relay.report(user, &reason).await {
+                    Ok(id) => say!("* reported {user} to the relay's owner (report {id})"),
+                    Err(e) if e.status().is_some() => say!("! {e}"),
+                    Err(e) => return Err(e.into()),
+                }
+            }
             "/invites" if args.is_empty() => {
                 if self.session.state.invitations.is_empty() {
                     say!("* no pending invitations");
@@ -795,6 +810,12 @@ impl Repl<'_> {
                     say!("* presence off: nobody sees when you are online, and you see nobody's");
                 }
             }
+            "/verify" if args.len() == 1 => {
+                match crate::transparency::verify_lines(&mut self.session, relay, args[0]).await {
+                    Ok(lines) => lines.iter().for_each(|l| say!("{l}")),
+                    Err(e) => self.error(&format!("/verify {}: {e}", args[0])),
+                }
+            }
             "/send-file" if args.len() == 1 => self.send_file(relay, args[0]).await?,
             "/save" if (1..=2).contains(&args.len()) => self.save_file(relay, args[0], args.get(1)).await?,
             "/history" if args.len() <= 1 => {
@@ -835,7 +856,7 @@ impl Repl<'_> {
             }
             "/quit" | "/exit" | "/help" | "/update" | "/leave" | "/join" | "/invites" | "/list" | "/ls"
             | "/members" | "/history" | "/whoami" | "/reply" | "/edit" | "/react" | "/delete"
-            | "/presence" => {
+            | "/presence" | "/report" | "/verify" => {
                 say!("{}", usage(command));
             }
             other => {

@@ -101,6 +101,8 @@ pub enum SessionError {
     Mls(#[from] MlsError),
     #[error("{0}")]
     NotPossible(String),
+    #[error(transparent)]
+    Kt(#[from] crate::kt::KtError),
 }
 
 impl SessionError {
@@ -147,6 +149,13 @@ pub enum Event {
     Typing { conversation: String, by: String, active: bool },
     /// Ephemeral: `by` came online or went away.
     Presence { by: String, online: bool, last_seen: u64 },
+    /// The log shows a device key on our own account that this device did
+    /// not see before (added at `added_ms`).
+    NewOwnDevice { key: IdentityKey, added_ms: u64 },
+    /// `who` has a new device, shown in each conversation shared with them.
+    NewPeerDevice { who: String, conversations: Vec<String> },
+    /// A peer relay never took a message of ours for `to` (see `Undelivered`).
+    Undelivered { to: String, reason: String },
 }
 
 /// How a sent outbox entry ended.
@@ -169,6 +178,8 @@ pub struct Session {
     unreceipted: Vec<(String, Vec<u8>)>,
     /// The unproven connection sealed deliveries go over, once opened.
     anonymous: Option<Relay>,
+    /// New devices the key transparency log showed, not yet reported.
+    notices: Vec<Event>,
 }
 
 impl Session {
@@ -178,7 +189,15 @@ impl Session {
             .iter()
             .filter_map(|n| Some((<[u8; 32]>::try_from(n.key.as_slice()).ok()?, n.name.clone())))
             .collect();
-        Session { state, names, own_devices: None, done_seq: 0, unreceipted: Vec::new(), anonymous: None }
+        Session {
+            state,
+            names,
+            own_devices: None,
+            done_seq: 0,
+            unreceipted: Vec::new(),
+            anonymous: None,
+            notices: Vec::new(),
+        }
     }
 
     pub fn me(&self) -> IdentityKey {
@@ -895,7 +914,28 @@ impl Session {
             Some(ms) => relay.fetch_wait(0, ms).await?,
             None => relay.peek(0).await?,
         };
-        self.receive(relay, envelopes).await
+        let mut events = self.receive(relay, envelopes).await?;
+        events.extend(self.undelivered(relay).await?);
+        Ok(events)
+    }
+
+    /// What our relay could not hand to a peer relay (federation); a relay
+    /// without federation answers unknown_method, which tells nothing.
+    async fn undelivered(&mut self, relay: &Relay) -> Result<Vec<Event>> {
+        let failures = match relay.undelivered().await {
+            Ok(f) => f,
+            Err(e) if e.status() == Some(Status::UnknownMethod) => return Ok(Vec::new()),
+            Err(e) => return Err(e.into()),
+        };
+        let mut events = Vec::new();
+        for f in failures {
+            let to = match <[u8; 32]>::try_from(f.recipient_key.as_slice()) {
+                Ok(key) => self.name(relay, &key).await,
+                Err(_) => format!("someone on {}", f.peer),
+            };
+            events.push(Event::Undelivered { to, reason: f.reason });
+        }
+        Ok(events)
     }
 
     /// Reads the queue until it is empty, e.g. after losing a commit's
@@ -917,6 +957,14 @@ impl Session {
     /// own new devices.
     pub async fn receive(&mut self, relay: &Relay, envelopes: Vec<pb::Envelope>) -> Result<Vec<Event>> {
         let mut events = self.receive_only(relay, envelopes).await?;
+        let advanced: Vec<String> = events
+            .iter()
+            .filter_map(|e| match e {
+                Event::EpochAdvanced { group, .. } => Some(group.clone()),
+                _ => None,
+            })
+            .collect();
+        self.check_new_members(relay, &advanced).await?;
         if events.iter().any(|e| matches!(e, Event::Joined { .. } | Event::Invited { .. })) {
             self.top_up_key_packages(relay).await?;
         }
@@ -1047,21 +1095,140 @@ impl Session {
     async fn own_devices(&mut self, relay: &Relay) -> Result<Vec<IdentityKey>> {
         let Some(username) = self.state.username.clone() else { return Ok(Vec::new()) };
         if self.own_devices.is_none() {
-            let devices = match relay.resolve_user(&username).await {
+            let devices = match self.resolve_user(relay, &username).await {
                 Ok(devices) => devices,
-                Err(e) if e.status() == Some(Status::NotFound) => Vec::new(),
-                Err(e) => return Err(e.into()),
+                Err(SessionError::Relay(e)) if e.status() == Some(Status::NotFound) => Vec::new(),
+                Err(e) => return Err(e),
             };
             self.own_devices = Some(devices);
         }
         Ok(self.own_devices.clone().unwrap_or_default())
     }
 
+    /// The device keys of `username`, from the directory and checked
+    /// against the key transparency log (see `kt`): a failed check is an
+    /// error naming the username, and nothing goes ahead. Devices that
+    /// appeared since the last check become notices ([`Session::take_notices`]).
+    pub async fn resolve_user(&mut self, relay: &Relay, username: &str) -> Result<Vec<IdentityKey>> {
+        let mut keys = relay.resolve_user(username).await?;
+        if username.contains('@') {
+            // A person on a peer relay: federation carries no log proofs yet
+            // (the remote-resolve answer's field 3 is reserved for them), so
+            // these keys are the peer relay's word (docs/federation.md).
+            return Ok(keys);
+        }
+        let new = match self.state.kt.check(relay, username, &keys).await {
+            // A device added or revoked between the two calls: ask once more.
+            Err(crate::kt::KtError::Check { .. }) => {
+                keys = relay.resolve_user(username).await?;
+                self.state.kt.check(relay, username, &keys).await?
+            }
+            other => other?,
+        };
+        let mine = self.state.username.as_deref() == Some(username);
+        for device in new {
+            if mine && device.key != self.me() {
+                self.notices.push(Event::NewOwnDevice { key: device.key, added_ms: device.added_ms });
+            } else if !mine {
+                let conversations: Vec<String> = self
+                    .groups()
+                    .into_iter()
+                    .filter(|g| self.other_people(g).iter().any(|p| p == username))
+                    .map(|g| self.label_of(&g))
+                    .collect();
+                self.notices.push(Event::NewPeerDevice { who: username.to_string(), conversations });
+            }
+        }
+        self.save()?;
+        Ok(keys)
+    }
+
+    /// Our account's device keys as the log showed them at the last check.
+    fn known_own_devices(&self) -> Vec<IdentityKey> {
+        let Some(me) = self.state.username.as_deref() else { return Vec::new() };
+        let known = self.state.kt.devices.iter().find(|d| d.username == me);
+        known.map_or_else(Vec::new, |d| d.keys.iter().filter_map(|k| k.as_slice().try_into().ok()).collect())
+    }
+
+    /// Removes revoked devices of ours from every group they are in, with a
+    /// fenced commit each (another of our devices may be quicker: fine).
+    async fn remove_devices(&mut self, relay: &Relay, gone: &[IdentityKey]) -> Result<Vec<Event>> {
+        let mut events = Vec::new();
+        if gone.is_empty() {
+            return Ok(events);
+        }
+        for group in self.state.member.groups() {
+            let members = self.state.member.members(&group)?;
+            let targets: Vec<IdentityKey> = gone.iter().filter(|k| members.contains(k)).copied().collect();
+            if targets.is_empty() {
+                continue;
+            }
+            match self.remove(relay, &group, "your revoked device", &targets).await {
+                Ok(epoch) => {
+                    events.push(Event::Committed { group, epoch, what: "removed your revoked device".into() })
+                }
+                Err(SessionError::NotPossible(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(events)
+    }
+
+    /// Revokes another device of our account (the connection must have
+    /// logged in with the password) and removes it from our groups.
+    pub async fn revoke_device(&mut self, relay: &Relay, key: &IdentityKey) -> Result<(u64, Vec<Event>)> {
+        let r: pb::RevokeDeviceResponse = relay
+            .call(qpc_proto::Method::RevokeDevice, &pb::RevokeDeviceRequest { identity_key: key.to_vec() })
+            .await?;
+        self.own_devices = None;
+        let mut events = self.add_own_devices(relay).await?;
+        // Where it is still a member (this device had not seen it as ours).
+        events.extend(self.remove_devices(relay, &[*key]).await?);
+        Ok((r.log_index, events))
+    }
+
+    /// The new-device notices gathered so far, once.
+    pub fn take_notices(&mut self) -> Vec<Event> {
+        std::mem::take(&mut self.notices)
+    }
+
+    /// People in `groups` with a device key we have not seen for them,
+    /// checked again against the log (which reports their new device).
+    async fn check_new_members(&mut self, relay: &Relay, groups: &[String]) -> Result<()> {
+        let me = self.me();
+        let mut names = Vec::new();
+        for group in groups {
+            for key in self.state.member.members(group).unwrap_or_default() {
+                let known = key == me
+                    || self.state.kt.devices.iter().any(|d| d.keys.iter().any(|k| k[..] == key[..]));
+                if known {
+                    continue;
+                }
+                let name = self.name(relay, &key).await;
+                if self.state.kt.devices.iter().any(|d| d.username == name) && !names.contains(&name) {
+                    names.push(name);
+                }
+            }
+        }
+        for name in names {
+            match self.resolve_user(relay, &name).await {
+                Err(SessionError::Relay(e)) if e.status() == Some(Status::NotFound) => {}
+                other => {
+                    other?;
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Adds the devices of our own account that are missing from our
     /// groups (a device that logged in since), once per run.
     async fn add_own_devices(&mut self, relay: &Relay) -> Result<Vec<Event>> {
+        let before = self.known_own_devices();
         let devices = self.own_devices(relay).await?;
-        let mut events = Vec::new();
+        let mut events = self.take_notices();
+        let gone: Vec<IdentityKey> = before.into_iter().filter(|k| !devices.contains(k)).collect();
+        events.extend(self.remove_devices(relay, &gone).await?);
         for group in self.groups() {
             let members = self.state.member.members(&group)?;
             let missing: Vec<IdentityKey> =

@@ -119,6 +119,12 @@ impl Default for KdfParams {
 
 impl KdfParams {
     fn argon2(&self) -> Result<argon2::Argon2<'static>, String> {
+        self.argon2_for(32)
+    }
+
+    /// Argon2id with these costs (refused over the limits a file may ask
+    /// for), giving `out_len` bytes.
+    pub(crate) fn argon2_for(&self, out_len: usize) -> Result<argon2::Argon2<'static>, String> {
         if self.m_cost_kib > MAX_M_COST_KIB || self.t_cost > MAX_T_COST || self.parallelism > MAX_PARALLELISM
         {
             return Err(format!(
@@ -126,8 +132,8 @@ impl KdfParams {
                 self.m_cost_kib, self.t_cost, self.parallelism
             ));
         }
-        let params =
-            argon2::Params::new(self.m_cost_kib, self.t_cost, self.parallelism, Some(32)).map_err(|e| {
+        let params = argon2::Params::new(self.m_cost_kib, self.t_cost, self.parallelism, Some(out_len))
+            .map_err(|e| {
                 format!("m={} KiB, t={}, p={}: {e}", self.m_cost_kib, self.t_cost, self.parallelism)
             })?;
         Ok(argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params))
@@ -160,6 +166,11 @@ struct StateBody {
     names: Vec<KnownName>,
     #[prost(message, optional, tag = "11")]
     sealed: Option<Sealed>,
+    /// Key transparency: the pinned log key, the last tree head, the
+    /// devices seen per username, who is verified (tag 20: clear of the
+    /// tags other work may add next).
+    #[prost(message, optional, tag = "20")]
+    kt: Option<crate::kt::KtState>,
 }
 
 /// Sealed sender: the delivery token this device handed its groups, and the
@@ -456,6 +467,7 @@ pub struct State {
     /// Usernames of the devices seen so far.
     pub names: Vec<KnownName>,
     pub sealed: Sealed,
+    pub kt: crate::kt::KtState,
     /// `Some` when the file is (to be) saved encrypted.
     sealing: Option<Sealing>,
 }
@@ -479,8 +491,20 @@ impl State {
             presence: false,
             names: Vec::new(),
             sealed: Sealed::default(),
+            kt: Default::default(),
             sealing: None,
         }
+    }
+
+    /// The identity of `seed` (from a recovery bundle) with no groups yet,
+    /// not yet saved, to be saved encrypted under `password`.
+    pub fn restore_protected(path: &Path, seed: [u8; 32], username: &str, password: &str) -> State {
+        let mut state = State::generate(path);
+        state.signing_key = SigningKey::from_bytes(&seed);
+        state.member = Member::new(seed);
+        state.username = Some(username.to_string());
+        state.protect(password).expect("the default Argon2id parameters are valid");
+        state
     }
 
     /// A fresh identity, not yet saved, that will be saved encrypted under
@@ -613,6 +637,7 @@ impl State {
             presence: body.presence,
             names: body.names,
             sealed: body.sealed.unwrap_or_default(),
+            kt: body.kt.unwrap_or_default(),
             sealing,
         })
     }
@@ -674,6 +699,7 @@ impl State {
             presence: self.presence,
             names: self.names.clone(),
             sealed: Some(self.sealed.clone()),
+            kt: Some(self.kt.clone()),
         };
         let encoded = Zeroizing::new(body.encode_to_vec());
         zeroize::Zeroize::zeroize(&mut body.identity_seed);
@@ -886,6 +912,7 @@ mod tests {
             presence: false,
             names: Vec::new(),
             sealed: None,
+            kt: None,
         };
         let mut bytes = b"QPCSTATE\x01".to_vec();
         bytes.extend_from_slice(&old.encode_to_vec());

@@ -1,6 +1,7 @@
 //! The admin channel: a Unix socket that only root and the relay's own user
-//! may use, answering `qpc-server status`, `users`, `user-delete` and
-//! `invite-token` (see `ctl` for the other end), and the metrics file for
+//! may use, answering `qpc-server status`, `users`, `user-delete`,
+//! `invite-token` and the moderation requests `reports`, `report-dismiss`,
+//! `ban`, `unban` (see `cmd::moderation`; `ctl` is the other end), and the metrics file for
 //! node-exporter's textfile collector. No HTTP server lives in the relay.
 //!
 //! Where the socket is:
@@ -33,6 +34,7 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 
 use crate::cmd::accounts::check_username;
+use crate::cmd::moderation;
 use crate::config::Registration;
 use crate::server::Relay;
 use crate::status::{json_string, Facts, Figures};
@@ -323,8 +325,18 @@ async fn answer(admin: &Admin, request: &str) -> Reply {
         ("users", format @ ("" | "text" | "json")) => users(relay, format == "json").await,
         ("user-delete", name) => user_delete(relay, name).await,
         ("invite-token", "") => invite_token(relay).await,
+        ("reports", format @ ("" | "text" | "json")) => moderation::reports(relay, format == "json")
+            .await
+            .map(|(note, body)| Reply::Ok { note, body }),
+        ("report-dismiss", id) => moderation::dismiss(relay, id).await.map(Reply::ok),
+        ("ban", argument) => moderation::ban(relay, argument).await.map(Reply::ok),
+        ("unban", name) => moderation::unban(relay, name).await.map(Reply::ok),
+        ("log-head", "") => log_head(relay).await,
+        ("peer-add", url) => peer_add(relay, url).await,
+        ("peer-list", format @ ("" | "text" | "json")) => Ok(peer_list(relay, format == "json").await),
+        ("peer-remove", which) => peer_remove(relay, which).await,
         _ => Err(format!(
-            "unknown request {request:?}: expected status [text|json|prometheus], users [text|json], user-delete NAME or invite-token"
+            "unknown request {request:?}: expected status [text|json|prometheus], users [text|json], user-delete NAME, invite-token, reports [text|json], report-dismiss ID, ban NAME [REASON], unban NAME, log-head, peer-add URL, peer-list [text|json] or peer-remove FINGERPRINT|HOST:PORT"
         )),
     };
     result.unwrap_or_else(Reply::Error)
@@ -421,6 +433,20 @@ async fn user_delete(relay: &Rc<Relay>, name: &str) -> Result<Reply, String> {
     )))
 }
 
+/// The key transparency log's signed tree head now: size, root, time,
+/// signature and the log key that verifies it.
+async fn log_head(relay: &Rc<Relay>) -> Result<Reply, String> {
+    let head = relay.log.head(&relay.store).await.map_err(|e| e.to_string())?;
+    Ok(Reply::ok(format!(
+        "size      {}\nroot      {}\ntime_ms   {}\nsignature {}\nlog_key   {}\n",
+        head.size,
+        head.root_hex(),
+        head.time_ms,
+        hex::encode(head.signature),
+        hex::encode(relay.log.public_key())
+    )))
+}
+
 /// Mints a one-time registration token; only its SHA-256 is stored, and
 /// registering with it spends it (see `cmd::accounts`).
 async fn invite_token(relay: &Rc<Relay>) -> Result<Reply, String> {
@@ -485,4 +511,97 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     f.write_all(bytes)?;
     drop(f);
     std::fs::rename(&tmp, path)
+}
+
+/// Adds (or re-addresses) a peer relay; its forwarder starts at once.
+async fn peer_add(relay: &Rc<Relay>, url: &str) -> Result<Reply, String> {
+    let url: crate::fed::address::PeerUrl = url.parse()?;
+    if url.fingerprint == relay.fed.fingerprint() {
+        return Err(
+            "that fingerprint is this relay's own certificate: a relay does not peer with itself".into()
+        );
+    }
+    let peer = crate::store::peers::Peer {
+        fingerprint: url.fingerprint,
+        host: url.host,
+        port: url.port,
+        source: "admin".into(),
+    };
+    let stored = peer.clone();
+    let new = relay
+        .store
+        .write(move |tx| crate::store::peers::upsert(tx, &stored, now_ms()).map_err(StoreError::from))
+        .await
+        .map_err(|e| e.to_string())?;
+    relay.fed.add(relay, peer.clone());
+    log::info!(
+        "admin: peer {} {} (fingerprint {})",
+        peer.address(),
+        if new { "added" } else { "updated" },
+        peer.fingerprint
+    );
+    Ok(Reply::Ok {
+        note: Some(
+            "the peer's owner must add this relay too (qpc-server status shows this relay's fingerprint)"
+                .into(),
+        ),
+        body: format!(
+            "peer {} {}: fingerprint {}\n",
+            peer.address(),
+            if new { "added" } else { "updated" },
+            peer.fingerprint
+        ),
+    })
+}
+
+/// Each peer: address, fingerprint, whether a link is up, what is queued
+/// for it and the last error.
+async fn peer_list(relay: &Rc<Relay>, json: bool) -> Reply {
+    let rows = crate::status::peer_rows(relay).await;
+    let body = if json {
+        format!("[{}]\n", rows.iter().map(|r| r.json()).collect::<Vec<_>>().join(","))
+    } else {
+        let mut body = String::from("PEER  FINGERPRINT  REACHABLE  QUEUED  LAST ERROR\n");
+        for r in &rows {
+            body.push_str(&r.line());
+            body.push('\n');
+        }
+        body
+    };
+    let note =
+        rows.is_empty().then(|| "no peers yet: qpc-server peer add qpc://HOST:PORT#FINGERPRINT".to_string());
+    Reply::Ok { note, body }
+}
+
+/// Removes a peer (by fingerprint or HOST:PORT): its links close, its
+/// queued messages are given up and their senders told.
+async fn peer_remove(relay: &Rc<Relay>, which: &str) -> Result<Reply, String> {
+    let which = which.trim().to_ascii_lowercase();
+    let peer = relay
+        .fed
+        .peers()
+        .into_iter()
+        .find(|p| p.fingerprint == which || p.address() == which)
+        .ok_or_else(|| {
+            format!("no peer {which:?}: give its fingerprint or HOST:PORT as qpc-server peer list shows it")
+        })?;
+    let fp = peer.fingerprint.clone();
+    let dropped = relay
+        .store
+        .write(move |tx| {
+            let n = crate::store::outbound::drop_peer(tx, &fp, now_ms())?;
+            crate::store::peers::remove(tx, &fp)?;
+            Ok::<_, StoreError>(n)
+        })
+        .await
+        .map_err(|e| e.to_string())?;
+    relay.fed.remove(&peer.fingerprint);
+    log::info!("admin: peer {} removed; {dropped} queued messages given up", peer.address());
+    let note = (peer.source == "config").then(|| {
+        "this peer is also in the configuration (--peer / UCI list peer): remove it there too, or it returns at the next start".to_string()
+    });
+    Ok(Reply::Ok {
+        note,
+        body: format!("peer {} removed; {dropped} messages queued for it given up\n", peer.address()),
+    })
 }

@@ -100,6 +100,9 @@ pub struct Flags {
     /// seconds between rewrites of the metrics file (QPC_METRICS_INTERVAL_SECS; default 15)
     #[argh(option)]
     pub metrics_interval_secs: Option<u64>,
+    /// a peer relay, qpc://HOST:PORT#FINGERPRINT, repeatable (QPC_PEERS, comma-separated; UCI list peer)
+    #[argh(option)]
+    pub peer: Vec<String>,
     #[argh(subcommand)]
     pub command: Option<crate::ctl::Command>,
 }
@@ -163,6 +166,8 @@ pub struct Config {
     pub metrics_interval_secs: u64,
     /// Where blob files live (see `cmd::blob`).
     pub blob_dir: PathBuf,
+    /// Peer relays from the configuration (see `fed`).
+    pub peers: Vec<crate::fed::address::PeerUrl>,
 }
 
 /// Bounds that protect the router's memory and flash.
@@ -380,7 +385,16 @@ impl Config {
         let data_dir = pick(flags.data_dir, "QPC_DATA_DIR", PathBuf::from("./data"))?;
         let blob_dir =
             flags.blob_dir.or_else(|| env_path("QPC_BLOB_DIR")).unwrap_or_else(|| data_dir.join("blobs"));
+        let (peer_src, peer_name) =
+            if flags.peer.is_empty() { (env_list("QPC_PEERS"), "QPC_PEERS") } else { (flags.peer, "--peer") };
+        let peers = peer_src
+            .iter()
+            .map(|s| {
+                s.parse().map_err(|reason| ConfigError::Invalid { name: peer_name, value: s.clone(), reason })
+            })
+            .collect::<Result<_, _>>()?;
         Ok(Config {
+            peers,
             blob_dir,
             syslog,
             socket,

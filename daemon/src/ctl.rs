@@ -1,4 +1,5 @@
-//! `qpc-server status | users | user-delete | invite-token | backup`: the
+//! `qpc-server status | users | user-delete | invite-token | reports |
+//! report-dismiss | ban | unban | log-head | backup | peer`: the
 //! other end of the admin socket (see `admin`). Finds the socket of the
 //! relay started with the same `--data-dir` (or `--socket`), sends one
 //! request line and prints the answer. `restore` needs no relay: it refuses
@@ -27,8 +28,35 @@ pub enum Command {
     Users(Users),
     UserDelete(UserDelete),
     InviteToken(InviteToken),
+    Reports(Reports),
+    ReportDismiss(ReportDismiss),
+    Ban(Ban),
+    Unban(Unban),
+    LogHead(LogHead),
     Backup(Backup),
     Restore(Restore),
+    Peer(Peer),
+}
+
+/// manage the peer relays this relay delivers to: add, list, remove
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "peer")]
+pub struct Peer {
+    /// add URL (qpc://HOST:PORT#FINGERPRINT), list, or remove FINGERPRINT|HOST:PORT
+    #[argh(positional)]
+    action: String,
+    /// the URL (add) or the peer (remove)
+    #[argh(positional)]
+    what: Option<String>,
+    /// print JSON (list)
+    #[argh(switch)]
+    json: bool,
+    /// data directory of the relay (QPC_DATA_DIR; finds DATA_DIR/admin.sock)
+    #[argh(option)]
+    data_dir: Option<PathBuf>,
+    /// admin socket of the relay (QPC_SOCKET)
+    #[argh(option)]
+    socket: Option<PathBuf>,
 }
 
 /// write a consistent copy of the running relay (store, certificate, key) to FILE
@@ -119,6 +147,90 @@ pub struct InviteToken {
     /// admin socket of the relay (QPC_SOCKET)
     #[argh(option)]
     socket: Option<PathBuf>,
+}
+
+/// list the users' reports and the banned accounts (--json for scripts and LuCI)
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "reports")]
+pub struct Reports {
+    /// print one JSON object {"reports": [...], "banned": [...]}
+    #[argh(switch)]
+    json: bool,
+    /// data directory of the relay (QPC_DATA_DIR; finds DATA_DIR/admin.sock)
+    #[argh(option)]
+    data_dir: Option<PathBuf>,
+    /// admin socket of the relay (QPC_SOCKET)
+    #[argh(option)]
+    socket: Option<PathBuf>,
+}
+
+/// print the key transparency log's signed tree head (size, root, time, signature, log key)
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "log-head")]
+pub struct LogHead {
+    /// data directory of the relay (QPC_DATA_DIR; finds DATA_DIR/admin.sock)
+    #[argh(option)]
+    data_dir: Option<PathBuf>,
+    /// admin socket of the relay (QPC_SOCKET)
+    #[argh(option)]
+    socket: Option<PathBuf>,
+}
+
+/// delete a report (by its ID, as `qpc-server reports` lists it)
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "report-dismiss")]
+pub struct ReportDismiss {
+    /// the report's ID
+    #[argh(positional)]
+    id: String,
+    /// data directory of the relay (QPC_DATA_DIR; finds DATA_DIR/admin.sock)
+    #[argh(option)]
+    data_dir: Option<PathBuf>,
+    /// admin socket of the relay (QPC_SOCKET)
+    #[argh(option)]
+    socket: Option<PathBuf>,
+}
+
+/// ban an account: it can no longer log in or send; its queues are kept
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "ban")]
+pub struct Ban {
+    /// the username
+    #[argh(positional)]
+    name: String,
+    /// why, shown to the banned account's devices (at most 500 bytes)
+    #[argh(option)]
+    reason: Option<String>,
+    /// data directory of the relay (QPC_DATA_DIR; finds DATA_DIR/admin.sock)
+    #[argh(option)]
+    data_dir: Option<PathBuf>,
+    /// admin socket of the relay (QPC_SOCKET)
+    #[argh(option)]
+    socket: Option<PathBuf>,
+}
+
+/// lift the ban of an account
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "unban")]
+pub struct Unban {
+    /// the username
+    #[argh(positional)]
+    name: String,
+    /// data directory of the relay (QPC_DATA_DIR; finds DATA_DIR/admin.sock)
+    #[argh(option)]
+    data_dir: Option<PathBuf>,
+    /// admin socket of the relay (QPC_SOCKET)
+    #[argh(option)]
+    socket: Option<PathBuf>,
+}
+
+/// Refuses a username argument that would not fit on the request line.
+fn one_word(command: &str, name: &str) -> Result<(), ExitCode> {
+    if name.is_empty() || name.contains(['\n', '\r', ' ']) {
+        eprintln!("qpc-server {command}: invalid argument {name:?} (one word expected)");
+        return Err(ExitCode::from(2));
+    }
+    Ok(())
 }
 
 /// The admin socket to use: flags first (the subcommand's, then the
@@ -259,13 +371,64 @@ pub fn run(
             (if u.json { "users json" } else { "users text" }.to_string(), u.socket, u.data_dir)
         }
         Command::UserDelete(d) => {
-            if d.name.is_empty() || d.name.contains(['\n', '\r', ' ']) {
-                eprintln!("qpc-server user-delete: invalid username {:?}", d.name);
-                return ExitCode::from(2);
+            if let Err(code) = one_word("user-delete", &d.name) {
+                return code;
             }
             (format!("user-delete {}", d.name), d.socket, d.data_dir)
         }
+        Command::Reports(r) => {
+            (if r.json { "reports json" } else { "reports text" }.to_string(), r.socket, r.data_dir)
+        }
+        Command::ReportDismiss(d) => {
+            if let Err(code) = one_word("report-dismiss", &d.id) {
+                return code;
+            }
+            (format!("report-dismiss {}", d.id), d.socket, d.data_dir)
+        }
+        Command::Ban(b) => {
+            if let Err(code) = one_word("ban", &b.name) {
+                return code;
+            }
+            let reason = b.reason.unwrap_or_default();
+            if reason.contains(['\n', '\r']) {
+                eprintln!("qpc-server ban: the reason must be one line");
+                return ExitCode::from(2);
+            }
+            (format!("ban {} {reason}", b.name).trim_end().to_string(), b.socket, b.data_dir)
+        }
+        Command::Unban(u) => {
+            if let Err(code) = one_word("unban", &u.name) {
+                return code;
+            }
+            (format!("unban {}", u.name), u.socket, u.data_dir)
+        }
         Command::InviteToken(t) => ("invite-token".to_string(), t.socket, t.data_dir),
+        Command::LogHead(h) => ("log-head".to_string(), h.socket, h.data_dir),
+        Command::Peer(p) => {
+            let what = p.what.unwrap_or_default();
+            let request = match p.action.as_str() {
+                "add" | "remove" if what.is_empty() || what.contains(['\n', '\r', ' ']) => {
+                    eprintln!(
+                        "qpc-server peer {}: give {}",
+                        p.action,
+                        if p.action == "add" {
+                            "the peer URL, qpc://HOST:PORT#FINGERPRINT"
+                        } else {
+                            "the peer's fingerprint or HOST:PORT"
+                        }
+                    );
+                    return ExitCode::from(2);
+                }
+                "add" => format!("peer-add {what}"),
+                "remove" => format!("peer-remove {what}"),
+                "list" => format!("peer-list {}", if p.json { "json" } else { "text" }),
+                other => {
+                    eprintln!("qpc-server peer: unknown action {other:?}: expected add, list or remove");
+                    return ExitCode::from(2);
+                }
+            };
+            (request, p.socket, p.data_dir)
+        }
     };
     let path = socket_path(socket, data_dir, top_socket, top_data_dir);
     finish(ask(&path, &request).map(|(note, body)| {

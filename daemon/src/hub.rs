@@ -39,6 +39,8 @@ pub struct Accepted {
     /// Recipient and the sequence number the message got there; duplicates
     /// (already stored under the same client message id) are left out.
     pub to: Vec<(IdentityKey, u64)>,
+    /// Peer relays (fingerprints) whose outgoing queue got it.
+    pub forwarded: Vec<String>,
 }
 
 /// One waiting FetchWait.
@@ -280,6 +282,7 @@ mod tests {
 
     fn accepted(to: &[(IdentityKey, u64)], channel: &[u8]) -> Accepted {
         Accepted {
+            forwarded: Vec::new(),
             sender: [9; 32],
             channel_id: channel.to_vec(),
             payload: b"m".to_vec(),

@@ -79,6 +79,12 @@ pub struct Relay {
     in_flight: Cell<usize>,
     /// Where blob bytes live (see `cmd::blob`).
     pub blobs: cmd::blob::BlobDir,
+    /// The owner's bans (see `cmd::moderation`).
+    pub bans: cmd::moderation::Bans,
+    /// The key transparency log's tree and signing key (see `cmd::kt`).
+    pub log: cmd::kt::Log,
+    /// Peer relays and their links (see `fed`).
+    pub fed: crate::fed::Federation,
 }
 
 impl Relay {
@@ -101,6 +107,12 @@ pub struct Session {
     pub account: RefCell<Option<String>>,
     pub registration: RefCell<Option<PendingRegistration>>,
     pub login: RefCell<Option<(String, ServerLogin<Suite>)>>,
+    /// The account whose recovery code this connection showed (it may set
+    /// a new password, see `cmd::recovery`).
+    pub recovered: RefCell<Option<String>>,
+    /// The account's password was proven on this connection (OPAQUE
+    /// registration or login), as revoking a device requires.
+    pub password_verified: Cell<bool>,
     bucket: RefCell<Bucket>,
 }
 
@@ -160,9 +172,13 @@ pub async fn run(config: Config) -> Result<(), ServeError> {
         store::Options::from_env(),
     )?);
     let opaque = opaque_setup(&store).await?;
+    let bans = cmd::moderation::Bans::load(store.read(store::moderation::bans).await?);
+    let log = cmd::kt::Log::open(&store).await?;
+    log::info!("key transparency log key {}", hex::encode(log.public_key()));
     let blobs = cmd::blob::BlobDir::open(&config.blob_dir)
         .map_err(|source| ServeError::BlobDir { path: config.blob_dir.display().to_string(), source })?;
     let server_config = tls::server_config(&identity, &config.limits)?;
+    let peers = load_peers(&store, &config.peers).await?;
     log::info!("registration {}", config.registration.name());
     if config.registration == Registration::Token && config.registration_token.is_empty() {
         log::info!("no --registration-token: only one-time invite tokens admit new accounts");
@@ -182,6 +198,9 @@ pub async fn run(config: Config) -> Result<(), ServeError> {
         shutdown,
         in_flight: Cell::new(0),
         blobs,
+        bans,
+        log,
+        fed: crate::fed::Federation::new(identity, peers, config.limits.rate_per_address),
     });
 
     tokio::task::spawn_local(sweep_loop(Rc::clone(&relay)));
@@ -196,10 +215,12 @@ pub async fn run(config: Config) -> Result<(), ServeError> {
         endpoints.push(endpoint);
         listening.push(local);
     }
+    relay.fed.set_endpoints(endpoints.clone());
+    relay.fed.start(&relay);
     let facts = Rc::new(Facts {
         started: up_since,
         listen: listening,
-        fingerprint: identity.fingerprint.clone(),
+        fingerprint: relay.fed.fingerprint().to_string(),
         data_dir: dir.clone(),
         db_key: config.db_key.clone(),
     });
@@ -304,6 +325,14 @@ async fn serve_connection(relay: Rc<Relay>, incoming: quinn::Incoming) {
             return;
         }
     };
+    let alpn = conn
+        .handshake_data()
+        .and_then(|d| d.downcast::<quinn::crypto::rustls::HandshakeData>().ok())
+        .and_then(|d| d.protocol);
+    if alpn.as_deref() == Some(qpc_proto::FED_ALPN) {
+        relay.fed.accept(&relay, conn).await;
+        return;
+    }
     let session = Rc::new(Session {
         conn: conn.clone(),
         nonce: Cell::new(None),
@@ -311,6 +340,8 @@ async fn serve_connection(relay: Rc<Relay>, incoming: quinn::Incoming) {
         account: RefCell::new(None),
         registration: RefCell::new(None),
         login: RefCell::new(None),
+        recovered: RefCell::new(None),
+        password_verified: Cell::new(false),
         bucket: RefCell::new(Bucket::new(relay.limits.rate_per_connection)),
     });
     loop {
@@ -337,7 +368,7 @@ async fn serve_connection(relay: Rc<Relay>, incoming: quinn::Incoming) {
     }
 }
 
-fn refusal_frame(request_id: u32, r: &Refusal) -> Vec<u8> {
+pub(crate) fn refusal_frame(request_id: u32, r: &Refusal) -> Vec<u8> {
     let detail = pb::ErrorDetail { message: r.message.clone() }.encode_to_vec();
     ResponseFrame::new(r.status, request_id, detail).encode()
 }
@@ -372,7 +403,7 @@ async fn serve_stream(
     }
 }
 
-async fn read_request(
+pub(crate) async fn read_request(
     relay: &Relay,
     recv: &mut quinn::RecvStream,
 ) -> Result<(RequestHeader, Vec<u8>), (u32, Refusal)> {
@@ -407,6 +438,79 @@ async fn read_request(
         ));
     }
     Ok((header, payload))
+}
+
+/// Reads one request of peer relay `fingerprint`, answers it (within the
+/// peer's request rate), and finishes the stream.
+pub(crate) async fn serve_peer_stream(
+    relay: Rc<Relay>,
+    fingerprint: String,
+    mut send: quinn::SendStream,
+    mut recv: quinn::RecvStream,
+) {
+    let _call = InFlight::new(&relay);
+    let response = match tokio::time::timeout(REQUEST_READ_TIMEOUT, read_request(&relay, &mut recv)).await {
+        Err(_) => refusal_frame(0, &Refusal::bad_request("request not received in time; stream closed")),
+        Ok(Err((request_id, refusal))) => {
+            let _ = recv.stop(0u32.into());
+            refusal_frame(request_id, &refusal)
+        }
+        Ok(Ok((header, _))) if !relay.fed.allow(&fingerprint) => refusal_frame(
+            header.request_id,
+            &Refusal::new(Status::RateLimited, "too many requests from your relay; slow down"),
+        ),
+        Ok(Ok((header, payload))) => {
+            match cmd::dispatch_peer(&relay, &fingerprint, header.method, &payload).await {
+                Ok(body) => ResponseFrame::new(Status::Ok, header.request_id, body).encode(),
+                Err(refusal) => {
+                    log::debug!(
+                        "refused peer {fingerprint:.16} method {} ({}): {}",
+                        header.method,
+                        refusal.status,
+                        refusal.message
+                    );
+                    refusal_frame(header.request_id, &refusal)
+                }
+            }
+        }
+    };
+    if send.write_all(&response).await.is_ok() {
+        let _ = send.finish();
+    }
+}
+
+/// Brings the configured peers (--peer, UCI list peer) into the store,
+/// drops configured ones no longer listed, and returns every peer.
+async fn load_peers(
+    store: &Store,
+    configured: &[crate::fed::address::PeerUrl],
+) -> Result<Vec<store::peers::Peer>, ServeError> {
+    let wanted: Vec<store::peers::Peer> = configured
+        .iter()
+        .map(|u| store::peers::Peer {
+            fingerprint: u.fingerprint.clone(),
+            host: u.host.clone(),
+            port: u.port,
+            source: "config".into(),
+        })
+        .collect();
+    let peers = store
+        .write(move |tx| {
+            let fps: Vec<String> = wanted.iter().map(|p| p.fingerprint.clone()).collect();
+            for gone in store::peers::configured_not_in(tx, &fps)? {
+                store::outbound::drop_peer(tx, &gone, store::now_ms())?;
+                store::peers::remove(tx, &gone)?;
+            }
+            for p in &wanted {
+                store::peers::upsert(tx, p, store::now_ms())?;
+            }
+            store::peers::list(tx).map_err(StoreError::from)
+        })
+        .await?;
+    for p in &peers {
+        log::info!("federation: peer {} ({}, fingerprint {})", p.address(), p.source, p.fingerprint);
+    }
+    Ok(peers)
 }
 
 /// Quota and auth refusals are what a user asks the owner about: logged
@@ -493,6 +597,7 @@ async fn sweep_loop(relay: Rc<Relay>) {
             .store
             .write(move |tx| {
                 store::fences::expire_before(tx, cutoff)?;
+                store::outbound::expire_before(tx, cutoff, store::now_ms())?;
                 store::queues::expire_before(tx, cutoff).map_err(StoreError::from)
             })
             .await

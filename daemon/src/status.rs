@@ -30,6 +30,10 @@ pub struct Figures {
     pub uptime_s: u64,
     pub listen: Vec<String>,
     pub fingerprint: String,
+    /// The key transparency log key (hex), its size and head root (hex).
+    pub log_key: String,
+    pub log_size: u64,
+    pub log_head: String,
     pub registration: &'static str,
     pub connections: u64,
     pub accounts: u64,
@@ -47,8 +51,79 @@ pub struct Figures {
     pub enqueued: u64,
     pub delivered: u64,
     pub expired: u64,
+    /// Reports waiting for the owner, and banned accounts.
+    pub reports: u64,
+    pub banned: u64,
     pub errors: u64,
     pub last_error: Option<LastError>,
+    /// The peer relays (federation).
+    pub peers: Vec<PeerRow>,
+}
+
+/// One peer relay as status shows it.
+#[derive(Debug, Clone)]
+pub struct PeerRow {
+    pub address: String,
+    pub fingerprint: String,
+    pub source: String,
+    pub reachable: bool,
+    /// Messages waiting in its outgoing queue.
+    pub queued: u64,
+    pub queued_bytes: u64,
+    pub forwarded: u64,
+    pub received: u64,
+    pub last_error: String,
+}
+
+impl PeerRow {
+    pub fn json(&self) -> String {
+        format!(
+            "{{\"address\":{},\"fingerprint\":{},\"source\":{},\"reachable\":{},\"queued\":{},\"queued_bytes\":{},\"forwarded\":{},\"received\":{},\"last_error\":{}}}",
+            json_string(&self.address),
+            json_string(&self.fingerprint),
+            json_string(&self.source),
+            self.reachable,
+            self.queued,
+            self.queued_bytes,
+            self.forwarded,
+            self.received,
+            if self.last_error.is_empty() { "null".into() } else { json_string(&self.last_error) }
+        )
+    }
+
+    pub fn line(&self) -> String {
+        format!(
+            "{}  {:.16}  {}  {}  {}",
+            self.address,
+            self.fingerprint,
+            if self.reachable { "yes" } else { "no" },
+            self.queued,
+            if self.last_error.is_empty() { "-" } else { &self.last_error }
+        )
+    }
+}
+
+/// Every peer with its state and outgoing queue.
+pub async fn peer_rows(relay: &Relay) -> Vec<PeerRow> {
+    let mut rows = Vec::new();
+    for p in relay.fed.peers() {
+        let fp = p.fingerprint.clone();
+        let (queued, queued_bytes) =
+            relay.store.read(move |c| crate::store::outbound::queued(c, &fp)).await.unwrap_or((0, 0));
+        let state = relay.fed.state(&p.fingerprint);
+        rows.push(PeerRow {
+            address: p.address(),
+            fingerprint: p.fingerprint,
+            source: p.source,
+            reachable: state.reachable,
+            queued,
+            queued_bytes,
+            forwarded: state.forwarded,
+            received: state.received,
+            last_error: state.last_error,
+        });
+    }
+    rows
 }
 
 /// Bytes the database takes on disk: the file and its write-ahead log.
@@ -65,8 +140,13 @@ impl Figures {
         let meta::Totals { accounts, identities, queued_messages, queued_bytes } =
             relay.store.read(meta::totals).await?;
         let (blobs, blob_bytes) = crate::cmd::blob::totals(relay).await?;
+        let (reports, banned) = relay.store.read(crate::store::moderation::counts).await?;
         let stats = &relay.stats;
+        let head = relay.log.head(&relay.store).await?;
         Ok(Figures {
+            log_key: hex::encode(relay.log.public_key()),
+            log_size: head.size,
+            log_head: head.root_hex(),
             version: env!("CARGO_PKG_VERSION"),
             uptime_s: facts.started.elapsed().as_secs(),
             listen: facts.listen.iter().map(SocketAddr::to_string).collect(),
@@ -86,8 +166,11 @@ impl Figures {
             enqueued: stats.enqueued.get(),
             delivered: stats.delivered.get(),
             expired: stats.expired.get(),
+            reports,
+            banned,
             errors: logger::errors(),
             last_error: logger::last_error(),
+            peers: peer_rows(relay).await,
         })
     }
 
@@ -100,6 +183,8 @@ impl Figures {
         let listen: Vec<String> = self.listen.iter().map(|a| json_string(a)).collect();
         let _ = write!(o, "\"listen\":[{}],", listen.join(","));
         let _ = write!(o, "\"fingerprint\":{},", json_string(&self.fingerprint));
+        let _ = write!(o, "\"log_key\":{},", json_string(&self.log_key));
+        let _ = write!(o, "\"log_head\":{},", json_string(&self.log_head));
         let _ = write!(o, "\"registration\":{},", json_string(self.registration));
         for (key, value) in [
             ("connections", self.connections),
@@ -113,12 +198,17 @@ impl Figures {
             ("blob_bytes", self.blob_bytes),
             ("blob_cap_bytes", self.blob_cap_bytes),
             ("blob_lifetime_s", self.blob_lifetime_s),
+            ("log_size", self.log_size),
             ("enqueued", self.enqueued),
             ("delivered", self.delivered),
             ("expired", self.expired),
+            ("reports", self.reports),
+            ("banned", self.banned),
         ] {
             let _ = write!(o, "\"{key}\":{value},");
         }
+        let peers: Vec<String> = self.peers.iter().map(PeerRow::json).collect();
+        let _ = write!(o, "\"peers\":[{}],", peers.join(","));
         let last_error = self.last_error.as_ref().map_or("null".into(), |e| json_string(&e.message));
         let _ = write!(o, "\"last_error\":{last_error}}}");
         o.push('\n');
@@ -135,9 +225,11 @@ impl Figures {
         family(&mut o, "qpc_info", "gauge", "qpc-server version and settings (labels); always 1.");
         let _ = writeln!(
             o,
-            "qpc_info{{version={},fingerprint={},registration={}}} 1",
+            "qpc_info{{version={},fingerprint={},log_key={},log_head={},registration={}}} 1",
             label(self.version),
             label(&self.fingerprint),
+            label(&self.log_key),
+            label(&self.log_head),
             label(self.registration)
         );
         family(
@@ -166,6 +258,9 @@ impl Figures {
             ),
             ("qpc_blob_cap_bytes", "Most blob bytes the relay holds in all.", self.blob_cap_bytes),
             ("qpc_blob_lifetime_seconds", "Seconds a blob is kept at most.", self.blob_lifetime_s),
+            ("qpc_reports", "Reports waiting for the relay's owner.", self.reports),
+            ("qpc_banned_accounts", "Accounts banned by the relay's owner.", self.banned),
+            ("qpc_log_entries", "Entries in the key transparency log.", self.log_size),
         ];
         for (name, help, value) in gauges {
             family(&mut o, name, "gauge", help);
@@ -180,6 +275,36 @@ impl Figures {
         for (name, help, value) in counters {
             family(&mut o, name, "counter", help);
             let _ = writeln!(o, "{name} {value}");
+        }
+        if !self.peers.is_empty() {
+            let per_peer = [
+                ("qpc_peer_up", "gauge", "Whether a link to the peer relay is up (1) or not (0)."),
+                ("qpc_peer_queued_messages", "gauge", "Messages waiting in the outgoing queue for the peer."),
+                (
+                    "qpc_peer_queued_bytes",
+                    "gauge",
+                    "Payload bytes waiting in the outgoing queue for the peer.",
+                ),
+                (
+                    "qpc_peer_forwarded_total",
+                    "counter",
+                    "Messages the peer took from this relay since start.",
+                ),
+                ("qpc_peer_received_total", "counter", "Messages this relay took from the peer since start."),
+            ];
+            for (name, kind, help) in per_peer {
+                family(&mut o, name, kind, help);
+                for p in &self.peers {
+                    let value = match name {
+                        "qpc_peer_up" => u64::from(p.reachable),
+                        "qpc_peer_queued_messages" => p.queued,
+                        "qpc_peer_queued_bytes" => p.queued_bytes,
+                        "qpc_peer_forwarded_total" => p.forwarded,
+                        _ => p.received,
+                    };
+                    let _ = writeln!(o, "{name}{{peer={}}} {value}", label(&p.address));
+                }
+            }
         }
         if let Some(e) = &self.last_error {
             let name = "qpc_last_error_timestamp_seconds";
@@ -200,6 +325,8 @@ impl Figures {
         row("uptime", duration(self.uptime_s));
         row("listen", self.listen.join(", "));
         row("fingerprint", self.fingerprint.clone());
+        row("log key", self.log_key.clone());
+        row("log", format!("{} entries, head {}", self.log_size, self.log_head));
         row("registration", self.registration.to_string());
         row("connections", self.connections.to_string());
         row("accounts", self.accounts.to_string());
@@ -233,7 +360,25 @@ impl Figures {
                 format!("{} ago: {}", duration(ago), e.message)
             }
         };
+        row("moderation", format!("{} reports waiting, {} accounts banned", self.reports, self.banned));
         row("last error", last);
+        for p in &self.peers {
+            let error = if p.last_error.is_empty() {
+                String::new()
+            } else {
+                format!(", last error: {}", p.last_error)
+            };
+            row(
+                "peer",
+                format!(
+                    "{} ({}), {}, {} queued for it{error}",
+                    p.address,
+                    &p.fingerprint[..p.fingerprint.len().min(16)],
+                    if p.reachable { "reachable" } else { "not reachable" },
+                    p.queued
+                ),
+            );
+        }
         o
     }
 }
@@ -313,6 +458,9 @@ mod tests {
             uptime_s: 3725,
             listen: vec!["127.0.0.1:7000".into(), "[::1]:7000".into()],
             fingerprint: "ab".repeat(32),
+            log_key: "cd".repeat(32),
+            log_size: 9,
+            log_head: "ef".repeat(32),
             registration: "token",
             connections: 2,
             accounts: 3,
@@ -328,8 +476,21 @@ mod tests {
             enqueued: 7,
             delivered: 2,
             expired: 0,
+            reports: 2,
+            banned: 1,
             errors: 1,
             last_error: last_error.map(|m| LastError { at: SystemTime::now(), message: m.into() }),
+            peers: vec![PeerRow {
+                address: "friends.example.net:7000".into(),
+                fingerprint: "cd".repeat(32),
+                source: "admin".into(),
+                reachable: false,
+                queued: 3,
+                queued_bytes: 900,
+                forwarded: 1,
+                received: 2,
+                last_error: "no answer within 5 s".into(),
+            }],
         }
     }
 
@@ -340,7 +501,12 @@ mod tests {
             "{\"version\":\"0.1.0\",\"uptime_s\":3725,\"listen\":[\"127.0.0.1:7000\",\"[::1]:7000\"],"
         ));
         assert!(json.ends_with(",\"last_error\":\"disk \\\"full\\\"\\n\\\\ \\u0001\"}\n"), "{json}");
-        assert!(sample(None).json().ends_with("\"expired\":0,\"last_error\":null}\n"));
+        let json = sample(None).json();
+        assert!(
+            json.contains("\"expired\":0,\"reports\":2,\"banned\":1,\"peers\":[{\"address\":\"friends.example.net:7000\","),
+            "{json}"
+        );
+        assert!(json.ends_with("\"last_error\":\"no answer within 5 s\"}],\"last_error\":null}\n"), "{json}");
     }
 
     #[test]
@@ -353,6 +519,7 @@ mod tests {
         }
         assert!(text.contains("qpc_enqueued_total 7\n"));
         assert!(text.contains("qpc_listen_info{addr=\"[::1]:7000\"} 1\n"));
+        assert!(text.contains("qpc_peer_queued_messages{peer=\"friends.example.net:7000\"} 3\n"), "{text}");
         assert_eq!(label("a\"b\\c\nd"), "\"a\\\"b\\\\c\\nd\"");
     }
 

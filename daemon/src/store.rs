@@ -15,19 +15,28 @@
 //!
 //! Every SQL statement of the daemon lives below this module, behind typed
 //! operations: `queues`, `key_packages`, `accounts`, `directory`,
-//! `identities`, `hybrid_keys`, `fences`, `meta`, `blobs`. A command composes them in one
+//! `identities`, `hybrid_keys`, `fences`, `meta`, `blobs`, `moderation`,
+//! `recovery`, `kt`, `peers`, `outbound`. A command composes them in one
 //! write closure when it needs several steps to be all-or-nothing.
 
 pub mod accounts;
 pub mod blobs;
+// The functions SQLCipher's C code calls for its page encryption.
+#[allow(unsafe_code)]
+mod crypto;
 pub mod delivery_tokens;
 pub mod directory;
 pub mod fences;
 pub mod hybrid_keys;
 pub mod identities;
 pub mod key_packages;
+pub mod kt;
 pub mod meta;
+pub mod moderation;
+pub mod outbound;
+pub mod peers;
 pub mod queues;
+pub mod recovery;
 mod schema;
 mod worker;
 

@@ -1,12 +1,24 @@
 //! The relay's TLS identity: a self-signed certificate made on first start
 //! and kept in the data directory, and the QUIC server configuration built
-//! from it (TLS 1.3 only, ALPN `qpc`).
+//! from it (TLS 1.3 only, ALPN `qpc` for clients and `qpc-fed` for peer
+//! relays), and the client configuration a relay dials its peers with (the
+//! peer's certificate pinned by fingerprint, our own certificate shown as
+//! the client certificate: mutual TLS).
+//!
+//! The server asks every connection for a client certificate and checks
+//! only that its owner holds the key (the signature); whether the
+//! certificate belongs to a peer is decided after the handshake, by its
+//! fingerprint (see `fed`), and only on `qpc-fed` connections. Clients of
+//! `qpc` send none, and nothing changes for them.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName, UnixTime};
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
+use rustls::{DigitallySignedStruct, DistinguishedName, SignatureScheme};
 use sha2::{Digest, Sha256};
 
 #[derive(Debug, thiserror::Error)]
@@ -98,11 +110,13 @@ pub fn server_config(
     limits: &crate::config::Limits,
 ) -> Result<quinn::ServerConfig, TlsError> {
     let provider = Arc::new(provider());
+    let verifier =
+        Arc::new(KeyCheck { pinned: None, algorithms: provider.signature_verification_algorithms });
     let mut tls = rustls::ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])?
-        .with_no_client_auth()
+        .with_client_cert_verifier(verifier)
         .with_single_cert(vec![identity.cert.clone()], PrivateKeyDer::Pkcs8(identity.key.clone_key()))?;
-    tls.alpn_protocols = vec![qpc_proto::ALPN.to_vec()];
+    tls.alpn_protocols = vec![qpc_proto::ALPN.to_vec(), qpc_proto::FED_ALPN.to_vec()];
     // Our order (ChaCha20 first on CPUs without AES) beats a laptop's.
     tls.ignore_client_order = !has_aes();
     let quic =
@@ -123,6 +137,143 @@ pub fn server_config(
     let idle = quinn::IdleTimeout::try_from(Duration::from_secs(limits.idle_timeout_secs))
         .map_err(|e| TlsError::Quic(e.to_string()))?;
     transport.max_idle_timeout(Some(idle));
+    config.transport_config(Arc::new(transport));
+    Ok(config)
+}
+
+/// The certificate checks of federation, one type for both sides: as the
+/// server's client-certificate check (`pinned: None`): optional, any
+/// certificate whose key signed the handshake (the fingerprint is checked
+/// after it, see `fed`); as the dialing relay's server check: only the
+/// certificate whose SHA-256 is `pinned`. Either way the handshake
+/// signature is verified.
+#[derive(Debug)]
+struct KeyCheck {
+    pinned: Option<String>,
+    algorithms: rustls::crypto::WebPkiSupportedAlgorithms,
+}
+
+impl KeyCheck {
+    fn tls12(&self) -> Result<HandshakeSignatureValid, rustls::Error> {
+        Err(rustls::Error::PeerIncompatible(rustls::PeerIncompatible::Tls12NotOffered))
+    }
+
+    fn tls13(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
+    }
+}
+
+impl ClientCertVerifier for KeyCheck {
+    fn offer_client_auth(&self) -> bool {
+        true
+    }
+
+    fn client_auth_mandatory(&self) -> bool {
+        false
+    }
+
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        &[]
+    }
+
+    fn verify_client_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _now: UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        Ok(ClientCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        _: &[u8],
+        _: &CertificateDer<'_>,
+        _: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.tls12()
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        m: &[u8],
+        c: &CertificateDer<'_>,
+        d: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.tls13(m, c, d)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.algorithms.supported_schemes()
+    }
+}
+
+impl ServerCertVerifier for KeyCheck {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        if self.pinned.as_deref() == Some(fingerprint(end_entity).as_str()) {
+            return Ok(ServerCertVerified::assertion());
+        }
+        Err(rustls::Error::InvalidCertificate(rustls::CertificateError::ApplicationVerificationFailure))
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        _: &[u8],
+        _: &CertificateDer<'_>,
+        _: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.tls12()
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        m: &[u8],
+        c: &CertificateDer<'_>,
+        d: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.tls13(m, c, d)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.algorithms.supported_schemes()
+    }
+}
+
+/// What a relay dials a peer with: ALPN `qpc-fed`, the peer pinned by
+/// `peer_fingerprint`, this relay's own certificate as the client's.
+pub fn peer_client_config(
+    identity: &Identity,
+    peer_fingerprint: &str,
+) -> Result<quinn::ClientConfig, TlsError> {
+    let provider = Arc::new(provider());
+    let verifier = Arc::new(KeyCheck {
+        pinned: Some(peer_fingerprint.to_ascii_lowercase()),
+        algorithms: provider.signature_verification_algorithms,
+    });
+    let mut tls = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])?
+        .dangerous()
+        .with_custom_certificate_verifier(verifier)
+        .with_client_auth_cert(vec![identity.cert.clone()], PrivateKeyDer::Pkcs8(identity.key.clone_key()))?;
+    tls.alpn_protocols = vec![qpc_proto::FED_ALPN.to_vec()];
+    let quic =
+        quinn::crypto::rustls::QuicClientConfig::try_from(tls).map_err(|e| TlsError::Quic(e.to_string()))?;
+    let mut config = quinn::ClientConfig::new(Arc::new(quic));
+    let mut transport = quinn::TransportConfig::default();
+    transport.keep_alive_interval(Some(Duration::from_secs(15)));
+    transport.max_concurrent_uni_streams(0u8.into());
     config.transport_config(Arc::new(transport));
     Ok(config)
 }

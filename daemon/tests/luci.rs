@@ -42,6 +42,11 @@ fn path_with(extra: Option<&Path>) -> String {
 
 /// Runs the rpcd backend as rpcd does: arguments, JSON on stdin.
 fn rpcd(args: &[&str], env: &[(&str, &str)], path: &str) -> Output {
+    rpcd_with(args, "{}", env, path)
+}
+
+/// As [`rpcd`], with `input` as the call's arguments.
+fn rpcd_with(args: &[&str], input: &str, env: &[(&str, &str)], path: &str) -> Output {
     let mut child = Command::new("sh")
         .arg(backend())
         .args(args)
@@ -59,7 +64,7 @@ fn rpcd(args: &[&str], env: &[(&str, &str)], path: &str) -> Output {
     let mut stdin = child.stdin.take().unwrap();
     if args.first() == Some(&"call") {
         // `list` reads nothing, so only a call gets its arguments.
-        stdin.write_all(b"{}").unwrap();
+        stdin.write_all(input.as_bytes()).unwrap();
     }
     drop(stdin);
     child.wait_with_output().unwrap()
@@ -74,7 +79,8 @@ fn json(out: Output) -> serde_json::Map<String, Value> {
     }
 }
 
-/// A relay with two accounts and a few queued messages.
+/// A relay with two accounts, a few queued messages, and a report of
+/// alice's about bob.
 fn busy_relay(dir: &TempDir) -> Server {
     let server =
         Server::start(&dir.join("data"), &["--registration", "token", "--store-cap-bytes", "33554432"]);
@@ -90,6 +96,7 @@ fn busy_relay(dir: &TempDir) -> Server {
             let to = bob_key.verifying_key().to_bytes();
             alice.enqueue(&to, b"chat", vec![i; 300], vec![i]).await.unwrap();
         }
+        alice.report("bob", "sends spam to #general").await.unwrap();
         alice.close().await;
         bob.close().await;
     });
@@ -107,8 +114,23 @@ fn rpcd_backend_answers_list_and_call_with_json_from_the_relay() {
 
     let list = json(rpcd(&["list"], &[], &path));
     let methods: BTreeSet<&str> = list.keys().map(String::as_str).collect();
-    assert_eq!(methods, BTreeSet::from(["status", "users", "invite_token", "backup", "restore"]));
-    assert!(list.values().all(|v| v == &serde_json::json!({})), "no arguments: {list:?}");
+    assert_eq!(
+        methods,
+        BTreeSet::from([
+            "status",
+            "users",
+            "reports",
+            "report_dismiss",
+            "ban",
+            "unban",
+            "invite_token",
+            "backup",
+            "restore"
+        ])
+    );
+    assert_eq!(list["ban"], serde_json::json!({ "username": "", "reason": "" }), "{list:?}");
+    assert_eq!(list["report_dismiss"], serde_json::json!({ "id": 0 }));
+    assert_eq!(list["status"], serde_json::json!({}), "no arguments: {list:?}");
 
     let status = json(rpcd(&["call", "status"], &env, &path));
     assert_eq!(status["running"], true);
@@ -128,6 +150,28 @@ fn rpcd_backend_answers_list_and_call_with_json_from_the_relay() {
         users["users"].as_array().unwrap().iter().map(|u| u["username"].as_str().unwrap()).collect();
     assert_eq!(names, ["alice", "bob"]);
     assert_eq!(users["users"][1]["queued"], 5);
+
+    // Reports and bans, as the page's buttons ask for them.
+    let reports = json(rpcd(&["call", "reports"], &env, &path));
+    assert_eq!(reports["reports"][0]["reported"], "bob", "{reports:?}");
+    assert_eq!(reports["reports"][0]["reason"], "sends spam to #general");
+    assert_eq!(reports["banned"], serde_json::json!([]));
+    let banned = json(rpcd_with(&["call", "ban"], r#"{"username":"bob","reason":"spam"}"#, &env, &path));
+    assert!(banned["done"].as_str().unwrap().contains("banned account \"bob\""), "{banned:?}");
+    let reports = json(rpcd(&["call", "reports"], &env, &path));
+    assert_eq!(reports["banned"][0]["username"], "bob");
+    assert_eq!(reports["banned"][0]["reason"], "spam");
+    let unknown = json(rpcd_with(&["call", "ban"], r#"{"username":"nobody"}"#, &env, &path));
+    assert!(unknown["error"].as_str().unwrap().contains("no account named \"nobody\""), "{unknown:?}");
+    json(rpcd_with(&["call", "unban"], r#"{"username":"bob"}"#, &env, &path));
+    let id = reports["reports"][0]["id"].to_string();
+    let dismissed = json(rpcd_with(&["call", "report_dismiss"], &format!("{{\"id\":{id}}}"), &env, &path));
+    assert!(dismissed["done"].as_str().unwrap().contains("dismissed"), "{dismissed:?}");
+    let reports = json(rpcd(&["call", "reports"], &env, &path));
+    assert_eq!(
+        (reports["reports"].clone(), reports["banned"].clone()),
+        (serde_json::json!([]), serde_json::json!([]))
+    );
 
     let token = json(rpcd(&["call", "invite_token"], &env, &path));
     assert_eq!(token["token"].as_str().unwrap().len(), 32);
@@ -305,6 +349,8 @@ fn invite_qr_code_decodes_to_the_invite_string() {
     for invite in [
         format!("qpc://192.168.1.1:7000#{fp}"),
         format!("qpc://[fd00:1234:5678:9abc:def0:1234:5678:9abc]:65535#{fp}"),
+        // With the key transparency log key, the longest the page makes.
+        format!("qpc://[fd00:1234:5678:9abc:def0:1234:5678:9abc]:65535#{fp};log={}", "cd".repeat(32)),
         "q".into(),
     ] {
         let pgm = dir.join("qr.pgm");
@@ -386,8 +432,10 @@ fn luci_page_renders_the_status_of_a_running_relay() {
     let data = server.data_dir.to_string_lossy().into_owned();
     let path = path_with(None);
     let env = [("QPC_DATA_DIR", data.as_str())];
+    ok(server.ctl(&["ban", "bob", "--reason", "spam, see the report"]));
     let status = json(rpcd(&["call", "status"], &env, &path));
     let users = json(rpcd(&["call", "users"], &env, &path));
+    let reports = json(rpcd(&["call", "reports"], &env, &path));
 
     let mut uci = uci_defaults();
     // As after the owner's first setup: enabled, with a key.
@@ -398,6 +446,7 @@ fn luci_page_renders_the_status_of_a_running_relay() {
         "rpc": {
             "qpc.status": status,
             "qpc.users": users,
+            "qpc.reports": reports,
             "qpc.invite_token": { "token": "0123456789abcdef0123456789abcdef", "note": "" }
         },
         "uci": { "qpc": { "server": uci } },
@@ -457,7 +506,8 @@ fn luci_page_renders_the_status_of_a_running_relay() {
     assert!(dom.contains("data-polled=\"1\""), "the poll refreshed it:\n{dom}");
     let fingerprint = status["fingerprint"].as_str().unwrap();
     let port_of_relay = server.addr.rsplit(':').next().unwrap();
-    let invite = format!("qpc://127.0.0.1:{port_of_relay}#{fingerprint}");
+    let log_key = status["log_key"].as_str().unwrap();
+    let invite = format!("qpc://127.0.0.1:{port_of_relay}#{fingerprint};log={log_key}");
     assert!(dom.contains(&invite), "the invite string {invite}:\n{dom}");
     for shown in [
         "Running",
@@ -469,6 +519,16 @@ fn luci_page_renders_the_status_of_a_running_relay() {
         "Files",
         "File lifetime (seconds)",
         "Download backup",
+        "Reports",
+        "sends spam to #general",
+        "Dismiss",
+        "Ban bob",
+        "Banned accounts",
+        "spam, see the report",
+        "Unban",
+        "1 reports waiting, 1 accounts banned",
+        "Key transparency log",
+        &format!("entries, head {}", status["log_head"].as_str().unwrap()),
     ] {
         assert!(dom.contains(shown), "{shown:?} on the page:\n{dom}");
     }

@@ -22,6 +22,8 @@ const KEYS: &[&str] = &[
     "uptime_s",
     "listen",
     "fingerprint",
+    "log_key",
+    "log_head",
     "registration",
     "connections",
     "accounts",
@@ -34,9 +36,13 @@ const KEYS: &[&str] = &[
     "blob_bytes",
     "blob_cap_bytes",
     "blob_lifetime_s",
+    "log_size",
     "enqueued",
     "delivered",
     "expired",
+    "reports",
+    "banned",
+    "peers",
     "last_error",
 ];
 

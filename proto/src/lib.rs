@@ -5,6 +5,7 @@
 
 pub mod auth;
 pub mod frame;
+pub mod kt;
 pub mod method;
 #[cfg(feature = "opaque")]
 pub mod opaque;
@@ -23,6 +24,9 @@ pub use status::Status;
 
 /// ALPN protocol id spoken by client and relay.
 pub const ALPN: &[u8] = b"qpc";
+
+/// ALPN protocol id spoken between peer relays (federation).
+pub const FED_ALPN: &[u8] = b"qpc-fed";
 
 /// Default bound on a frame's payload, in bytes, when none is configured.
 pub const DEFAULT_MAX_PAYLOAD: u32 = 1024 * 1024;

@@ -59,6 +59,28 @@ ids! {
         BlobDownload = 704,
         BlobReceived = 705,
         Signal = 800,
+        Report = 900,
+        StoreRecoveryBundle = 1000,
+        RecoveryStart = 1001,
+        RecoveryFinish = 1002,
+        DeleteRecoveryBundle = 1003,
+        /// Key transparency (see `kt`): the latest signed tree head.
+        LogHead = 1100,
+        /// Inclusion proofs of a username's current entries.
+        LogInclusion = 1101,
+        LogConsistency = 1102,
+        /// A range of entries, for an audit.
+        LogEntries = 1103,
+        /// The devices of one's own account.
+        ListDevices = 1104,
+        /// Revokes another device of one's own account (after OPAQUE login).
+        RevokeDevice = 1105,
+        ResolveRemoteUser = 1200,
+        Undelivered = 1201,
+        PeerResolveUser = 1250,
+        PeerFetchKeyPackage = 1251,
+        PeerDeliver = 1252,
+        PeerGroupCommit = 1253,
     }
 }
 
@@ -73,6 +95,17 @@ ids! {
 }
 
 impl Method {
+    /// Methods only a peer relay calls, over ALPN `qpc-fed`.
+    pub fn peer_only(self) -> bool {
+        matches!(
+            self,
+            Method::PeerResolveUser
+                | Method::PeerFetchKeyPackage
+                | Method::PeerDeliver
+                | Method::PeerGroupCommit
+        )
+    }
+
     /// Methods a connection may call before it has proven an identity.
     pub fn allowed_anonymous(self) -> bool {
         matches!(
@@ -85,6 +118,9 @@ impl Method {
                 | Method::OpaqueLoginFinish
                 // Where registration is open; the relay decides.
                 | Method::SealedEnqueue
+                // Recovery is for a person who lost every device.
+                | Method::RecoveryStart
+                | Method::RecoveryFinish
         )
     }
 }
@@ -98,7 +134,33 @@ mod tests {
         for m in Method::ALL {
             assert_eq!(Method::from_u16(m.id()), Some(*m));
         }
-        for unknown in [0u16, 99, 104, 199, 209, 299, 306, 402, 502, 599, 601, 699, 706, 801, u16::MAX] {
+        for unknown in [
+            0u16,
+            99,
+            104,
+            199,
+            209,
+            299,
+            306,
+            402,
+            502,
+            599,
+            601,
+            699,
+            706,
+            801,
+            899,
+            901,
+            999,
+            1004,
+            1099,
+            1106,
+            1199,
+            1202,
+            1249,
+            1254,
+            u16::MAX,
+        ] {
             assert_eq!(Method::from_u16(unknown), None, "{unknown}");
         }
         assert_eq!(Event::from_u16(1), Some(Event::NewMessage));

@@ -9,10 +9,23 @@ fn generated_code_matches_the_proto_files() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let out = std::env::temp_dir().join(format!("qpc-proto-gen-{}", std::process::id()));
     std::fs::create_dir_all(&out).unwrap();
-    let protos: Vec<_> = ["common", "auth", "accounts", "keys", "delivery", "groups", "blobs", "signals"]
-        .iter()
-        .map(|n| root.join(format!("qpc/v1/{n}.proto")))
-        .collect();
+    let protos: Vec<_> = [
+        "common",
+        "auth",
+        "accounts",
+        "keys",
+        "delivery",
+        "groups",
+        "blobs",
+        "signals",
+        "moderation",
+        "recovery",
+        "kt",
+        "federation",
+    ]
+    .iter()
+    .map(|n| root.join(format!("qpc/v1/{n}.proto")))
+    .collect();
     prost_build::Config::new()
         .out_dir(&out)
         .compile_protos(&protos, &[root.to_path_buf()])

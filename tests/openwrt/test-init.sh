@@ -294,6 +294,20 @@ printf "\tlist hostname 'a b'\n" >> "$current/qpc"
 run start
 refuse "hostname with a space" "invalid hostname 'a b'"
 
+config peers
+fp=0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef
+printf "\tlist peer 'qpc://friends.example.net:7001#$fp'\n\tlist peer 'qpc://[fd00::2]#$fp'\n" >> "$current/qpc"
+run start
+check_eq "peers: start succeeds" 0 "$rc"
+check_eq "peers: each one a --peer" \
+	"--peer qpc://friends.example.net:7001#$fp --peer qpc://[fd00::2]#$fp" \
+	"$(command_line | grep -o -e '--peer [^ ]*' | tr '\n' ' ' | sed 's/ $//')"
+
+config peer-no-fingerprint
+printf "\tlist peer 'qpc://friends.example.net:7001'\n" >> "$current/qpc"
+run start
+refuse "peer without a fingerprint" "invalid peer 'qpc://friends.example.net:7001'"
+
 config registration
 set_option registration sometimes
 run start

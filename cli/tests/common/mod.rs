@@ -199,6 +199,13 @@ impl Server {
     /// Stops and starts again on the same data directory and port.
     pub fn restart(&mut self) {
         assert_eq!(self.stop(), Some(0), "clean exit on SIGTERM; log:\n{}", self.log());
+        self.restart_stopped();
+    }
+
+    /// Starts a relay stopped with [`Server::stop`] again, on the same data
+    /// directory and port.
+    pub fn restart_stopped(&mut self) {
+        assert!(self.child.is_none(), "the relay is still running");
         let addr = self.addr.clone();
         let (extra, env, wrapper) = (self.extra.clone(), self.env.clone(), self.wrapper.clone());
         *self = Server::start_on(&self.data_dir.clone(), &addr, extra, env, wrapper);

@@ -17,7 +17,7 @@ use super::auth::{admit, verify_proof};
 use crate::config::Registration;
 use crate::refusal::Refusal;
 use crate::server::{Relay, Session};
-use crate::store::{accounts, directory, now_ms};
+use crate::store::{accounts, directory, kt, now_ms};
 
 /// Device keys one account may bind.
 pub const MAX_DEVICE_KEYS: u32 = 8;
@@ -26,6 +26,9 @@ pub const MAX_DEVICE_KEYS: u32 = 8;
 pub struct PendingRegistration {
     username: String,
     one_time_token: Option<Vec<u8>>,
+    /// A new password for an account this connection recovered (see
+    /// `cmd::recovery`): the record is replaced and the lost devices retired.
+    recovery: bool,
 }
 
 /// Checks a username: 1 to 32 of a-z, 0-9, '.', '_', '-', starting with a
@@ -46,7 +49,7 @@ fn malformed(what: &str) -> Refusal {
 }
 
 /// Constant-time equality, so the token cannot be guessed byte by byte.
-fn same(a: &[u8], b: &[u8]) -> bool {
+pub(crate) fn same(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
@@ -56,6 +59,10 @@ pub async fn register_start(
     req: pb::OpaqueRegisterStartRequest,
 ) -> Result<pb::OpaqueRegisterStartResponse, Refusal> {
     check_username(&req.username)?;
+    if session.recovered.borrow().as_deref() == Some(req.username.as_str()) {
+        relay.bans.check(&req.username)?;
+        return start_registration(relay, session, req, None, true);
+    }
     let one_time_token = match relay.registration {
         Registration::Open => None,
         Registration::Closed => {
@@ -89,12 +96,72 @@ pub async fn register_start(
             format!("the username {:?} is already taken", req.username),
         ));
     }
+    start_registration(relay, session, req, one_time_token, false)
+}
+
+fn start_registration(
+    relay: &Relay,
+    session: &Session,
+    req: pb::OpaqueRegisterStartRequest,
+    one_time_token: Option<Vec<u8>>,
+    recovery: bool,
+) -> Result<pb::OpaqueRegisterStartResponse, Refusal> {
     let request = RegistrationRequest::<Suite>::deserialize(&req.registration_request)
         .map_err(|_| malformed("registration request"))?;
     let started = ServerRegistration::<Suite>::start(&relay.opaque, request, req.username.as_bytes())
         .map_err(|_| malformed("registration request"))?;
-    *session.registration.borrow_mut() = Some(PendingRegistration { username: req.username, one_time_token });
+    *session.registration.borrow_mut() =
+        Some(PendingRegistration { username: req.username, one_time_token, recovery });
     Ok(pb::OpaqueRegisterStartResponse { registration_response: started.message.serialize().to_vec() })
+}
+
+/// The new password of a recovered account: its OPAQUE record is replaced,
+/// `key` is bound (if it is not already), and every other device key is
+/// retired, with what was stored for `key` itself (its private halves went
+/// with the lost device). The retired keys' connections are closed.
+async fn finish_recovery(
+    relay: &Rc<Relay>,
+    session: &Session,
+    username: String,
+    record: Vec<u8>,
+    key: [u8; 32],
+) -> Result<pb::OpaqueRegisterFinishResponse, Refusal> {
+    let account = username.clone();
+    let retired = relay
+        .store
+        .write(move |tx| {
+            if !accounts::replace_record(tx, &account, &record)? {
+                return Err(Refusal::new(
+                    Status::NotFound,
+                    format!("no account named {account:?} on this relay"),
+                ));
+            }
+            let bound = match directory::owner_of(tx, &key)? {
+                Some(owner) if owner == account => true,
+                Some(owner) => {
+                    return Err(Refusal::new(
+                        Status::Conflict,
+                        format!("this identity key already belongs to account {owner:?}"),
+                    ))
+                }
+                None => false,
+            };
+            let retired = accounts::retire_devices(tx, &account, &key)?;
+            if !bound {
+                directory::bind(tx, &key, &account, now_ms())?;
+            }
+            Ok(retired)
+        })
+        .await?;
+    for old in &retired {
+        if let Ok(old) = <[u8; 32]>::try_from(old.as_slice()) {
+            relay.hub.disconnect(old, "device retired by an account recovery");
+        }
+    }
+    session.recovered.borrow_mut().take();
+    admit(relay, session, key, Some(username.clone())).await?;
+    log::info!("account {username:?} recovered: new password, {} lost device keys retired", retired.len());
+    Ok(pb::OpaqueRegisterFinishResponse {})
 }
 
 pub async fn register_finish(
@@ -110,6 +177,9 @@ pub async fn register_finish(
         .map_err(|_| malformed("registration upload"))?;
     let record = ServerRegistration::<Suite>::finish(upload).serialize().to_vec();
     let key = verify_proof(session, &req.identity_key, &req.signature)?;
+    if pending.recovery {
+        return finish_recovery(relay, session, pending.username, record, key).await;
+    }
     let username = pending.username.clone();
     relay
         .store
@@ -119,6 +189,9 @@ pub async fn register_finish(
                     Status::Conflict,
                     format!("the username {:?} is already taken", pending.username),
                 ));
+            }
+            if let Some((owner, at)) = kt::revoked(tx, &key)? {
+                return Err(super::kt::revoked_refusal(&owner, at));
             }
             if let Some(owner) = directory::owner_of(tx, &key)? {
                 return Err(Refusal::new(
@@ -141,6 +214,7 @@ pub async fn register_finish(
         })
         .await?;
     admit(relay, session, key, Some(username.clone())).await?;
+    session.password_verified.set(true);
     log::info!("account {username:?} registered");
     Ok(pb::OpaqueRegisterFinishResponse {})
 }
@@ -159,6 +233,7 @@ pub async fn login_start(
             format!("too many failed logins for {who}; retry in {} s", wait.as_secs().max(1)),
         ));
     }
+    relay.bans.check(&req.username)?;
     // Counted as failed until it finishes.
     relay.logins.failed(&req.username, addr, relay.limits.max_login_failures);
     let username = req.username.clone();
@@ -202,11 +277,16 @@ pub async fn login_finish(
     if state.finish(finalization).is_err() {
         return Err(Refusal::new(Status::Unauthenticated, format!("wrong password for {username:?}")));
     }
+    relay.bans.check(&username)?;
     let key = verify_proof(session, &req.identity_key, &req.signature)?;
     let account = username.clone();
     relay
         .store
         .write(move |tx| match directory::owner_of(tx, &key)? {
+            _ if kt::revoked(tx, &key)?.is_some() => {
+                let (owner, at) = kt::revoked(tx, &key)?.unwrap_or_default();
+                Err(super::kt::revoked_refusal(&owner, at))
+            }
             Some(owner) if owner == account => Ok(()),
             Some(_) => Err(Refusal::new(Status::Forbidden, "this identity key belongs to another account")),
             None => {
@@ -224,5 +304,6 @@ pub async fn login_finish(
         .await?;
     relay.logins.succeeded(&username);
     admit(relay, session, key, Some(username.clone())).await?;
+    session.password_verified.set(true);
     Ok(pb::OpaqueLoginFinishResponse { username })
 }

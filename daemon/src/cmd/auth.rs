@@ -84,12 +84,16 @@ pub async fn prove(
     req: pb::AuthProveRequest,
 ) -> Result<pb::AuthProveResponse, Refusal> {
     let key = verify_proof(session, &req.identity_key, &req.signature)?;
+    super::kt::refuse_revoked(relay, key).await?;
     let account = relay.store.read(move |c| directory::owner_of(c, &key)).await?;
     if account.is_none() && relay.registration != Registration::Open {
         return Err(Refusal::new(
             Status::Forbidden,
             "this relay admits registered accounts only: log in with `qpc login --username NAME`",
         ));
+    }
+    if let Some(account) = &account {
+        relay.bans.check(account)?;
     }
     admit(relay, session, key, account).await?;
     Ok(pb::AuthProveResponse {})

@@ -6,9 +6,10 @@ use std::rc::Rc;
 use qpc_proto::{pb, Status};
 
 use super::accounts::check_username;
+use super::kt::{Tamper, TAMPER_KEY};
 use crate::refusal::{identity_key, Refusal};
 use crate::server::Relay;
-use crate::store::directory;
+use crate::store::{directory, peers};
 
 pub async fn resolve_user(
     relay: &Rc<Relay>,
@@ -23,6 +24,10 @@ pub async fn resolve_user(
             format!("no user named {:?} on this relay", req.username),
         ));
     }
+    let mut identity_keys = identity_keys;
+    if relay.log.tamper == Tamper::ExtraKey(req.username.clone()) {
+        identity_keys.push(TAMPER_KEY.to_vec());
+    }
     Ok(pb::ResolveUserResponse { identity_keys })
 }
 
@@ -31,6 +36,15 @@ pub async fn resolve_identity(
     req: pb::ResolveIdentityRequest,
 ) -> Result<pb::ResolveIdentityResponse, Refusal> {
     let key = identity_key("identity_key", &req.identity_key)?;
-    let username = relay.store.read(move |c| directory::owner_of(c, &key)).await?.unwrap_or_default();
+    let (local, remote) =
+        relay.store.read(move |c| Ok((directory::owner_of(c, &key)?, peers::remote_of(c, &key)?))).await?;
+    // A remote identity is named by its address, `bob@host:port`.
+    let username = local
+        .or_else(|| {
+            let (fp, name) = remote?;
+            let peer = relay.fed.peer(&fp)?;
+            (!name.is_empty()).then(|| format!("{name}@{}", peer.address()))
+        })
+        .unwrap_or_default();
     Ok(pb::ResolveIdentityResponse { username })
 }

@@ -2,6 +2,8 @@
 //! recipients' queues. Answered only once durable; a waiting recipient may
 //! get the message as soon as it is accepted (see `hub`). A client message
 //! id makes a retry idempotent while the first copy is still queued.
+//! A recipient that lives on a peer relay (learnt by `fed`) goes to that
+//! peer's outgoing queue instead, in the same write.
 
 use std::rc::Rc;
 
@@ -12,7 +14,7 @@ use crate::hub::{Accepted, IdentityKey};
 use crate::refusal::{identity_key, Refusal};
 use crate::server::Relay;
 use crate::store::queues::{self, AppendError, Appended, NewMessage, Quota};
-use crate::store::{now_ms, Staged, Tx};
+use crate::store::{now_ms, outbound, peers, Staged, Tx};
 
 /// Bound on recipients of one BatchEnqueue.
 pub(crate) const MAX_RECIPIENTS: usize = 1000;
@@ -87,12 +89,46 @@ pub(crate) fn append_all(
     m: NewMessage,
     now: i64,
 ) -> Result<(Vec<Appended>, Accepted), Refusal> {
+    append_all_routed(tx, quota, recipients, m, now, None)
+}
+
+/// As [`append_all`], for a message that passed the fence of group `route`
+/// here (a peer that gets it learns where the fence is).
+pub(crate) fn append_all_routed(
+    tx: &Tx,
+    quota: &Quota,
+    recipients: &[IdentityKey],
+    m: NewMessage,
+    now: i64,
+    route: Option<&[u8; 32]>,
+) -> Result<(Vec<Appended>, Accepted), Refusal> {
     let mut stored = Vec::with_capacity(recipients.len());
+    let mut to = Vec::new();
+    let mut forwarded: Vec<String> = Vec::new();
     for r in recipients {
-        stored.push(queues::append(tx, quota, r, &m, now).map_err(|e| refusal(r, e))?);
+        // A local recipient first: the common case costs what it always did.
+        match queues::append(tx, quota, r, &m, now) {
+            Ok(a) => {
+                if !a.duplicate {
+                    to.push((*r, a.seq));
+                }
+                stored.push(a);
+            }
+            Err(AppendError::UnknownRecipient) => {
+                let Some((peer, _)) = peers::remote_of(tx, r)? else {
+                    return Err(refusal(r, AppendError::UnknownRecipient));
+                };
+                let pushed = forward(tx, quota, &peer, r, &m, now, route, None)?;
+                if pushed && !forwarded.contains(&peer) {
+                    forwarded.push(peer);
+                }
+                stored.push(Appended { seq: 0, duplicate: !pushed, enqueued_at_ms: now });
+            }
+            Err(e) => return Err(refusal(r, e)),
+        }
     }
-    let to = recipients.iter().zip(&stored).filter(|(_, a)| !a.duplicate).map(|(r, a)| (*r, a.seq)).collect();
     let accepted = Accepted {
+        forwarded,
         sender: m.sender,
         channel_id: m.channel_id,
         payload: m.payload,
@@ -100,6 +136,43 @@ pub(crate) fn append_all(
         to,
     };
     Ok((stored, accepted))
+}
+
+/// Queues `m` for `recipient` on peer relay `peer` (see `fed`), with the
+/// route of the fence it passed and a sealed delivery's token; false for a
+/// retry already queued.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn forward(
+    tx: &Tx,
+    quota: &Quota,
+    peer: &str,
+    recipient: &IdentityKey,
+    m: &NewMessage,
+    now: i64,
+    route: Option<&[u8; 32]>,
+    delivery_token: Option<Vec<u8>>,
+) -> Result<bool, Refusal> {
+    let mut message_id = vec![0u8; 16];
+    rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut message_id);
+    let out = outbound::Outgoing {
+        id: 0,
+        message_id,
+        recipient: *recipient,
+        sender: m.sender,
+        channel_id: m.channel_id.clone(),
+        client_msg_id: m.client_msg_id.clone(),
+        payload: m.payload.clone(),
+        group_route: route.map(|r| r.to_vec()),
+        delivery_token,
+    };
+    let cap = outbound::Cap { messages: quota.queue_messages, bytes: quota.queue_bytes };
+    outbound::push(tx, peer, &out, &cap, now).map_err(|e| match e {
+        outbound::PushError::Sqlite(e) => Refusal::from(e),
+        full => Refusal::new(
+            Status::QuotaExceeded,
+            format!("the outgoing queue for the peer relay of {} is full ({full}); it frees up as the peer takes them", hex::encode(&recipient[..8])),
+        ),
+    })
 }
 
 /// Shows what a write accepted to the readers waiting for it, waits for
@@ -114,6 +187,9 @@ pub(crate) async fn announce<T>(
     }
     let result = staged.durable().await?;
     for a in &accepted {
+        for peer in &a.forwarded {
+            relay.fed.wake(peer);
+        }
         relay.stats_enqueued(a.to.len());
         for (recipient, seq) in &a.to {
             relay.hub.message_stored(*recipient, *seq, &a.channel_id);

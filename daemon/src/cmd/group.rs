@@ -5,18 +5,24 @@
 //! Welcome for the new ones, and the fence moves on, all in one savepoint:
 //! everything or nothing. Any other commit for that epoch gets `conflict`,
 //! and its author catches up and makes it again.
+//!
+//! Across relays (see `fed`): a group's fence lives on the relay where it
+//! was opened. A relay that learnt the fence is on a peer (from a message
+//! that passed it there) forwards its members' commits to that peer
+//! (PeerGroupCommit, 1253), which admits them as its own and fans them out,
+//! to the forwarding relay too for the members it does not know.
 
 use std::rc::Rc;
 
-use qpc_proto::{pb, Status};
+use qpc_proto::{pb, Method, Status};
 
 use super::auth::Proven;
 use super::enqueue::{self, MAX_RECIPIENTS};
 use crate::refusal::{identity_key, Refusal};
 use crate::server::Relay;
 use crate::store::fences::{self, Attempt, Passed, Refused};
-use crate::store::now_ms;
 use crate::store::queues::NewMessage;
+use crate::store::{identities, now_ms, peers};
 
 fn bytes32(field: &str, bytes: &[u8]) -> Result<[u8; 32], Refusal> {
     bytes
@@ -41,7 +47,7 @@ struct Commit {
     welcome: Option<NewMessage>,
 }
 
-fn parse(req: pb::GroupCommitRequest, me: Proven) -> Result<Commit, Refusal> {
+fn parse(req: pb::GroupCommitRequest, me: [u8; 32]) -> Result<Commit, Refusal> {
     let route = bytes32("group_route", &req.group_route)?;
     let next_fence_hash = bytes32("next_fence_hash", &req.next_fence_hash)?;
     let fence = if req.fence.is_empty() && req.open { [0u8; 32] } else { bytes32("fence", &req.fence)? };
@@ -69,11 +75,11 @@ fn parse(req: pb::GroupCommitRequest, me: Proven) -> Result<Commit, Refusal> {
         ));
     }
     // Required even when nobody else is in the group yet: it is what passes.
-    let commit = enqueue::parse(req.commit, req.channel_id.clone(), req.client_msg_id.clone(), me)?;
+    let commit = enqueue::parse_from(req.commit, req.channel_id.clone(), req.client_msg_id.clone(), me)?;
     let welcome = if newcomers.is_empty() {
         None
     } else {
-        Some(enqueue::parse(req.welcome, req.channel_id, req.client_msg_id, me)?)
+        Some(enqueue::parse_from(req.welcome, req.channel_id, req.client_msg_id, me)?)
     };
     Ok(Commit {
         route,
@@ -119,7 +125,29 @@ pub async fn commit(
     me: Proven,
     req: pb::GroupCommitRequest,
 ) -> Result<pb::GroupCommitResponse, Refusal> {
-    let c = parse(req, me)?;
+    let route = bytes32("group_route", &req.group_route)?;
+    let away = relay.store.read(move |c| peers::fence_of(c, &route)).await?;
+    if let Some(peer) = away.and_then(|fp| relay.fed.peer(&fp)) {
+        let forwarded = pb::PeerGroupCommitRequest { sender_key: me.key().to_vec(), commit: Some(req) };
+        return relay
+            .fed
+            .call(relay, &peer.fingerprint, Method::PeerGroupCommit, &forwarded)
+            .await
+            .map_err(|e| super::federation::peer_refusal(&peer, e));
+    }
+    admit(relay, me.key(), req, None).await
+}
+
+/// Admits a commit by `sender` through the fence held here; `from_peer`
+/// when a peer relay forwarded it (recipients this relay does not know are
+/// then taken to live on that peer).
+pub async fn admit(
+    relay: &Rc<Relay>,
+    sender: [u8; 32],
+    req: pb::GroupCommitRequest,
+    from_peer: Option<String>,
+) -> Result<pb::GroupCommitResponse, Refusal> {
+    let c = parse(req, sender)?;
     let quota = enqueue::quota(relay);
     let ttl = relay.limits.message_ttl_secs;
     let epoch = c.epoch;
@@ -136,9 +164,17 @@ pub async fn commit(
         let passed = fences::pass(tx, &attempt, now)?.map_err(|r| refusal(r, epoch, ttl))?;
         let mut accepted = Vec::new();
         if let Passed::Admitted { .. } = passed {
-            accepted.push(enqueue::append_all(tx, &quota, &c.members, c.commit, now)?.1);
+            if let Some(fp) = &from_peer {
+                for key in c.members.iter().chain(&c.newcomers) {
+                    if !identities::exists(tx, key)? && peers::remote_of(tx, key)?.is_none() {
+                        peers::learn(tx, key, fp, "", false, now)?;
+                    }
+                }
+            }
+            let route = Some(&c.route);
+            accepted.push(enqueue::append_all_routed(tx, &quota, &c.members, c.commit, now, route)?.1);
             if let Some(welcome) = c.welcome {
-                accepted.push(enqueue::append_all(tx, &quota, &c.newcomers, welcome, now)?.1);
+                accepted.push(enqueue::append_all_routed(tx, &quota, &c.newcomers, welcome, now, route)?.1);
             }
         }
         Ok::<_, Refusal>((passed, accepted))

@@ -12,7 +12,7 @@ use sha2::{Digest, Sha256};
 use super::auth::Proven;
 use crate::refusal::{identity_key, Refusal};
 use crate::server::Relay;
-use crate::store::key_packages;
+use crate::store::{identities, key_packages, peers};
 
 /// The ciphersuite a request names: its MLS number, 0 meaning the classic
 /// one (what a client from before post-quantum groups sends). The relay
@@ -56,7 +56,32 @@ pub async fn upload(
     Ok(pb::UploadKeyPackageResponse { fingerprint, available })
 }
 
+/// A KeyPackage of a local identity, or of a remote one from its relay.
 pub async fn fetch(
+    relay: &Rc<Relay>,
+    req: pb::FetchKeyPackageRequest,
+) -> Result<pb::FetchKeyPackageResponse, Refusal> {
+    let key = identity_key("identity_key", &req.identity_key)?;
+    let not_here = match fetch_local(relay, req.clone()).await {
+        Err(r) if r.status == Status::NotFound => r,
+        local => return local,
+    };
+    let remote = relay
+        .store
+        .read(move |c| {
+            Ok(if identities::exists(c, &key)? { None } else { peers::remote_of(c, &key)?.map(|(fp, _)| fp) })
+        })
+        .await?;
+    let Some(peer) = remote.and_then(|fp| relay.fed.peer(&fp)) else { return Err(not_here) };
+    relay
+        .fed
+        .call(relay, &peer.fingerprint, qpc_proto::Method::PeerFetchKeyPackage, &req)
+        .await
+        .map_err(|e| super::federation::peer_refusal(&peer, e))
+}
+
+/// A KeyPackage of a local identity only (what a peer may ask for).
+pub async fn fetch_local(
     relay: &Rc<Relay>,
     req: pb::FetchKeyPackageRequest,
 ) -> Result<pb::FetchKeyPackageResponse, Refusal> {

@@ -1,7 +1,7 @@
 //! One file per command family, each `parse → apply → response`. This
 //! module routes a method id to its command and enforces the one rule all
-//! share: only the auth and account methods work before an identity is
-//! proven.
+//! share: only the auth, account and recovery methods work before an
+//! identity is proven, and nothing works for a banned account.
 
 pub mod accounts;
 pub mod ack;
@@ -9,10 +9,14 @@ pub mod auth;
 pub mod blob;
 pub mod directory;
 pub mod enqueue;
+pub mod federation;
 pub mod fetch;
 pub mod group;
 pub mod hybrid_key;
 pub mod key_package;
+pub mod moderation;
+pub mod recovery;
+pub mod kt;
 pub mod sealed;
 pub mod signal;
 
@@ -37,6 +41,8 @@ pub async fn dispatch(
     let Some(method) = Method::from_u16(method_id) else {
         return Err(Refusal::new(Status::UnknownMethod, format!("unknown method id {method_id}")));
     };
+    // A connection that speaks for a banned account gets nothing more.
+    relay.bans.check_session(session)?;
     match method {
         Method::AuthChallenge => return ok(auth::challenge(session)),
         Method::AuthProve => return ok(auth::prove(relay, session, decode(payload)?).await?),
@@ -51,6 +57,8 @@ pub async fn dispatch(
             return ok(accounts::login_finish(relay, session, decode(payload)?).await?)
         }
         Method::SealedEnqueue => return ok(sealed::enqueue(relay, session, decode(payload)?).await?),
+        Method::RecoveryStart => return ok(recovery::start(relay, session, decode(payload)?).await?),
+        Method::RecoveryFinish => return ok(recovery::finish(relay, session, decode(payload)?).await?),
         _ => {}
     }
     let me = session.proven().ok_or_else(|| {
@@ -84,12 +92,61 @@ pub async fn dispatch(
         Method::FetchHybridKeys => ok(hybrid_key::fetch_many(relay, decode(payload)?).await?),
         Method::ResolveUser => ok(directory::resolve_user(relay, decode(payload)?).await?),
         Method::ResolveIdentity => ok(directory::resolve_identity(relay, decode(payload)?).await?),
+        Method::Report => ok(moderation::report(relay, session, me, decode(payload)?).await?),
+        Method::StoreRecoveryBundle => ok(recovery::store(relay, session, me, decode(payload)?).await?),
+        Method::DeleteRecoveryBundle => {
+            let _: qpc_proto::pb::DeleteRecoveryBundleRequest = decode(payload)?;
+            ok(recovery::delete(relay, session, me).await?)
+        }
+        Method::LogHead => ok(kt::head(relay, session).await?),
+        Method::LogInclusion => ok(kt::inclusion(relay, session, decode(payload)?).await?),
+        Method::LogConsistency => ok(kt::consistency(relay, session, decode(payload)?).await?),
+        Method::LogEntries => ok(kt::entries(relay, session, decode(payload)?).await?),
+        Method::ListDevices => ok(kt::list_devices(relay, session).await?),
+        Method::RevokeDevice => ok(kt::revoke_device(relay, session, me, decode(payload)?).await?),
+        Method::ResolveRemoteUser => ok(federation::resolve_remote_user(relay, decode(payload)?).await?),
+        Method::Undelivered => ok(federation::undelivered(relay, me, decode(payload)?).await?),
+        Method::PeerResolveUser
+        | Method::PeerFetchKeyPackage
+        | Method::PeerDeliver
+        | Method::PeerGroupCommit => Err(Refusal::new(
+            Status::Forbidden,
+            format!("{method:?} is for peer relays, over their own link (ALPN qpc-fed)"),
+        )),
         Method::AuthChallenge
         | Method::AuthProve
         | Method::OpaqueRegisterStart
         | Method::OpaqueRegisterFinish
         | Method::OpaqueLoginStart
         | Method::OpaqueLoginFinish
-        | Method::SealedEnqueue => unreachable!("handled above"),
+        | Method::SealedEnqueue
+        | Method::RecoveryStart
+        | Method::RecoveryFinish => unreachable!("handled above"),
+    }
+}
+
+/// A request from peer relay `fingerprint` over its `qpc-fed` link: only
+/// the peer methods.
+pub async fn dispatch_peer(
+    relay: &Rc<Relay>,
+    fingerprint: &str,
+    method_id: u16,
+    payload: &[u8],
+) -> Result<Vec<u8>, Refusal> {
+    match Method::from_u16(method_id) {
+        Some(Method::PeerResolveUser) => ok(federation::peer_resolve_user(relay, decode(payload)?).await?),
+        Some(Method::PeerFetchKeyPackage) => {
+            ok(federation::peer_fetch_key_package(relay, decode(payload)?).await?)
+        }
+        Some(Method::PeerGroupCommit) => {
+            ok(federation::peer_group_commit(relay, fingerprint, decode(payload)?).await?)
+        }
+        Some(Method::PeerDeliver) => {
+            ok(federation::peer_deliver(relay, fingerprint, decode(payload)?).await?)
+        }
+        _ => Err(Refusal::new(
+            Status::UnknownMethod,
+            format!("method {method_id} is not a peer method (1250-1253 are)"),
+        )),
     }
 }

@@ -3,6 +3,9 @@
 //! token that recipient registered; the relay stores the message with no
 //! sender, logs no sender, and counts it against the recipient's quotas as
 //! any other. Rate limits still apply per connection and source address.
+//! A recipient on a peer relay (see `fed`): the token cannot be checked
+//! here; the message goes to the peer's outgoing queue with the token and
+//! still no sender, and the recipient's relay checks it.
 
 use std::rc::Rc;
 
@@ -12,9 +15,10 @@ use sha2::{Digest, Sha256};
 use super::auth::Proven;
 use super::enqueue;
 use crate::config::Registration;
+use crate::hub::Accepted;
 use crate::refusal::{identity_key, Refusal};
 use crate::server::{Relay, Session};
-use crate::store::{delivery_tokens, now_ms, queues};
+use crate::store::{delivery_tokens, identities, now_ms, peers, queues};
 
 /// Tokens one queue may have at once (one per contact group is plenty).
 const MAX_TOKENS: u32 = 64;
@@ -75,7 +79,24 @@ pub async fn enqueue(
     let hash: [u8; 32] = Sha256::digest(bytes32("token", &req.token)?).into();
     let m = enqueue::parse_from(req.payload, req.channel_id, req.client_msg_id, queues::SEALED)?;
     let quota = enqueue::quota(relay);
+    let token = req.token;
     let staged = relay.store.write_staged(move |tx| {
+        let now = now_ms();
+        if delivery_tokens::recipient_of(tx, &hash)?.is_none() && !identities::exists(tx, &recipient)? {
+            if let Some((peer, _)) = peers::remote_of(tx, &recipient)? {
+                let pushed = enqueue::forward(tx, &quota, &peer, &recipient, &m, now, None, Some(token))?;
+                let stored = vec![queues::Appended { seq: 0, duplicate: !pushed, enqueued_at_ms: now }];
+                let accepted = Accepted {
+                    sender: m.sender,
+                    channel_id: m.channel_id,
+                    payload: Vec::new(),
+                    enqueued_at_ms: now.max(0) as u64,
+                    to: Vec::new(),
+                    forwarded: if pushed { vec![peer] } else { Vec::new() },
+                };
+                return Ok((stored, vec![accepted]));
+            }
+        }
         match delivery_tokens::recipient_of(tx, &hash)? {
             Some(owner) if owner == recipient => {}
             Some(_) => {
@@ -88,7 +109,7 @@ pub async fn enqueue(
                 ))
             }
         }
-        let (stored, accepted) = enqueue::append_all(tx, &quota, &[recipient], m, now_ms())?;
+        let (stored, accepted) = enqueue::append_all(tx, &quota, &[recipient], m, now)?;
         Ok::<_, Refusal>((stored, vec![accepted]))
     });
     let stored = enqueue::announce(relay, staged).await?;

@@ -4,7 +4,11 @@
 
 use rusqlite::{Connection, OptionalExtension};
 
-use super::{directory, hybrid_keys, identities, key_packages, queues, Tx};
+use qpc_proto::kt::Kind;
+
+use super::{
+    delivery_tokens, directory, hybrid_keys, identities, key_packages, kt, moderation, queues, recovery, Tx,
+};
 
 pub fn exists(c: &Connection, username: &str) -> rusqlite::Result<bool> {
     c.prepare_cached("SELECT EXISTS (SELECT 1 FROM accounts WHERE username = ?1)")?
@@ -18,10 +22,19 @@ pub fn record(c: &Connection, username: &str) -> rusqlite::Result<Option<Vec<u8>
         .optional()
 }
 
+/// Creates the account and logs it (key transparency).
 pub fn create(c: &Connection, username: &str, record: &[u8], now_ms: i64) -> rusqlite::Result<()> {
     c.prepare_cached("INSERT INTO accounts (username, opaque_record, created_at_ms) VALUES (?1, ?2, ?3)")?
         .execute((username, record, now_ms))?;
+    kt::record(c, Kind::AccountCreated, username, None, now_ms)?;
     Ok(())
+}
+
+/// Replaces the OPAQUE record of `username` (a new password after recovery).
+pub fn replace_record(c: &Connection, username: &str, record: &[u8]) -> rusqlite::Result<bool> {
+    Ok(c.prepare_cached("UPDATE accounts SET opaque_record = ?2 WHERE username = ?1")?
+        .execute((username, record))?
+        > 0)
 }
 
 pub fn token_known(c: &Connection, token_hash: &[u8]) -> rusqlite::Result<bool> {
@@ -57,14 +70,49 @@ pub fn delete(tx: &Tx, username: &str) -> rusqlite::Result<Option<Deleted>> {
     let keys = directory::keys_of(tx, username)?;
     let mut messages = 0;
     for key in &keys {
-        messages += queues::purge(tx, key)?;
-        key_packages::delete_all(tx, key)?;
-        hybrid_keys::delete(tx, key)?;
-        identities::delete(tx, key)?;
+        messages += forget_device(tx, key)?;
     }
     tx.execute("DELETE FROM account_keys WHERE username = ?1", [username])?;
     tx.execute("DELETE FROM accounts WHERE username = ?1", [username])?;
+    moderation::forget(tx, username)?;
+    recovery::delete(tx, username)?;
+    kt::record(tx, Kind::AccountDeleted, username, None, super::now_ms())?;
     Ok(Some(Deleted { keys, messages }))
+}
+
+/// Removes what is stored for one device key (its queue, KeyPackages,
+/// hybrid key, delivery tokens, the identity itself), leaving its binding
+/// to the account to the caller; the messages that were queued for it.
+fn forget_device(tx: &Tx, key: &[u8]) -> rusqlite::Result<u64> {
+    let messages = queues::purge(tx, key)?;
+    key_packages::delete_all(tx, key)?;
+    hybrid_keys::delete(tx, key)?;
+    if let Ok(key) = <&[u8; 32]>::try_from(key) {
+        delivery_tokens::revoke(tx, key, None)?;
+    }
+    identities::delete(tx, key)?;
+    Ok(messages)
+}
+
+/// After a recovery: every device key of `username` but `keep` is retired
+/// (unbound, and everything stored for it removed), and what `keep` had
+/// stored is removed too, since the device that held its private halves
+/// (KeyPackages, queued MLS messages) is lost. Returns the keys retired.
+pub fn retire_devices(tx: &Tx, username: &str, keep: &[u8; 32]) -> rusqlite::Result<Vec<Vec<u8>>> {
+    let mut retired = Vec::new();
+    for key in directory::keys_of(tx, username)? {
+        forget_device(tx, &key)?;
+        if key != keep[..] {
+            // Logged as a revocation, so the account's peers and its own
+            // new device see the lost devices go (key transparency).
+            if let Ok(k) = <&[u8; 32]>::try_from(&key[..]) {
+                kt::revoke(tx, username, k, super::now_ms())?;
+            }
+            tx.execute("DELETE FROM account_keys WHERE identity_key = ?1", [&key])?;
+            retired.push(key);
+        }
+    }
+    Ok(retired)
 }
 
 /// One (account, device key or none, messages queued for that key).

@@ -18,11 +18,34 @@ pub fn keys_of(c: &Connection, username: &str) -> rusqlite::Result<Vec<Vec<u8>>>
     keys
 }
 
-/// Binds `key` to `username` as one more device.
+/// Binds `key` to `username` as one more device, and logs it (key
+/// transparency).
 pub fn bind(c: &Connection, key: &[u8; 32], username: &str, now_ms: i64) -> rusqlite::Result<()> {
     c.prepare_cached("INSERT INTO account_keys (identity_key, username, added_at_ms) VALUES (?1, ?2, ?3)")?
         .execute((&key[..], username, now_ms))?;
+    super::kt::record(c, qpc_proto::kt::Kind::DeviceAdded, username, Some(key), now_ms)?;
     Ok(())
+}
+
+/// Unbinds `key` (revoked; `kt::revoke` logs it).
+pub(super) fn unbind(c: &Connection, key: &[u8; 32]) -> rusqlite::Result<()> {
+    c.prepare_cached("DELETE FROM account_keys WHERE identity_key = ?1")?.execute([&key[..]])?;
+    Ok(())
+}
+
+/// A device of an account: key, when it was added, when it last proved
+/// itself (0: not since it was added).
+pub type DeviceRow = (Vec<u8>, i64, i64);
+
+/// The devices of `username`, oldest first.
+pub fn devices_of(c: &Connection, username: &str) -> rusqlite::Result<Vec<DeviceRow>> {
+    let mut stmt = c.prepare_cached(
+        "SELECT k.identity_key, k.added_at_ms, coalesce(i.last_seen_ms, 0) FROM account_keys k
+         LEFT JOIN identities i ON i.identity_key = k.identity_key
+         WHERE k.username = ?1 ORDER BY k.added_at_ms",
+    )?;
+    let rows = stmt.query_map([username], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?.collect();
+    rows
 }
 
 /// How many device keys `username` has bound.

@@ -3,10 +3,13 @@
 
 use rusqlite::Connection;
 
-/// Records `key` as known; nothing happens if it already is.
+/// Records `key` as known (and seen now).
 pub fn insert(c: &Connection, key: &[u8; 32], now_ms: i64) -> rusqlite::Result<()> {
-    c.prepare_cached("INSERT OR IGNORE INTO identities (identity_key, created_at_ms) VALUES (?1, ?2)")?
-        .execute((&key[..], now_ms))?;
+    c.prepare_cached(
+        "INSERT INTO identities (identity_key, created_at_ms, last_seen_ms) VALUES (?1, ?2, ?2)
+         ON CONFLICT (identity_key) DO UPDATE SET last_seen_ms = excluded.last_seen_ms",
+    )?
+    .execute((&key[..], now_ms))?;
     Ok(())
 }
 

@@ -67,6 +67,12 @@ pub fn append(
     now_ms: i64,
 ) -> Result<Appended, AppendError> {
     if !super::identities::exists(tx, recipient)? {
+        // A revoked device's copy (a group's commit removing it, sent to
+        // every member) is accepted and dropped (shown as a duplicate, so no
+        // push goes out): nobody can fetch it.
+        if super::kt::revoked(tx, recipient)?.is_some() {
+            return Ok(Appended { seq: 0, duplicate: true, enqueued_at_ms: now_ms });
+        }
         return Err(AppendError::UnknownRecipient);
     }
     if let Some(id) = &m.client_msg_id {

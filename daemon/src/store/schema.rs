@@ -118,7 +118,112 @@ const MIGRATIONS: &[&str] = &[
         received INTEGER NOT NULL DEFAULT 0,
         PRIMARY KEY (id, recipient)
      ) WITHOUT ROWID;",
+    // 6: moderation (reports, bans) and recovery bundles; see
+    // store::moderation and store::recovery.
+    "CREATE TABLE reports (
+        id INTEGER PRIMARY KEY,
+        reporter TEXT NOT NULL,
+        reported TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        at_ms INTEGER NOT NULL
+     );
+     CREATE INDEX reports_by_reporter ON reports (reporter);
+     CREATE INDEX reports_by_reported ON reports (reported);
+     CREATE TABLE bans (
+        username TEXT PRIMARY KEY,
+        reason TEXT NOT NULL,
+        at_ms INTEGER NOT NULL
+     ) WITHOUT ROWID;
+     CREATE TABLE recovery_bundles (
+        username TEXT PRIMARY KEY,
+        version INTEGER NOT NULL,
+        salt BLOB NOT NULL,
+        m_cost_kib INTEGER NOT NULL,
+        t_cost INTEGER NOT NULL,
+        parallelism INTEGER NOT NULL,
+        verifier BLOB NOT NULL,
+        nonce BLOB NOT NULL,
+        ciphertext BLOB NOT NULL,
+        updated_at_ms INTEGER NOT NULL
+     ) WITHOUT ROWID;",
+    // 7: key transparency: the append-only log of directory changes, the
+    // revoked device keys, when each identity was last seen. Existing
+    // accounts are logged by `kt::backfill` right after.
+    "CREATE TABLE kt_log (
+        idx INTEGER PRIMARY KEY,
+        entry BLOB NOT NULL,
+        leaf_hash BLOB NOT NULL,
+        username TEXT NOT NULL,
+        kind INTEGER NOT NULL,
+        identity_key BLOB
+     );
+     CREATE INDEX kt_log_by_user ON kt_log (username, kind, idx);
+     CREATE TABLE kt_revoked (
+        identity_key BLOB PRIMARY KEY,
+        username TEXT NOT NULL,
+        revoked_at_ms INTEGER NOT NULL
+     ) WITHOUT ROWID;
+     ALTER TABLE identities ADD COLUMN last_seen_ms INTEGER NOT NULL DEFAULT 0;",
+    // 8: federation: peers, where remote identities live, the outgoing
+    // queue per peer, message ids taken from peers, what was not delivered,
+    // the fences of groups that live on a peer.
+    "CREATE TABLE peers (
+        fingerprint TEXT PRIMARY KEY,
+        host TEXT NOT NULL,
+        port INTEGER NOT NULL,
+        source TEXT NOT NULL,
+        added_at_ms INTEGER NOT NULL
+     ) WITHOUT ROWID;
+     CREATE TABLE remote_identities (
+        identity_key BLOB PRIMARY KEY,
+        peer TEXT NOT NULL,
+        username TEXT NOT NULL,
+        learned_at_ms INTEGER NOT NULL
+     ) WITHOUT ROWID;
+     CREATE INDEX remote_identities_by_peer ON remote_identities (peer);
+     CREATE TABLE remote_fences (
+        route BLOB PRIMARY KEY,
+        peer TEXT NOT NULL,
+        learned_at_ms INTEGER NOT NULL
+     ) WITHOUT ROWID;
+     CREATE TABLE outbound (
+        id INTEGER PRIMARY KEY,
+        message_id BLOB NOT NULL UNIQUE,
+        peer TEXT NOT NULL,
+        recipient BLOB NOT NULL,
+        sender BLOB NOT NULL,
+        channel_id BLOB NOT NULL,
+        client_msg_id BLOB,
+        payload BLOB NOT NULL,
+        group_route BLOB,
+        delivery_token BLOB,
+        enqueued_at_ms INTEGER NOT NULL
+     );
+     CREATE INDEX outbound_by_peer ON outbound (peer, id);
+     CREATE INDEX outbound_by_age ON outbound (enqueued_at_ms);
+     CREATE UNIQUE INDEX outbound_client_id ON outbound (peer, recipient, sender, client_msg_id)
+        WHERE client_msg_id IS NOT NULL;
+     CREATE TABLE inbound_seen (
+        peer TEXT NOT NULL,
+        message_id BLOB NOT NULL,
+        at_ms INTEGER NOT NULL,
+        PRIMARY KEY (peer, message_id)
+     ) WITHOUT ROWID;
+     CREATE INDEX inbound_seen_by_age ON inbound_seen (at_ms);
+     CREATE TABLE undelivered (
+        id INTEGER PRIMARY KEY,
+        sender BLOB NOT NULL,
+        client_msg_id BLOB,
+        recipient BLOB NOT NULL,
+        peer TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        at_ms INTEGER NOT NULL
+     );
+     CREATE INDEX undelivered_by_sender ON undelivered (sender, id);",
 ];
+
+/// The schema version that starts the key transparency log.
+const KT_VERSION: i64 = 7;
 
 /// Opens `path` for the storage thread (see [`prepare`]) and loads what the
 /// thread keeps in memory, skipping the queue counters ahead if the last
@@ -166,6 +271,9 @@ pub fn migrate(conn: &Connection, path: &Path) -> Result<(), StoreError> {
     for (version, sql) in MIGRATIONS.iter().enumerate().skip(found as usize) {
         let tx = conn.unchecked_transaction()?;
         tx.execute_batch(sql)?;
+        if version as i64 + 1 == KT_VERSION {
+            super::kt::backfill(&tx)?;
+        }
         tx.pragma_update(None, "user_version", version as i64 + 1)?;
         tx.commit()?;
         log::info!("database schema migrated to version {}", version + 1);
@@ -181,4 +289,35 @@ pub fn memory() -> (Connection, State) {
     migrate(&conn, Path::new(":memory:")).unwrap();
     let state = State { store_bytes: 0, seq_floor: 0 };
     (conn, state)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_log_migration_logs_the_accounts_a_relay_already_had() {
+        let conn = Connection::open_in_memory().unwrap();
+        for (version, sql) in MIGRATIONS.iter().enumerate().take(KT_VERSION as usize - 1) {
+            conn.execute_batch(sql).unwrap();
+            conn.pragma_update(None, "user_version", version as i64 + 1).unwrap();
+        }
+        conn.execute_batch(
+            "INSERT INTO accounts VALUES ('bob', x'00', 5), ('alice', x'00', 1);
+             INSERT INTO account_keys VALUES (zeroblob(32), 'bob', 6);",
+        )
+        .unwrap();
+        migrate(&conn, Path::new(":memory:")).unwrap();
+        let entries: Vec<qpc_proto::kt::Entry> = super::super::kt::entries(&conn, 0, 10)
+            .unwrap()
+            .iter()
+            .map(|e| qpc_proto::kt::Entry::decode(e).unwrap())
+            .collect();
+        let seen: Vec<(&str, u64)> = entries.iter().map(|e| (e.username.as_str(), e.time_ms)).collect();
+        assert_eq!(seen, vec![("alice", 1), ("bob", 5), ("bob", 6)]);
+        assert_eq!(entries[2].key, Some([0; 32]));
+        // Run again: nothing more (the migration ran once).
+        migrate(&conn, Path::new(":memory:")).unwrap();
+        assert_eq!(super::super::kt::size(&conn).unwrap(), 3);
+    }
 }

@@ -7,6 +7,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use prost::Message;
 use qpc_proto::{Event, Method, PushFrame, RequestFrame, ResponseFrame, Status};
 use qpc_proto_fuzz::{sample_error, sample_push, sample_request, sample_response, TARGETS};
 
@@ -60,6 +61,18 @@ fn corpus() -> BTreeMap<PathBuf, Vec<u8>> {
     let mut two = PushFrame::new(Event::NewMessage.id(), sample_push(Event::NewMessage)).encode();
     two.extend(PushFrame::new(Event::NewMessage.id(), vec![]).encode());
     put("frame_push", "two_frames".into(), two);
+    // Key transparency: one seed per decoder the first byte picks.
+    let tree = qpc_proto_fuzz::sample_tree();
+    put("kt_decoders", "entry_device_added".into(), [vec![0], tree[1].clone()].concat());
+    put("kt_decoders", "entry_account_created".into(), [vec![0], tree[0].clone()].concat());
+    let head = qpc_proto::pb::LogHeadResponse::decode(sample_response(Method::LogHead).as_slice()).unwrap();
+    put("kt_decoders", "tree_head".into(), [vec![1], head.head.unwrap().encode_to_vec()].concat());
+    let inclusion =
+        qpc_proto::pb::LogInclusionResponse::decode(sample_response(Method::LogInclusion).as_slice()).unwrap();
+    for (n, leaf) in inclusion.leaves.iter().enumerate() {
+        put("kt_decoders", format!("inclusion_{n}"), [vec![2], leaf.encode_to_vec()].concat());
+    }
+    put("kt_decoders", "consistency".into(), [vec![3], sample_response(Method::LogConsistency)].concat());
     files
 }
 

@@ -8,7 +8,7 @@ use std::fmt::Debug;
 
 use prost::Message;
 use qpc_proto::frame::{Frame, FrameError, Header, PushHeader, RequestHeader, ResponseHeader};
-use qpc_proto::{pb, Event, Method, Status, DEFAULT_MAX_PAYLOAD};
+use qpc_proto::{kt, pb, Event, Method, Status, DEFAULT_MAX_PAYLOAD};
 
 /// Payload bounds every frame input is decoded against: none allowed, a small
 /// one (so `TooLarge` is reached often), the relay default, and no bound.
@@ -64,11 +64,12 @@ pub fn request_decoders(data: &[u8]) {
 pub type Target = fn(&[u8]);
 
 /// The targets by name, for the corpus generator's self-check.
-pub const TARGETS: [(&str, Target); 4] = [
+pub const TARGETS: [(&str, Target); 5] = [
     ("frame_request", frame_request),
     ("frame_response", frame_response),
     ("frame_push", frame_push),
     ("request_decoders", request_decoders),
+    ("kt_decoders", kt_decoders),
 ];
 
 /// Decodes frames back to back from `data` under `max` until one fails,
@@ -165,6 +166,23 @@ pub fn check_request(method: Method, payload: &[u8]) {
         Method::RegisterDeliveryToken => round_trip::<pb::RegisterDeliveryTokenRequest>(payload),
         Method::RevokeDeliveryToken => round_trip::<pb::RevokeDeliveryTokenRequest>(payload),
         Method::SealedEnqueue => round_trip::<pb::SealedEnqueueRequest>(payload),
+        Method::Report => round_trip::<pb::ReportRequest>(payload),
+        Method::StoreRecoveryBundle => round_trip::<pb::StoreRecoveryBundleRequest>(payload),
+        Method::RecoveryStart => round_trip::<pb::RecoveryStartRequest>(payload),
+        Method::RecoveryFinish => round_trip::<pb::RecoveryFinishRequest>(payload),
+        Method::DeleteRecoveryBundle => round_trip::<pb::DeleteRecoveryBundleRequest>(payload),
+        Method::LogHead => round_trip::<pb::LogHeadRequest>(payload),
+        Method::LogInclusion => round_trip::<pb::LogInclusionRequest>(payload),
+        Method::LogConsistency => round_trip::<pb::LogConsistencyRequest>(payload),
+        Method::LogEntries => round_trip::<pb::LogEntriesRequest>(payload),
+        Method::ListDevices => round_trip::<pb::ListDevicesRequest>(payload),
+        Method::RevokeDevice => round_trip::<pb::RevokeDeviceRequest>(payload),
+        Method::ResolveRemoteUser => round_trip::<pb::ResolveRemoteUserRequest>(payload),
+        Method::Undelivered => round_trip::<pb::UndeliveredRequest>(payload),
+        Method::PeerResolveUser => round_trip::<pb::ResolveUserRequest>(payload),
+        Method::PeerFetchKeyPackage => round_trip::<pb::FetchKeyPackageRequest>(payload),
+        Method::PeerDeliver => round_trip::<pb::PeerDeliverRequest>(payload),
+        Method::PeerGroupCommit => round_trip::<pb::PeerGroupCommitRequest>(payload),
     }
 }
 
@@ -202,6 +220,51 @@ pub fn check_response(method: Method, payload: &[u8]) {
         Method::RegisterDeliveryToken => round_trip::<pb::RegisterDeliveryTokenResponse>(payload),
         Method::RevokeDeliveryToken => round_trip::<pb::RevokeDeliveryTokenResponse>(payload),
         Method::SealedEnqueue => round_trip::<pb::SealedEnqueueResponse>(payload),
+        Method::Report => round_trip::<pb::ReportResponse>(payload),
+        Method::StoreRecoveryBundle => round_trip::<pb::StoreRecoveryBundleResponse>(payload),
+        Method::RecoveryStart => round_trip::<pb::RecoveryStartResponse>(payload),
+        Method::RecoveryFinish => round_trip::<pb::RecoveryFinishResponse>(payload),
+        Method::DeleteRecoveryBundle => round_trip::<pb::DeleteRecoveryBundleResponse>(payload),
+        Method::LogHead => {
+            round_trip::<pb::LogHeadResponse>(payload);
+            if let Ok(r) = pb::LogHeadResponse::decode(payload) {
+                check_head(&r.head.unwrap_or_default());
+            }
+        }
+        Method::LogInclusion => {
+            round_trip::<pb::LogInclusionResponse>(payload);
+            if let Ok(r) = pb::LogInclusionResponse::decode(payload) {
+                let head = r.head.unwrap_or_default();
+                check_head(&head);
+                if let Ok(head) = kt::TreeHead::from_pb(&head) {
+                    for leaf in &r.leaves {
+                        let _ = kt::verify_leaf(leaf, &head);
+                    }
+                }
+            }
+        }
+        Method::LogConsistency => {
+            round_trip::<pb::LogConsistencyResponse>(payload);
+            if let Ok(r) = pb::LogConsistencyResponse::decode(payload) {
+                if let Ok(path) = kt::decode_path(&r.path) {
+                    let _ = kt::verify_consistency(3, 7, &[1; 32], &[2; 32], &path);
+                }
+            }
+        }
+        Method::LogEntries => {
+            round_trip::<pb::LogEntriesResponse>(payload);
+            if let Ok(r) = pb::LogEntriesResponse::decode(payload) {
+                r.entries.iter().for_each(|e| check_entry(e));
+            }
+        }
+        Method::ListDevices => round_trip::<pb::ListDevicesResponse>(payload),
+        Method::RevokeDevice => round_trip::<pb::RevokeDeviceResponse>(payload),
+        Method::ResolveRemoteUser => round_trip::<pb::ResolveRemoteUserResponse>(payload),
+        Method::Undelivered => round_trip::<pb::UndeliveredResponse>(payload),
+        Method::PeerResolveUser => round_trip::<pb::ResolveUserResponse>(payload),
+        Method::PeerFetchKeyPackage => round_trip::<pb::FetchKeyPackageResponse>(payload),
+        Method::PeerDeliver => round_trip::<pb::PeerDeliverResponse>(payload),
+        Method::PeerGroupCommit => round_trip::<pb::GroupCommitResponse>(payload),
     }
 }
 
@@ -349,6 +412,56 @@ pub fn sample_request(method: Method) -> Vec<u8> {
             client_msg_id: vec![4; 16],
         }
         .encode_to_vec(),
+        Method::Report => {
+            pb::ReportRequest { username: "mallory".into(), reason: "spam in #general".into() }.encode_to_vec()
+        }
+        Method::StoreRecoveryBundle => pb::StoreRecoveryBundleRequest {
+            version: 1,
+            salt: vec![0x73; 16],
+            m_cost_kib: 19 * 1024,
+            t_cost: 2,
+            parallelism: 1,
+            verifier: key(28),
+            nonce: vec![0x6e; 12],
+            ciphertext: vec![0xc1; 120],
+        }
+        .encode_to_vec(),
+        Method::RecoveryStart => pb::RecoveryStartRequest { username: "alice".into() }.encode_to_vec(),
+        Method::RecoveryFinish => {
+            pb::RecoveryFinishRequest { username: "alice".into(), verifier_key: key(29) }.encode_to_vec()
+        }
+        Method::DeleteRecoveryBundle => pb::DeleteRecoveryBundleRequest {}.encode_to_vec(),
+        Method::LogHead => pb::LogHeadRequest {}.encode_to_vec(),
+        Method::LogInclusion => pb::LogInclusionRequest { username: "bob".into() }.encode_to_vec(),
+        Method::LogConsistency => pb::LogConsistencyRequest { from_size: 3, to_size: 7 }.encode_to_vec(),
+        Method::LogEntries => pb::LogEntriesRequest { start: 2, count: 1000 }.encode_to_vec(),
+        Method::ListDevices => pb::ListDevicesRequest {}.encode_to_vec(),
+        Method::RevokeDevice => pb::RevokeDeviceRequest { identity_key: key(28) }.encode_to_vec(),
+        Method::ResolveRemoteUser => {
+            pb::ResolveRemoteUserRequest { address: "bob@friends.example.net:7000".into() }.encode_to_vec()
+        }
+        Method::Undelivered => pb::UndeliveredRequest {}.encode_to_vec(),
+        Method::PeerResolveUser => pb::ResolveUserRequest { username: "bob".into() }.encode_to_vec(),
+        Method::PeerFetchKeyPackage => {
+            pb::FetchKeyPackageRequest { identity_key: key(28), ciphersuite: 0x004d }.encode_to_vec()
+        }
+        Method::PeerDeliver => pb::PeerDeliverRequest {
+            message_id: vec![0x4d; 16],
+            sender_key: key(29),
+            sender_username: "alice".into(),
+            recipient_key: key(30),
+            channel_id: vec![3; 16],
+            client_msg_id: vec![4; 16],
+            payload: b"ciphertext from a peer".to_vec(),
+            group_route: vec![0x52; 32],
+            delivery_token: vec![],
+        }
+        .encode_to_vec(),
+        Method::PeerGroupCommit => pb::PeerGroupCommitRequest {
+            sender_key: key(33),
+            commit: pb::GroupCommitRequest::decode(sample_request(Method::GroupCommit).as_slice()).ok(),
+        }
+        .encode_to_vec(),
     }
 }
 
@@ -435,6 +548,153 @@ pub fn sample_response(method: Method) -> Vec<u8> {
         Method::RegisterDeliveryToken => pb::RegisterDeliveryTokenResponse { tokens: 1 }.encode_to_vec(),
         Method::RevokeDeliveryToken => pb::RevokeDeliveryTokenResponse { revoked: 3 }.encode_to_vec(),
         Method::SealedEnqueue => pb::SealedEnqueueResponse { seq: 9, duplicate: false }.encode_to_vec(),
+        Method::Report => pb::ReportResponse { report_id: 12 }.encode_to_vec(),
+        Method::StoreRecoveryBundle => pb::StoreRecoveryBundleResponse { replaced: true }.encode_to_vec(),
+        Method::RecoveryStart => pb::RecoveryStartResponse {
+            version: 1,
+            salt: vec![0x73; 16],
+            m_cost_kib: 19 * 1024,
+            t_cost: 2,
+            parallelism: 1,
+        }
+        .encode_to_vec(),
+        Method::RecoveryFinish => {
+            pb::RecoveryFinishResponse { version: 1, nonce: vec![0x6e; 12], ciphertext: vec![0xc1; 120] }
+                .encode_to_vec()
+        }
+        Method::DeleteRecoveryBundle => pb::DeleteRecoveryBundleResponse { deleted: true }.encode_to_vec(),
+        Method::ResolveRemoteUser => pb::ResolveRemoteUserResponse {
+            identity_keys: vec![key(31)],
+            address: "bob@friends.example.net:7000".into(),
+        }
+        .encode_to_vec(),
+        Method::Undelivered => pb::UndeliveredResponse {
+            messages: vec![pb::UndeliveredMessage {
+                client_msg_id: vec![4; 16],
+                recipient_key: key(32),
+                peer: "friends.example.net:7000".into(),
+                reason: "not delivered within the TTL".into(),
+                at_ms: 1_790_000_000_000,
+            }],
+        }
+        .encode_to_vec(),
+        Method::PeerResolveUser => {
+            pb::ResolveUserResponse { identity_keys: vec![key(20), key(21)] }.encode_to_vec()
+        }
+        Method::PeerFetchKeyPackage => {
+            pb::FetchKeyPackageResponse { key_package: vec![0x4b; 200], last_resort: false }.encode_to_vec()
+        }
+        Method::PeerDeliver => pb::PeerDeliverResponse { duplicate: true }.encode_to_vec(),
+        Method::PeerGroupCommit => pb::GroupCommitResponse { epoch: 8, duplicate: false }.encode_to_vec(),
+        Method::LogHead => {
+            pb::LogHeadResponse { head: Some(sample_head()), log_key: key(29) }.encode_to_vec()
+        }
+        Method::LogInclusion => {
+            let tree = sample_tree();
+            let leaves = kt_leaves(&tree);
+            pb::LogInclusionResponse {
+                head: Some(sample_head()),
+                leaves: [0usize, 1, 6]
+                    .iter()
+                    .map(|&i| pb::LogLeaf {
+                        index: i as u64,
+                        entry: tree[i].clone(),
+                        path: kt::encode_path(&kt::inclusion_proof(&leaves, i)),
+                    })
+                    .collect(),
+            }
+            .encode_to_vec()
+        }
+        Method::LogConsistency => pb::LogConsistencyResponse {
+            path: kt::encode_path(&kt::consistency_proof(&kt_leaves(&sample_tree()), 3)),
+        }
+        .encode_to_vec(),
+        Method::LogEntries => pb::LogEntriesResponse { entries: sample_tree() }.encode_to_vec(),
+        Method::ListDevices => pb::ListDevicesResponse {
+            devices: vec![pb::Device { identity_key: key(30), added_at_ms: 1_790_000_000_000, last_seen_ms: 1_790_000_100_000 }],
+        }
+        .encode_to_vec(),
+        Method::RevokeDevice => pb::RevokeDeviceResponse { log_index: 6 }.encode_to_vec(),
+    }
+}
+
+/// Seven log entries: bob's account and devices, one revoked.
+pub fn sample_tree() -> Vec<Vec<u8>> {
+    use kt::{Entry, Kind};
+    let e = |kind, username: &str, k: Option<u8>| {
+        Entry { kind, time_ms: 1_790_000_000_000, username: username.into(), key: k.map(|t| key(t).try_into().unwrap()) }
+            .encode()
+    };
+    vec![
+        e(Kind::AccountCreated, "bob", None),
+        e(Kind::DeviceAdded, "bob", Some(1)),
+        e(Kind::AccountCreated, "alice", None),
+        e(Kind::DeviceAdded, "alice", Some(2)),
+        e(Kind::DeviceAdded, "bob", Some(3)),
+        e(Kind::DeviceRevoked, "bob", Some(1)),
+        e(Kind::AccountDeleted, "alice", None),
+    ]
+}
+
+fn kt_leaves(tree: &[Vec<u8>]) -> Vec<kt::Hash> {
+    tree.iter().map(|e| kt::leaf_hash(e)).collect()
+}
+
+fn sample_head() -> pb::TreeHead {
+    pb::TreeHead { size: 7, root: kt::root(&kt_leaves(&sample_tree())).to_vec(), time_ms: 1_790_000_000_000, signature: sig(31) }
+}
+
+/// Decoding a tree head may fail but never panics; a decoded one encodes back.
+pub fn check_head(head: &pb::TreeHead) {
+    if let Ok(h) = kt::TreeHead::from_pb(head) {
+        assert_eq!(&h.to_pb(), head);
+        let key = ed25519_dalek::VerifyingKey::from_bytes(&[0xd7; 32]);
+        if let Ok(key) = key {
+            let _ = h.verify(&key);
+        }
+    }
+}
+
+/// A log entry decodes to one that encodes to exactly its bytes, or fails.
+pub fn check_entry(bytes: &[u8]) {
+    if let Ok(entry) = kt::Entry::decode(bytes) {
+        assert_eq!(entry.encode(), bytes, "a decoded log entry re-encodes differently");
+    }
+}
+
+/// The `kt_decoders` target: the first byte picks a decoder of key
+/// transparency (entry, tree head, audit path and inclusion check,
+/// consistency check), the rest is its input.
+pub fn kt_decoders(data: &[u8]) {
+    let Some((&pick, rest)) = data.split_first() else { return };
+    match pick % 4 {
+        0 => check_entry(rest),
+        1 => {
+            if let Ok(head) = pb::TreeHead::decode(rest) {
+                check_head(&head);
+            }
+        }
+        2 => {
+            if let Ok(leaf) = pb::LogLeaf::decode(rest) {
+                let head = kt::TreeHead::from_pb(&sample_head()).expect("sample head");
+                if let Ok(entry) = kt::verify_leaf(&leaf, &head) {
+                    // Only the real leaves of the sample tree can verify.
+                    assert_eq!(sample_tree()[leaf.index as usize], entry.encode());
+                }
+            }
+        }
+        _ => {
+            // A proof off the wire against the sample tree's true roots:
+            // it may verify only if it is the true proof.
+            if let Ok(r) = pb::LogConsistencyResponse::decode(rest) {
+                let tree = kt_leaves(&sample_tree());
+                if let Ok(path) = kt::decode_path(&r.path) {
+                    if kt::verify_consistency(3, 7, &kt::root(&tree[..3]), &kt::root(&tree), &path).is_ok() {
+                        assert_eq!(path, kt::consistency_proof(&tree, 3));
+                    }
+                }
+            }
+        }
     }
 }
 

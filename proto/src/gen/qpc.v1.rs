@@ -574,3 +574,283 @@ pub struct SignalEvent {
     #[prost(bytes = "vec", tag = "2")]
     pub payload: ::prost::alloc::vec::Vec<u8>,
 }
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct ReportRequest {
+    /// The account reported.
+    #[prost(string, tag = "1")]
+    pub username: ::prost::alloc::string::String,
+    /// The reporter's note for the owner, optional: UTF-8, at most 500 bytes,
+    /// no control characters.
+    #[prost(string, tag = "2")]
+    pub reason: ::prost::alloc::string::String,
+}
+#[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct ReportResponse {
+    /// The report's number, as `qpc-server reports` lists it.
+    #[prost(uint64, tag = "1")]
+    pub report_id: u64,
+}
+/// Stores (or replaces) the bundle of the connection's account.
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct StoreRecoveryBundleRequest {
+    /// Format of the bundle's plaintext, for the client; part of the AEAD's AAD.
+    #[prost(uint32, tag = "1")]
+    pub version: u32,
+    /// Argon2id salt, 16 to 64 bytes.
+    #[prost(bytes = "vec", tag = "2")]
+    pub salt: ::prost::alloc::vec::Vec<u8>,
+    /// Argon2id costs: memory in KiB, passes, lanes.
+    #[prost(uint32, tag = "3")]
+    pub m_cost_kib: u32,
+    #[prost(uint32, tag = "4")]
+    pub t_cost: u32,
+    #[prost(uint32, tag = "5")]
+    pub parallelism: u32,
+    /// SHA-256 of the verifier key (32 bytes).
+    #[prost(bytes = "vec", tag = "6")]
+    pub verifier: ::prost::alloc::vec::Vec<u8>,
+    /// AEAD nonce (12 bytes) and ciphertext (at most 64 KiB).
+    #[prost(bytes = "vec", tag = "7")]
+    pub nonce: ::prost::alloc::vec::Vec<u8>,
+    #[prost(bytes = "vec", tag = "8")]
+    pub ciphertext: ::prost::alloc::vec::Vec<u8>,
+}
+#[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct StoreRecoveryBundleResponse {
+    /// Whether a bundle was there before and is now replaced.
+    #[prost(bool, tag = "1")]
+    pub replaced: bool,
+}
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct RecoveryStartRequest {
+    #[prost(string, tag = "1")]
+    pub username: ::prost::alloc::string::String,
+}
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct RecoveryStartResponse {
+    #[prost(uint32, tag = "1")]
+    pub version: u32,
+    #[prost(bytes = "vec", tag = "2")]
+    pub salt: ::prost::alloc::vec::Vec<u8>,
+    #[prost(uint32, tag = "3")]
+    pub m_cost_kib: u32,
+    #[prost(uint32, tag = "4")]
+    pub t_cost: u32,
+    #[prost(uint32, tag = "5")]
+    pub parallelism: u32,
+}
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct RecoveryFinishRequest {
+    #[prost(string, tag = "1")]
+    pub username: ::prost::alloc::string::String,
+    /// The verifier key derived from the code (32 bytes).
+    #[prost(bytes = "vec", tag = "2")]
+    pub verifier_key: ::prost::alloc::vec::Vec<u8>,
+}
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct RecoveryFinishResponse {
+    #[prost(uint32, tag = "1")]
+    pub version: u32,
+    #[prost(bytes = "vec", tag = "2")]
+    pub nonce: ::prost::alloc::vec::Vec<u8>,
+    #[prost(bytes = "vec", tag = "3")]
+    pub ciphertext: ::prost::alloc::vec::Vec<u8>,
+}
+/// Deletes the bundle of the connection's account.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct DeleteRecoveryBundleRequest {}
+#[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct DeleteRecoveryBundleResponse {
+    #[prost(bool, tag = "1")]
+    pub deleted: bool,
+}
+/// A signed tree head: the log's size, its Merkle root, when it was signed,
+/// and the log key's signature over `kt::TreeHead::signed_message`.
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct TreeHead {
+    #[prost(uint64, tag = "1")]
+    pub size: u64,
+    #[prost(bytes = "vec", tag = "2")]
+    pub root: ::prost::alloc::vec::Vec<u8>,
+    #[prost(uint64, tag = "3")]
+    pub time_ms: u64,
+    #[prost(bytes = "vec", tag = "4")]
+    pub signature: ::prost::alloc::vec::Vec<u8>,
+}
+#[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct LogHeadRequest {}
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct LogHeadResponse {
+    #[prost(message, optional, tag = "1")]
+    pub head: ::core::option::Option<TreeHead>,
+    /// The relay's Ed25519 log key (32 bytes).
+    #[prost(bytes = "vec", tag = "2")]
+    pub log_key: ::prost::alloc::vec::Vec<u8>,
+}
+/// The entries of the log that say what `username`'s devices are now.
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct LogInclusionRequest {
+    #[prost(string, tag = "1")]
+    pub username: ::prost::alloc::string::String,
+}
+/// One log entry with its audit path against `head`.
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct LogLeaf {
+    #[prost(uint64, tag = "1")]
+    pub index: u64,
+    #[prost(bytes = "vec", tag = "2")]
+    pub entry: ::prost::alloc::vec::Vec<u8>,
+    #[prost(bytes = "vec", repeated, tag = "3")]
+    pub path: ::prost::alloc::vec::Vec<::prost::alloc::vec::Vec<u8>>,
+}
+/// The account's "account created" entry and one "device added" entry per
+/// current device key, each with its inclusion proof against `head`.
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct LogInclusionResponse {
+    #[prost(message, optional, tag = "1")]
+    pub head: ::core::option::Option<TreeHead>,
+    #[prost(message, repeated, tag = "2")]
+    pub leaves: ::prost::alloc::vec::Vec<LogLeaf>,
+}
+/// A proof that the log of `to_size` entries extends the one of `from_size`.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct LogConsistencyRequest {
+    #[prost(uint64, tag = "1")]
+    pub from_size: u64,
+    #[prost(uint64, tag = "2")]
+    pub to_size: u64,
+}
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct LogConsistencyResponse {
+    #[prost(bytes = "vec", repeated, tag = "1")]
+    pub path: ::prost::alloc::vec::Vec<::prost::alloc::vec::Vec<u8>>,
+}
+/// Entries `start` .. `start + count` (at most 1000 per call), for an audit.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct LogEntriesRequest {
+    #[prost(uint64, tag = "1")]
+    pub start: u64,
+    #[prost(uint32, tag = "2")]
+    pub count: u32,
+}
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct LogEntriesResponse {
+    #[prost(bytes = "vec", repeated, tag = "1")]
+    pub entries: ::prost::alloc::vec::Vec<::prost::alloc::vec::Vec<u8>>,
+}
+/// The devices of the account this connection is logged in to.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct ListDevicesRequest {}
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct Device {
+    #[prost(bytes = "vec", tag = "1")]
+    pub identity_key: ::prost::alloc::vec::Vec<u8>,
+    #[prost(uint64, tag = "2")]
+    pub added_at_ms: u64,
+    /// 0: never seen since it was added.
+    #[prost(uint64, tag = "3")]
+    pub last_seen_ms: u64,
+}
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct ListDevicesResponse {
+    #[prost(message, repeated, tag = "1")]
+    pub devices: ::prost::alloc::vec::Vec<Device>,
+}
+/// Revokes another device of the account (the connection must have logged
+/// in with OPAQUE).
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct RevokeDeviceRequest {
+    #[prost(bytes = "vec", tag = "1")]
+    pub identity_key: ::prost::alloc::vec::Vec<u8>,
+}
+#[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct RevokeDeviceResponse {
+    /// The log index of the revocation entry.
+    #[prost(uint64, tag = "1")]
+    pub log_index: u64,
+}
+/// 1200: `bob@host:port` or `bob@host` (the host of one of the relay's peers).
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct ResolveRemoteUserRequest {
+    #[prost(string, tag = "1")]
+    pub address: ::prost::alloc::string::String,
+}
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct ResolveRemoteUserResponse {
+    /// The person's device keys, as their relay answered.
+    #[prost(bytes = "vec", repeated, tag = "1")]
+    pub identity_keys: ::prost::alloc::vec::Vec<::prost::alloc::vec::Vec<u8>>,
+    /// The address in its full form, `bob@host:port`, as names show it.
+    ///
+    /// Reserved for the key-transparency proofs the remote relay will carry
+    /// (issue 16): field 3.
+    #[prost(string, tag = "2")]
+    pub address: ::prost::alloc::string::String,
+}
+/// 1201: the messages this device sent that no peer relay took, and why;
+/// each is told once.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct UndeliveredRequest {}
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct UndeliveredMessage {
+    #[prost(bytes = "vec", tag = "1")]
+    pub client_msg_id: ::prost::alloc::vec::Vec<u8>,
+    #[prost(bytes = "vec", tag = "2")]
+    pub recipient_key: ::prost::alloc::vec::Vec<u8>,
+    /// The peer relay, `host:port`.
+    #[prost(string, tag = "3")]
+    pub peer: ::prost::alloc::string::String,
+    #[prost(string, tag = "4")]
+    pub reason: ::prost::alloc::string::String,
+    #[prost(uint64, tag = "5")]
+    pub at_ms: u64,
+}
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct UndeliveredResponse {
+    #[prost(message, repeated, tag = "1")]
+    pub messages: ::prost::alloc::vec::Vec<UndeliveredMessage>,
+}
+/// 1252: one message for one local identity of the receiving relay.
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct PeerDeliverRequest {
+    /// Chosen by the sending relay; the receiver keeps it (with the peer's
+    /// fingerprint) for the TTL and takes a message with the same id once.
+    #[prost(bytes = "vec", tag = "1")]
+    pub message_id: ::prost::alloc::vec::Vec<u8>,
+    #[prost(bytes = "vec", tag = "2")]
+    pub sender_key: ::prost::alloc::vec::Vec<u8>,
+    /// The sender's account on the sending relay (empty without one).
+    #[prost(string, tag = "3")]
+    pub sender_username: ::prost::alloc::string::String,
+    #[prost(bytes = "vec", tag = "4")]
+    pub recipient_key: ::prost::alloc::vec::Vec<u8>,
+    #[prost(bytes = "vec", tag = "5")]
+    pub channel_id: ::prost::alloc::vec::Vec<u8>,
+    #[prost(bytes = "vec", tag = "6")]
+    pub client_msg_id: ::prost::alloc::vec::Vec<u8>,
+    #[prost(bytes = "vec", tag = "7")]
+    pub payload: ::prost::alloc::vec::Vec<u8>,
+    /// Set when the message passed a group's commit fence on the sending
+    /// relay: the receiver sends its members' commits for that group there.
+    #[prost(bytes = "vec", tag = "8")]
+    pub group_route: ::prost::alloc::vec::Vec<u8>,
+    /// A sealed delivery (no sender_key): the delivery token the sender
+    /// showed, which only the recipient's relay can check.
+    #[prost(bytes = "vec", tag = "9")]
+    pub delivery_token: ::prost::alloc::vec::Vec<u8>,
+}
+#[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct PeerDeliverResponse {
+    /// Taken before under the same message id: nothing was added.
+    #[prost(bool, tag = "1")]
+    pub duplicate: bool,
+}
+/// 1253: answered with a GroupCommitResponse.
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct PeerGroupCommitRequest {
+    /// The member who made the commit (proven to the sending relay).
+    #[prost(bytes = "vec", tag = "1")]
+    pub sender_key: ::prost::alloc::vec::Vec<u8>,
+    #[prost(message, optional, tag = "2")]
+    pub commit: ::core::option::Option<GroupCommitRequest>,
+}

@@ -12,7 +12,9 @@
 /*
  * The qpc relay's page: whether the relay is up and how full it is
  * (refreshed while the page is open), the invite string people paste into
- * their client, the accounts, and the settings of /etc/config/qpc.
+ * their client, the accounts, the users' reports and the banned accounts
+ * (with Dismiss, Ban and Unban), backups, and the settings of
+ * /etc/config/qpc.
  * The figures come from the rpcd backend `qpc` (/usr/libexec/rpcd/qpc),
  * which asks the relay over its admin socket.
  *
@@ -31,6 +33,33 @@ var callUsers = rpc.declare({
 	object: 'qpc',
 	method: 'users',
 	expect: { users: [] }
+});
+
+var callReports = rpc.declare({
+	object: 'qpc',
+	method: 'reports',
+	expect: { '': {} }
+});
+
+var callReportDismiss = rpc.declare({
+	object: 'qpc',
+	method: 'report_dismiss',
+	params: [ 'id' ],
+	expect: { '': {} }
+});
+
+var callBan = rpc.declare({
+	object: 'qpc',
+	method: 'ban',
+	params: [ 'username', 'reason' ],
+	expect: { '': {} }
+});
+
+var callUnban = rpc.declare({
+	object: 'qpc',
+	method: 'unban',
+	params: [ 'username' ],
+	expect: { '': {} }
 });
 
 var callInviteToken = rpc.declare({
@@ -182,15 +211,18 @@ function listenPort(st) {
 	return port || uci.get('qpc', 'server', 'port') || '7000';
 }
 
-/* qpc://host:port#fingerprint, with the address this page was reached at:
- * the router as the people on its network see it. */
+/* qpc://host:port#fingerprint;log=LOGKEY, with the address this page was
+ * reached at: the router as the people on its network see it. The log key
+ * (key transparency) follows the fingerprint; a relay without one gives
+ * the older qpc://host:port#fingerprint. */
 function inviteString(st) {
 	var host = window.location.hostname || 'localhost';
 
 	if (host.indexOf(':') >= 0 && host.charAt(0) != '[')
 		host = '[' + host + ']';
 
-	return 'qpc://' + host + ':' + listenPort(st) + '#' + st.fingerprint;
+	return 'qpc://' + host + ':' + listenPort(st) + '#' + st.fingerprint +
+		(st.log_key ? ';log=' + st.log_key : '');
 }
 
 function copyText(input) {
@@ -216,10 +248,13 @@ function statusRows(st) {
 		[ _('Connections'), String(st.connections) ],
 		[ _('Accounts'), String(st.accounts) ],
 		[ _('Identities'), String(st.identities) ],
+		[ _('Key transparency log'), st.log_size == null ? _('none') :
+			_('%d entries, head %s').format(st.log_size, st.log_head) ],
 		[ _('Queued messages'), _('%d (%1024.1mB)').format(st.queued_messages, st.queued_bytes) ],
 		[ _('Store'), _('%1024.1mB on disk; queue cap %1024.1mB (%d%% used)').format(st.store_bytes, st.store_cap_bytes, used) ],
 		[ _('Files'), _('%d (%1024.1mB); cap %1024.1mB (%d%% used), kept %t at most').format(st.blobs, st.blob_bytes, st.blob_cap_bytes, blobsUsed, st.blob_lifetime_s) ],
 		[ _('Since start'), _('%d enqueued, %d delivered, %d expired').format(st.enqueued, st.delivered, st.expired) ],
+		[ _('Moderation'), _('%d reports waiting, %d accounts banned').format(st.reports || 0, st.banned || 0) ],
 		[ _('Last error'), st.last_error == null ? _('none') : E('span', { 'class': 'qpc-error' }, st.last_error) ]
 	];
 }
@@ -272,7 +307,7 @@ function renderInvite(st) {
 	}
 
 	return E('div', {}, [
-		E('p', {}, _('Give this to the people who chat through this relay: their client connects to it and trusts only this certificate fingerprint.')),
+		E('p', {}, _('Give this to the people who chat through this relay: their client connects to it, trusts only this certificate fingerprint, and checks every account against the log key after it.')),
 		E('div', { 'class': 'qpc-invite-row' }, [
 			text,
 			E('button', {
@@ -309,6 +344,124 @@ function renderUsers(users) {
 	})));
 }
 
+/* Runs one moderation call, says what it did, and redraws the section. */
+function moderate(call, node) {
+	return call.then(function(res) {
+		if (!res || res.error)
+			ui.addNotification(null, E('p', {}, _('The relay refused: %s').format((res && res.error) || '?')), 'error');
+		else
+			ui.addNotification(null, E('p', {}, res.done), 'info');
+		return L.resolveDefault(callReports(), {});
+	}).then(function(fresh) {
+		dom.content(node, renderModeration(fresh, node));
+	});
+}
+
+function ago(at_ms) {
+	return _('%t ago').format(Math.max(0, Math.floor((Date.now() - at_ms) / 1000)));
+}
+
+function renderModeration(data, node) {
+	var reports = (data && data.reports) || [], banned = (data && data.banned) || [];
+	var reportsNode, bannedNode;
+
+	if (!reports.length) {
+		reportsNode = E('em', {}, _('No reports.'));
+	}
+	else {
+		reportsNode = E('table', { 'class': 'table qpc-reports' }, [
+			E('tr', { 'class': 'tr table-titles' }, [
+				E('th', { 'class': 'th' }, _('Reported')),
+				E('th', { 'class': 'th' }, _('By')),
+				E('th', { 'class': 'th' }, _('Reason')),
+				E('th', { 'class': 'th' }, _('When')),
+				E('th', { 'class': 'th cbi-section-actions' }, '')
+			])
+		].concat(reports.map(function(r) {
+			return E('tr', { 'class': 'tr' }, [
+				E('td', { 'class': 'td' }, r.reported),
+				E('td', { 'class': 'td' }, r.reporter),
+				E('td', { 'class': 'td' }, r.reason || E('em', {}, _('no reason given'))),
+				E('td', { 'class': 'td' }, ago(r.at_ms)),
+				E('td', { 'class': 'td cbi-section-actions' }, [
+					E('button', {
+						'class': 'cbi-button cbi-button-neutral qpc-dismiss',
+						'click': ui.createHandlerFn(this, function() { return moderate(callReportDismiss(r.id), node) })
+					}, _('Dismiss')), ' ',
+					E('button', {
+						'class': 'cbi-button cbi-button-negative qpc-ban',
+						'click': ui.createHandlerFn(this, function() {
+							return moderate(callBan(r.reported, r.reason ? _('reported: %s').format(r.reason) : ''), node);
+						})
+					}, _('Ban %s').format(r.reported))
+				])
+			]);
+		})));
+	}
+
+	if (!banned.length) {
+		bannedNode = E('em', {}, _('No banned accounts.'));
+	}
+	else {
+		bannedNode = E('table', { 'class': 'table qpc-banned' }, [
+			E('tr', { 'class': 'tr table-titles' }, [
+				E('th', { 'class': 'th' }, _('Banned account')),
+				E('th', { 'class': 'th' }, _('Reason')),
+				E('th', { 'class': 'th' }, _('Since')),
+				E('th', { 'class': 'th cbi-section-actions' }, '')
+			])
+		].concat(banned.map(function(b) {
+			return E('tr', { 'class': 'tr' }, [
+				E('td', { 'class': 'td' }, b.username),
+				E('td', { 'class': 'td' }, b.reason || E('em', {}, _('no reason given'))),
+				E('td', { 'class': 'td' }, ago(b.at_ms)),
+				E('td', { 'class': 'td cbi-section-actions' }, E('button', {
+					'class': 'cbi-button cbi-button-positive qpc-unban',
+					'click': ui.createHandlerFn(this, function() { return moderate(callUnban(b.username), node) })
+				}, _('Unban')))
+			]);
+		})));
+	}
+
+	return [
+		E('p', {}, _('What users reported to you: the account and their note. The relay never sees messages, so there is nothing else to show. A banned account cannot log in or send; its queued messages are kept until you unban or delete it.')),
+		reportsNode,
+		E('h4', {}, _('Banned accounts')),
+		bannedNode
+	];
+}
+
+/* A peer relay as qpc-server takes it: qpc://HOST[:PORT]#FINGERPRINT. */
+function checkPeer(value) {
+	var m = /^qpc:\/\/([^#\/]+)#([0-9A-Fa-f]*)$/.exec(value);
+	if (!m)
+		return _('Expected qpc://HOST:PORT#FINGERPRINT, the fingerprint from the status of the peer relay.');
+	if (m[2].length != 64)
+		return _('The fingerprint must be 64 hex digits (a SHA-256).');
+	return true;
+}
+
+function renderPeers(peers) {
+	if (!peers || !peers.length)
+		return E('em', {}, _('No peer relays. Add one below to chat with the people of another relay.'));
+
+	return E('table', { 'class': 'table' }, [
+		E('tr', { 'class': 'tr table-titles' }, [
+			E('th', { 'class': 'th' }, _('Peer relay')),
+			E('th', { 'class': 'th' }, _('Reachable')),
+			E('th', { 'class': 'th' }, _('Queued for it')),
+			E('th', { 'class': 'th' }, _('Last error'))
+		])
+	].concat(peers.map(function(p) {
+		return E('tr', { 'class': 'tr' }, [
+			E('td', { 'class': 'td', 'title': p.fingerprint }, p.address),
+			E('td', { 'class': 'td' }, p.reachable ? _('yes') : _('no')),
+			E('td', { 'class': 'td' }, String(p.queued)),
+			E('td', { 'class': 'td' }, p.last_error || '-')
+		]);
+	})));
+}
+
 function handleInviteToken(ev) {
 	return callInviteToken().then(function(res) {
 		if (!res || !res.token) {
@@ -327,21 +480,26 @@ return view.extend({
 	/* For the tests, which hold these to the init script's rules. */
 	checkListen: checkListen,
 	checkDataDir: checkDataDir,
+	checkPeer: checkPeer,
 
 	load: function() {
 		return Promise.all([
 			L.resolveDefault(callStatus(), {}),
 			L.resolveDefault(callUsers(), []),
+			L.resolveDefault(callReports(), {}),
 			uci.load('qpc')
 		]);
 	},
 
 	render: function(data) {
 		var st = data[0], users = data[1], m, s, o;
+		var moderationNode = E('div', { 'id': 'qpc-moderation' });
+		dom.content(moderationNode, renderModeration(data[2], moderationNode));
 
 		var statusNode = E('div', { 'id': 'qpc-status' }, renderStatus(st));
 		var inviteNode = E('div', { 'id': 'qpc-invite' }, renderInvite(st));
 		var usersNode = E('div', { 'id': 'qpc-users' }, renderUsers(users));
+		var peersNode = E('div', { 'id': 'qpc-peers' }, renderPeers(st.peers));
 
 		m = new form.Map('qpc', _('Settings'),
 			_('The options of /etc/config/qpc; Save & Apply restarts the relay with them.'));
@@ -370,6 +528,12 @@ return view.extend({
 		o = s.taboption('general', form.DynamicList, 'hostname', _('Host names'),
 			_('Names clients use to reach the relay, added to a newly made certificate.'));
 		o.datatype = 'host';
+
+		o = s.taboption('general', form.DynamicList, 'peer', _('Peer relays'),
+			_('Relays this one delivers to and takes from, qpc://HOST:PORT#FINGERPRINT; the owner of each must add this relay too.'));
+		o.validate = function(section_id, value) {
+			return (value == null || value === '') ? true : checkPeer(value);
+		};
 
 		o = s.taboption('general', form.Flag, 'open_firewall', _('Open the firewall'),
 			_('Accept the UDP port from the wan zone while the relay runs.'));
@@ -459,10 +623,13 @@ return view.extend({
 		poll.add(function() {
 			return Promise.all([
 				L.resolveDefault(callStatus(), {}),
-				L.resolveDefault(callUsers(), [])
+				L.resolveDefault(callUsers(), []),
+				L.resolveDefault(callReports(), {})
 			]).then(function(fresh) {
 				dom.content(statusNode, renderStatus(fresh[0]));
 				dom.content(usersNode, renderUsers(fresh[1]));
+				dom.content(moderationNode, renderModeration(fresh[2], moderationNode));
+				dom.content(peersNode, renderPeers(fresh[0].peers));
 				if (!!fresh[0].running != !!st.running || fresh[0].fingerprint != st.fingerprint)
 					dom.content(inviteNode, renderInvite(fresh[0]));
 				st = fresh[0];
@@ -477,6 +644,8 @@ return view.extend({
 				E('div', { 'class': 'cbi-section' }, [ E('h3', {}, _('Status')), statusNode ]),
 				E('div', { 'class': 'cbi-section' }, [ E('h3', {}, _('Invite')), inviteNode ]),
 				E('div', { 'class': 'cbi-section' }, [ E('h3', {}, _('Accounts')), usersNode ]),
+				E('div', { 'class': 'cbi-section' }, [ E('h3', {}, _('Reports')), moderationNode ]),
+				E('div', { 'class': 'cbi-section' }, [ E('h3', {}, _('Peer relays')), peersNode ]),
 				E('div', { 'class': 'cbi-section', 'id': 'qpc-backup' }, [
 					E('h3', {}, _('Backup')),
 					E('p', {}, _('A consistent copy of the running relay: the encrypted store with every account and queued message, and the certificate with its key, so that clients keep trusting the relay after a restore.')),
