@@ -91,13 +91,15 @@ async fn counted_run(kind: Kind, launch: &Launch, w: Workload<'_>, keep: Option<
     total_instructions(&out)
 }
 
-/// Counts the relay's instructions per delivered message of `payload_size` bytes.
+/// Counts the relay's instructions per delivered message of `payload_size` bytes,
+/// the sender keeping `window` messages awaiting the relay's answer.
 /// With `keep`, the callgrind files are copied there.
 pub async fn count(
     kind: Kind,
     launch: &Launch,
     messages: usize,
     payload_size: usize,
+    window: usize,
     keep: Option<&Path>,
 ) -> Result<Count> {
     let w = |messages| SfWorkload {
@@ -105,7 +107,7 @@ pub async fn count(
         payload_size,
         senders: 1,
         recipients: 1,
-        window: 8,
+        window,
         measure_disk: false,
     };
     let base = counted_run(kind, launch, Workload::StoreAndForward(&w(0)), keep).await?;

@@ -70,6 +70,9 @@ struct Flags {
     /// messages for the callgrind instruction count, 0 to skip (default 500)
     #[argh(option, default = "500")]
     callgrind_messages: usize,
+    /// messages the callgrind run's sender keeps awaiting the relay's answer (default 8)
+    #[argh(option, default = "8")]
+    callgrind_window: usize,
     /// keep the callgrind output files in this directory (for callgrind_annotate)
     #[argh(option)]
     callgrind_keep: Option<PathBuf>,
@@ -204,14 +207,16 @@ async fn run(flags: Flags) -> qpc_bench::Result<()> {
                     flags.callgrind_messages
                 ));
                 let keep = flags.callgrind_keep.as_deref();
-                let count = callgrind::count(kind, &launch, flags.callgrind_messages, 256, keep).await?;
+                let count = callgrind::count(kind, &launch, flags.callgrind_messages, 256, flags.callgrind_window, keep)
+                        .await?;
                 println!(
-                    "instructions_per_msg {} {:.0} (callgrind: {} with {} messages, {} without; 1 sender, 1 recipient, 256 B)",
+                    "instructions_per_msg {} {:.0} (callgrind: {} with {} messages, {} without; 1 sender ({} in flight), 1 recipient, 256 B)",
                     kind.name(),
                     count.per_message(),
                     count.loaded,
                     count.messages,
-                    count.base
+                    count.base,
+                    flags.callgrind_window
                 );
                 progress(&format!(
                     "{}: callgrind, group of {}, {} messages",

@@ -6,7 +6,7 @@
 //! accepted it (before its commit is durable; the sender's answer still
 //! waits for the commit). That is safe for acks only because a waiter takes
 //! a message early only if its sequence number directly follows the last
-//! one the waiter read from committed state (or took early): then an ack of
+//! one the waiter read (or took early): then an ack of
 //! it covers nothing the reader has not seen. Anything else (a gap, a
 //! message that arrived while the waiter's read was in flight) only wakes
 //! the waiter to read again. Push events are sent once the message is

@@ -1,16 +1,17 @@
 //! The relay's durable state: one SQLCipher database in the data directory,
 //! owned by one storage thread.
 //!
-//! The event loop never touches the database. It hands the storage thread
-//! jobs through a channel: reads, and writes that are closures over a
-//! [`Tx`]. The thread takes everything that has arrived as one batch, runs
-//! the reads against committed state, then every write inside one
-//! transaction, each in its own savepoint so that one failure undoes only
-//! itself, and commits. While a commit syncs, the next batch gathers in the
-//! channel, so a batch is whatever arrived during the previous sync (group
-//! commit that grows with load). A write's caller is answered only once its
-//! commit is on disk; if the commit fails, every write of that batch is
-//! answered with [`StoreError::CommitFailed`].
+//! The event loop never touches the database (nor the blob files). It
+//! hands the storage thread jobs through a channel: reads, and writes that
+//! are closures over a [`Tx`]. The thread runs every write of a batch
+//! inside one transaction, each in its own savepoint so that one failure
+//! undoes only itself, and commits. While a commit syncs, the next batch
+//! gathers in the channel, and an open batch waits a moment for more
+//! (group commit that grows with load). Reads of committed state run
+//! between batches; a reader's queue page runs at once, inside the open
+//! batch. A write's caller is answered only once its commit is on disk; if
+//! the commit fails, every write of that batch is answered with
+//! [`StoreError::CommitFailed`].
 //!
 //! Every SQL statement of the daemon lives below this module, behind typed
 //! operations: `queues`, `key_packages`, `accounts`, `directory`,
@@ -152,8 +153,44 @@ impl Store {
         &self,
         f: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
     ) -> Result<T, StoreError> {
+        self.ask(f, worker::Job::Read).await
+    }
+
+    /// Runs `f` on the storage thread at once, inside the batch that is
+    /// gathering if there is one: it sees what that batch accepted and has
+    /// not committed yet (for a reader's own queue, which may see a message
+    /// early anyway; see `store::worker` for why its sequence numbers stay
+    /// safe to ack).
+    pub async fn read_accepted<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        self.ask(f, worker::Job::ReadAccepted).await
+    }
+
+    /// Runs file I/O `f` (a blob chunk written and synced, a range read) on
+    /// the storage thread, between batches, so that the loop never waits
+    /// for the disk.
+    pub async fn file_io<T: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> std::io::Result<T> + Send + 'static,
+    ) -> Result<std::io::Result<T>, StoreError> {
         let (tx, rx) = oneshot::channel();
-        if !self.send(worker::Job::Read(Box::new(move |c| {
+        if !self.send(worker::Job::Read(Box::new(move |_| {
+            let _ = tx.send(f());
+        }))) {
+            return Err(StoreError::Closed);
+        }
+        rx.await.map_err(|_| StoreError::Closed)
+    }
+
+    async fn ask<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
+        job: fn(worker::ReadOp) -> worker::Job,
+    ) -> Result<T, StoreError> {
+        let (tx, rx) = oneshot::channel();
+        if !self.send(job(Box::new(move |c| {
             let _ = tx.send(f(c).map_err(StoreError::from));
         }))) {
             return Err(StoreError::Closed);
@@ -340,6 +377,31 @@ mod tests {
         let (again, later) = append_job(a, b"again");
         run_batch(&c, &mut state, vec![again], std::time::Duration::ZERO).unwrap();
         assert_eq!(answer(later).1.unwrap(), SEQ_SKIP as u64 + 1);
+    }
+
+    #[test]
+    fn a_reader_sees_the_open_batch_and_committed_reads_wait_for_its_commit() {
+        let (c, mut state) = schema::memory();
+        let a = [1u8; 32];
+        identities::insert(&c, &a, 1).unwrap();
+        let mut batch = worker::Batch::new(&c, &state);
+        let (one, mut first) = append_job(a, b"one");
+        assert!(batch.take(worker::Job::Write(one)).is_none());
+        assert_eq!(first.accepted.try_recv().ok(), Some(1), "shown as soon as it ran");
+        assert!(first.durable.try_recv().is_err(), "not answered before the commit");
+        let (seen_tx, seen) = std::sync::mpsc::channel();
+        let early = seen_tx.clone();
+        batch.take(worker::Job::ReadAccepted(Box::new(move |c| {
+            let _ = early.send(("accepted", queues::page(c, &a, None, 10, 100).unwrap().messages.len()));
+        })));
+        assert_eq!(seen.try_recv().ok(), Some(("accepted", 1)), "read at once, inside the open batch");
+        batch.take(worker::Job::Read(Box::new(move |c| {
+            let _ = seen_tx.send(("committed", queues::page(c, &a, None, 10, 100).unwrap().messages.len()));
+        })));
+        assert!(seen.try_recv().is_err(), "a read of committed state waits for the commit");
+        batch.finish(&mut state, std::time::Duration::ZERO).unwrap();
+        assert_eq!(first.durable.try_recv().unwrap().unwrap(), 1);
+        assert_eq!(seen.try_recv().ok(), Some(("committed", 1)));
     }
 
     #[test]

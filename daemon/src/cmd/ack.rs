@@ -5,7 +5,8 @@
 //! waiting for its commit to sync: an ack promises nothing durable to the
 //! reader. If that commit is lost, the messages stay queued and come again,
 //! and readers drop duplicates; the reader's next read already sees them
-//! gone, since reads run after the batch that holds the ack.
+//! gone, since it runs on the storage thread after the ack (inside the
+//! same gathering batch, or after its commit).
 
 use std::rc::Rc;
 

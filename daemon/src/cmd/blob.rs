@@ -17,9 +17,9 @@
 //! read token (the relay keeps only the token's SHA-256); BlobReceived from
 //! every announced recipient, or the end of the lifetime, deletes it.
 //!
-//! File I/O is plain blocking `std::fs` on the event loop: one chunk (at
-//! most 1 MiB, 256 KiB from the qpc client) per call, as the database's
-//! writes are.
+//! File I/O is plain blocking `std::fs`, run on the storage thread (one
+//! chunk, at most 1 MiB, 256 KiB from the qpc client, per job) so that the
+//! event loop never waits for the disk.
 
 use std::fs::{File, OpenOptions};
 use std::io::{ErrorKind, Write};
@@ -51,16 +51,17 @@ const CHUNK_OVERHEAD: u32 = 1024;
 /// else (the database may share it).
 const DISK_RESERVE: u64 = 2 << 20;
 
-/// The blob directory.
+/// The blob directory (cheap to clone: jobs for the storage thread take one).
+#[derive(Clone)]
 pub struct BlobDir {
-    path: PathBuf,
+    path: std::sync::Arc<Path>,
 }
 
 impl BlobDir {
     /// Creates the directory if needed.
     pub fn open(path: &Path) -> std::io::Result<BlobDir> {
         std::fs::create_dir_all(path)?;
-        Ok(BlobDir { path: path.to_path_buf() })
+        Ok(BlobDir { path: path.into() })
     }
 
     /// The ids of the blob files in the directory.
@@ -113,8 +114,31 @@ impl BlobDir {
 
     /// Bytes an unprivileged writer may still use on the directory's file system.
     fn free_bytes(&self) -> std::io::Result<u64> {
-        let s = rustix::fs::statvfs(&self.path)?;
+        let s = rustix::fs::statvfs(&*self.path)?;
         Ok(s.f_bavail.saturating_mul(s.f_frsize))
+    }
+}
+
+/// Runs `f` on the blob directory on the storage thread.
+async fn on_disk<T: Send + 'static>(
+    relay: &Relay,
+    f: impl FnOnce(&BlobDir) -> std::io::Result<T> + Send + 'static,
+) -> Result<std::io::Result<T>, StoreError> {
+    let dir = relay.blobs.clone();
+    relay.store.file_io(move || f(&dir)).await
+}
+
+/// Removes blob `id`'s file (a failure is logged: the next start removes
+/// what no row knows).
+async fn remove_file(relay: &Relay, id: &[u8]) {
+    let id = id.to_vec();
+    if let Err(e) = on_disk(relay, move |dir| {
+        dir.remove(&id);
+        Ok(())
+    })
+    .await
+    {
+        log::error!("cannot remove a blob file: {e}");
     }
 }
 
@@ -227,7 +251,7 @@ pub async fn upload_start(
     let resuming = live_blob(relay, id).await?.is_some();
     if !resuming {
         let pending = relay.store.read(move |c| blobs::pending_bytes(c, now)).await?;
-        let free = relay.blobs.free_bytes().map_err(|e| {
+        let free = on_disk(relay, BlobDir::free_bytes).await?.map_err(|e| {
             log::error!("blob directory {}: {e}", relay.blobs.path.display());
             Refusal::new(Status::Unavailable, "the relay's blob storage cannot be read; try again later")
         })?;
@@ -295,7 +319,7 @@ pub async fn upload_start(
         })?;
     if started.new {
         // A file under this id from an expired blob the sweep has not reached.
-        relay.blobs.remove(&id);
+        remove_file(relay, &id).await;
     }
     let b = started.blob;
     Ok(pb::BlobUploadStartResponse {
@@ -353,7 +377,8 @@ pub async fn upload_chunk(
         return Ok(pb::BlobUploadChunkResponse { received_chunks: blob.received_chunks });
     }
     let offset = index * u64::from(blob.chunk_size);
-    if let Err(e) = relay.blobs.write_chunk(&id, offset, &req.data) {
+    let data = req.data;
+    if let Err(e) = on_disk(relay, move |dir| dir.write_chunk(&id, offset, &data)).await? {
         return Err(if e.kind() == ErrorKind::StorageFull || e.kind() == ErrorKind::QuotaExceeded {
             log::warn!("blob directory {} is full: {e}", relay.blobs.path.display());
             Refusal::new(
@@ -397,7 +422,7 @@ pub async fn upload_finish(
     let hashes = relay.store.read(move |c| blobs::chunk_hashes(c, &id)).await?;
     if Sha256::digest(&hashes).as_slice() != blob.blob_sha256.as_slice() {
         relay.store.write(move |c| Ok::<_, StoreError>(blobs::delete(c, &id)?)).await?;
-        relay.blobs.remove(&id);
+        remove_file(relay, &id).await;
         return Err(Refusal::bad_request(
             "the chunks do not add up to the blob_sha256 declared at the start; the upload was \
              deleted: upload the file again",
@@ -439,7 +464,8 @@ pub async fn download(
         )));
     }
     let len = u64::from(req.length.min(MAX_RANGE)).min(blob.size - req.offset);
-    let data = relay.blobs.read_range(&blob.id, req.offset, len as usize).map_err(|e| {
+    let (id, offset) = (blob.id.clone(), req.offset);
+    let data = on_disk(relay, move |dir| dir.read_range(&id, offset, len as usize)).await?.map_err(|e| {
         log::error!("reading blob file {}: {e}", relay.blobs.file(&blob.id).display());
         Refusal::new(Status::Internal, "the relay could not read this blob from its storage")
     })?;
@@ -485,7 +511,7 @@ pub async fn received(
         })
         .await?;
     if deleted {
-        relay.blobs.remove(&blob.id);
+        remove_file(relay, &blob.id).await;
         log::debug!("blob {} received by every recipient: deleted", hex::encode(&blob.id));
     }
     Ok(pb::BlobReceivedResponse { deleted })
@@ -500,7 +526,7 @@ pub async fn totals(relay: &Relay) -> Result<(u64, u64), StoreError> {
 /// Removes files no row knows (left by a crash between deleting a row and
 /// its file).
 async fn remove_orphans(relay: &Relay) -> Result<(), String> {
-    let ids = relay.blobs.file_ids().map_err(|e| e.to_string())?;
+    let ids = on_disk(relay, BlobDir::file_ids).await.map_err(|e| e.to_string())?.map_err(|e| e.to_string())?;
     let orphans = relay
         .store
         .read(move |c| {
@@ -516,7 +542,7 @@ async fn remove_orphans(relay: &Relay) -> Result<(), String> {
         .map_err(|e| e.to_string())?;
     for id in &orphans {
         log::info!("removing orphaned blob file {}", relay.blobs.file(id).display());
-        relay.blobs.remove(id);
+        remove_file(relay, id).await;
     }
     Ok(())
 }
@@ -533,7 +559,7 @@ pub async fn sweep_loop(relay: Rc<Relay>) {
         match relay.store.write(|c| Ok::<_, StoreError>(blobs::expire(c, now_ms())?)).await {
             Ok(ids) => {
                 for id in &ids {
-                    relay.blobs.remove(id);
+                    remove_file(&relay, id).await;
                 }
                 if !ids.is_empty() {
                     log::info!("deleted {} blobs past their lifetime", ids.len());

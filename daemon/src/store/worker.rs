@@ -1,6 +1,12 @@
-//! The storage thread: owns the connection, takes what the event loop sent
-//! as one batch, runs the reads, then the writes in one transaction (a
-//! savepoint each), commits, and answers.
+//! The storage thread: owns the connection, gathers what the event loop
+//! sends into batches, runs each write as it arrives inside the batch's
+//! transaction (a savepoint each), commits, and answers.
+//!
+//! A batch is whatever arrived while the previous commit synced, plus what
+//! arrives within [`GATHER`] of its first write: commits (page encryption,
+//! WAL frames, the sync) are shared by more writes. Nothing a reader does
+//! waits for the gather: its queue page is read inside the open
+//! transaction, and an ack is answered as soon as it has run.
 //!
 //! Sequence numbers shown before their commit: a write may show its result
 //! to the event loop before the commit (a message handed to an online
@@ -33,7 +39,11 @@ pub type WriteOp = Box<dyn FnOnce(Option<&Tx>) -> Finish + Send>;
 pub type ReadOp = Box<dyn FnOnce(&Connection) + Send>;
 
 pub enum Job {
+    /// Against committed state: waits for the open batch's commit.
     Read(ReadOp),
+    /// May see what the open batch has accepted but not yet committed (a
+    /// queue page, as a waiting reader sees an early message): runs at once.
+    ReadAccepted(ReadOp),
     Write(WriteOp),
     Close(oneshot::Sender<()>),
 }
@@ -106,6 +116,14 @@ impl<'a> Tx<'a> {
     }
 }
 
+/// How long an open batch waits for more writes once the channel is empty
+/// (the loop may be in the middle of handing over a burst): bounds what
+/// the gather adds to a durable answer. Reads of accepted state and acks
+/// that arrive meanwhile are run and answered at once.
+pub const GATHER: Duration = Duration::from_millis(2);
+/// Writes after which a batch commits without waiting out [`GATHER`].
+const GATHER_ENOUGH: usize = 256;
+
 /// The thread's body: batches until the loop closes the store or goes away.
 pub fn run(conn: Connection, mut state: State, jobs: Receiver<Job>, options: Options) {
     let mut skip_pending = false;
@@ -114,35 +132,32 @@ pub fn run(conn: Connection, mut state: State, jobs: Receiver<Job>, options: Opt
             close(conn, skip_pending);
             return;
         };
-        let mut reads = Vec::new();
-        let mut writes = Vec::new();
+        if skip_pending {
+            skip_pending = skip_ahead(&conn, &mut state).is_err();
+        }
+        let mut batch = Batch::new(&conn, &state);
         let mut closing = None;
         let mut next = Some(first);
-        while let Some(job) = next.take() {
-            match job {
-                Job::Read(r) => reads.push(r),
-                Job::Write(w) => writes.push(w),
-                Job::Close(done) => {
-                    closing = Some(done);
-                    break;
-                }
+        loop {
+            let job = match next.take() {
+                Some(job) => job,
+                None => match batch.wait_for_more(&jobs) {
+                    Some(job) => job,
+                    None => break,
+                },
+            };
+            if let Some(done) = batch.take(job) {
+                closing = Some(done);
+                break;
             }
-            if writes.len() < MAX_BATCH {
-                next = jobs.try_recv().ok();
+            if batch.full() {
+                break;
             }
         }
-        for read in reads {
-            read(&conn);
-        }
-        if !writes.is_empty() {
-            if skip_pending {
-                skip_pending = skip_ahead(&conn, &mut state).is_err();
-            }
-            let committed = run_batch(&conn, &mut state, writes, options.commit_delay);
-            if committed.is_err() {
-                // Its writes may have shown sequence numbers that are now free.
-                skip_pending = skip_ahead(&conn, &mut state).is_err();
-            }
+        let committed = batch.finish(&mut state, options.commit_delay);
+        if committed.is_err() {
+            // Its writes may have shown sequence numbers that are now free.
+            skip_pending = skip_ahead(&conn, &mut state).is_err();
         }
         if let Some(done) = closing {
             close(conn, skip_pending);
@@ -152,42 +167,122 @@ pub fn run(conn: Connection, mut state: State, jobs: Receiver<Job>, options: Opt
     }
 }
 
-/// Runs `writes` in one transaction and answers each once it is committed
-/// (or failed). Returns the commit's outcome.
+/// One batch as it gathers: the transaction opens with its first write,
+/// every write runs (in its savepoint) as it arrives, reads of committed
+/// state wait for the commit.
+pub(super) struct Batch<'a> {
+    conn: &'a Connection,
+    tx: Tx<'a>,
+    open: Option<std::time::Instant>,
+    finishes: Vec<Finish>,
+    reads: Vec<ReadOp>,
+}
+
+impl<'a> Batch<'a> {
+    pub(super) fn new(conn: &'a Connection, state: &State) -> Batch<'a> {
+        Batch { conn, tx: Tx::new(conn, state), open: None, finishes: Vec::new(), reads: Vec::new() }
+    }
+
+    fn exec(&self, sql: &str) -> rusqlite::Result<()> {
+        self.conn.prepare_cached(sql).and_then(|mut s| s.execute([])).map(|_| ())
+    }
+
+    /// Runs or keeps `job`; a `Close` is handed back (the batch ends).
+    pub(super) fn take(&mut self, job: Job) -> Option<oneshot::Sender<()>> {
+        match job {
+            Job::Read(r) => self.read(r),
+            Job::ReadAccepted(r) => r(self.conn),
+            Job::Write(w) => self.write(w),
+            Job::Close(done) => return Some(done),
+        }
+        None
+    }
+
+    fn read(&mut self, r: ReadOp) {
+        if self.open.is_some() {
+            self.reads.push(r);
+        } else {
+            r(self.conn);
+        }
+    }
+
+    fn write(&mut self, w: WriteOp) {
+        if self.open.is_none() {
+            if let Err(e) = self.exec("BEGIN IMMEDIATE") {
+                log::error!("cannot begin a transaction, a write refused: {e}");
+                w(None)(Err(e.to_string()));
+                return;
+            }
+            self.open = Some(std::time::Instant::now());
+        }
+        self.finishes.push(w(Some(&self.tx)));
+    }
+
+    fn full(&self) -> bool {
+        self.finishes.len() >= MAX_BATCH
+    }
+
+    /// The next job: whatever has arrived, or, with a transaction open and
+    /// fewer than [`GATHER_ENOUGH`] writes, what arrives within [`GATHER`]
+    /// of its first write. `None`: commit now.
+    fn wait_for_more(&self, jobs: &Receiver<Job>) -> Option<Job> {
+        if let Ok(job) = jobs.try_recv() {
+            return Some(job);
+        }
+        let opened = self.open?;
+        if self.finishes.len() >= GATHER_ENOUGH {
+            return None;
+        }
+        let left = GATHER.checked_sub(opened.elapsed())?;
+        jobs.recv_timeout(left).ok()
+    }
+
+    /// Commits (if a write opened the transaction), answers every write,
+    /// then runs the reads that waited for the commit. Returns the
+    /// commit's outcome.
+    pub(super) fn finish(self, state: &mut State, commit_delay: Duration) -> Result<(), String> {
+        let committed = if self.open.is_some() {
+            if !commit_delay.is_zero() {
+                std::thread::sleep(commit_delay);
+            }
+            let committed = self.exec("COMMIT").map_err(|e| e.to_string());
+            match &committed {
+                Ok(()) => state.store_bytes = self.tx.store_bytes(),
+                Err(e) => {
+                    log::error!("commit failed, {} writes refused: {e}", self.finishes.len());
+                    if let Err(e) = self.exec("ROLLBACK") {
+                        log::error!("rolling back the failed commit: {e}");
+                    }
+                }
+            }
+            committed
+        } else {
+            Ok(())
+        };
+        for finish in self.finishes {
+            finish(committed.clone());
+        }
+        for read in self.reads {
+            read(self.conn);
+        }
+        committed
+    }
+}
+
+/// Runs `writes` as one batch (the unit tests' way in): answers each once
+/// committed (or failed) and returns the commit's outcome.
+#[cfg(test)]
 pub fn run_batch(
     conn: &Connection,
     state: &mut State,
     writes: Vec<WriteOp>,
     commit_delay: Duration,
 ) -> Result<(), String> {
-    let exec = |sql: &str| conn.prepare_cached(sql).and_then(|mut s| s.execute([])).map(|_| ());
-    if let Err(e) = exec("BEGIN IMMEDIATE") {
-        log::error!("cannot begin a transaction, {} writes refused: {e}", writes.len());
-        let why = e.to_string();
-        for w in writes {
-            w(None)(Err(why.clone()));
-        }
-        return Err(why);
+    let mut batch = Batch::new(conn, state);
+    for w in writes {
+        batch.take(Job::Write(w));
     }
-    let tx = Tx::new(conn, state);
-    let finishes: Vec<Finish> = writes.into_iter().map(|w| w(Some(&tx))).collect();
-    if !commit_delay.is_zero() {
-        std::thread::sleep(commit_delay);
-    }
-    let committed = exec("COMMIT").map_err(|e| e.to_string());
-    match &committed {
-        Ok(()) => state.store_bytes = tx.store_bytes(),
-        Err(e) => {
-            log::error!("commit failed, {} writes refused: {e}", finishes.len());
-            if let Err(e) = exec("ROLLBACK") {
-                log::error!("rolling back the failed commit: {e}");
-            }
-        }
-    }
-    for finish in finishes {
-        finish(committed.clone());
-    }
-    committed
+    batch.finish(state, commit_delay)
 }
 
 /// Moves every queue's counter (and the start of new ones) past anything
