@@ -207,8 +207,15 @@ async fn run(flags: Flags) -> qpc_bench::Result<()> {
                     flags.callgrind_messages
                 ));
                 let keep = flags.callgrind_keep.as_deref();
-                let count = callgrind::count(kind, &launch, flags.callgrind_messages, 256, flags.callgrind_window, keep)
-                        .await?;
+                let count = callgrind::count(
+                    kind,
+                    &launch,
+                    flags.callgrind_messages,
+                    256,
+                    flags.callgrind_window,
+                    keep,
+                )
+                .await?;
                 println!(
                     "instructions_per_msg {} {:.0} (callgrind: {} with {} messages, {} without; 1 sender ({} in flight), 1 recipient, 256 B)",
                     kind.name(),

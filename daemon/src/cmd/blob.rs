@@ -526,7 +526,8 @@ pub async fn totals(relay: &Relay) -> Result<(u64, u64), StoreError> {
 /// Removes files no row knows (left by a crash between deleting a row and
 /// its file).
 async fn remove_orphans(relay: &Relay) -> Result<(), String> {
-    let ids = on_disk(relay, BlobDir::file_ids).await.map_err(|e| e.to_string())?.map_err(|e| e.to_string())?;
+    let ids =
+        on_disk(relay, BlobDir::file_ids).await.map_err(|e| e.to_string())?.map_err(|e| e.to_string())?;
     let orphans = relay
         .store
         .read(move |c| {

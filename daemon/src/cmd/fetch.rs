@@ -30,7 +30,10 @@ fn limit(asked: u32) -> u32 {
 }
 
 async fn read_page(relay: &Relay, me: Proven, channel: Option<Vec<u8>>, limit: u32) -> Result<Page, Refusal> {
-    Ok(relay.store.read_accepted(move |c| queues::page(c, &me.key(), channel.as_deref(), limit, PAGE_BYTES)).await?)
+    Ok(relay
+        .store
+        .read_accepted(move |c| queues::page(c, &me.key(), channel.as_deref(), limit, PAGE_BYTES))
+        .await?)
 }
 
 pub async fn peek(relay: &Rc<Relay>, me: Proven, req: pb::PeekRequest) -> Result<pb::PeekResponse, Refusal> {

@@ -14,9 +14,9 @@ pub mod fetch;
 pub mod group;
 pub mod hybrid_key;
 pub mod key_package;
+pub mod kt;
 pub mod moderation;
 pub mod recovery;
-pub mod kt;
 pub mod sealed;
 pub mod signal;
 
