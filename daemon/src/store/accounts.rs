@@ -83,7 +83,7 @@ pub fn delete(tx: &Tx, username: &str) -> rusqlite::Result<Option<Deleted>> {
 /// Removes what is stored for one device key (its queue, KeyPackages,
 /// hybrid key, delivery tokens, the identity itself), leaving its binding
 /// to the account to the caller; the messages that were queued for it.
-fn forget_device(tx: &Tx, key: &[u8]) -> rusqlite::Result<u64> {
+pub(super) fn forget_device(tx: &Tx, key: &[u8]) -> rusqlite::Result<u64> {
     let messages = queues::purge(tx, key)?;
     key_packages::delete_all(tx, key)?;
     hybrid_keys::delete(tx, key)?;
@@ -101,15 +101,16 @@ fn forget_device(tx: &Tx, key: &[u8]) -> rusqlite::Result<u64> {
 pub fn retire_devices(tx: &Tx, username: &str, keep: &[u8; 32]) -> rusqlite::Result<Vec<Vec<u8>>> {
     let mut retired = Vec::new();
     for key in directory::keys_of(tx, username)? {
-        forget_device(tx, &key)?;
-        if key != keep[..] {
-            // Logged as a revocation, so the account's peers and its own
-            // new device see the lost devices go (key transparency).
-            if let Ok(k) = <&[u8; 32]>::try_from(&key[..]) {
+        match <&[u8; 32]>::try_from(&key[..]) {
+            // A revocation (forgotten, unbound, logged), so the account's
+            // peers and its own new device see the lost devices go.
+            Ok(k) if k != keep => {
                 kt::revoke(tx, username, k, super::now_ms())?;
+                retired.push(key);
             }
-            tx.execute("DELETE FROM account_keys WHERE identity_key = ?1", [&key])?;
-            retired.push(key);
+            _ => {
+                forget_device(tx, &key)?;
+            }
         }
     }
     Ok(retired)

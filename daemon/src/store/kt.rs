@@ -10,7 +10,7 @@
 use qpc_proto::kt::{self, Entry, Hash, Kind};
 use rusqlite::{Connection, OptionalExtension};
 
-use super::{directory, hybrid_keys, identities, key_packages, queues, Tx};
+use super::{directory, Tx};
 
 /// Appends `entry`; its index in the log (from 0).
 pub fn append(c: &Connection, entry: &Entry) -> rusqlite::Result<u64> {
@@ -91,14 +91,12 @@ pub fn revoked(c: &Connection, key: &[u8; 32]) -> rusqlite::Result<Option<(Strin
         .optional()
 }
 
-/// Revokes device `key` of `username`: unbinds it, drops its queue,
-/// KeyPackages and hybrid key, remembers it as revoked and logs it. The
+/// Revokes device `key` of `username`: unbinds it, drops everything stored
+/// for it (`accounts::forget_device`: queue, KeyPackages, hybrid key,
+/// delivery tokens, the identity), remembers it as revoked and logs it. The
 /// log index of the revocation entry.
 pub fn revoke(tx: &Tx, username: &str, key: &[u8; 32], now_ms: i64) -> rusqlite::Result<u64> {
-    queues::purge(tx, &key[..])?;
-    key_packages::delete_all(tx, &key[..])?;
-    hybrid_keys::delete(tx, &key[..])?;
-    identities::delete(tx, &key[..])?;
+    super::accounts::forget_device(tx, &key[..])?;
     directory::unbind(tx, key)?;
     tx.prepare_cached(
         "INSERT OR REPLACE INTO kt_revoked (identity_key, username, revoked_at_ms) VALUES (?1, ?2, ?3)",
