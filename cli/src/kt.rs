@@ -5,8 +5,13 @@
 //! extend the last one this device saw (a consistency proof), so a relay
 //! that shows two people two histories is caught the next time either
 //! checks. The proof checks themselves are `qpc_proto::kt`, shared with the
-//! relay; [`verify_directory_answer`] is the one function any caller (a
-//! federated peer's answer, too) hands an answer to.
+//! relay; [`verify_directory_answer`] is the one function any caller hands
+//! an answer to.
+//!
+//! A person on a peer relay (`bob@host:port`) is checked the same way
+//! against that relay's own log ([`KtState::check_remote`]): its proof comes
+//! through our relay unchanged, its log key is pinned per relay at first
+//! contact, and each of its heads must extend the last one seen from it.
 
 use std::collections::BTreeSet;
 
@@ -33,6 +38,24 @@ pub struct KtState {
     /// People marked verified, with the safety number they had then.
     #[prost(message, repeated, tag = "4")]
     pub verified: Vec<Verified>,
+    /// The peer relays' logs seen (people there are in `devices` by their
+    /// full address, `bob@host:port`). Empty in a state written before.
+    #[prost(message, repeated, tag = "5")]
+    pub remotes: Vec<RemoteLog>,
+}
+
+/// What this device keeps of one peer relay's log.
+#[derive(Clone, PartialEq, Message)]
+pub struct RemoteLog {
+    /// The relay, `host:port` as addresses show it.
+    #[prost(string, tag = "1")]
+    pub relay: String,
+    /// Its log key, pinned at first contact.
+    #[prost(bytes = "vec", tag = "2")]
+    pub log_key: Vec<u8>,
+    /// The last tree head seen from it and verified.
+    #[prost(message, optional, tag = "3")]
+    pub head: Option<pb::TreeHead>,
 }
 
 #[derive(Clone, PartialEq, Message)]
@@ -127,8 +150,7 @@ pub fn verify_directory_answer(
     Ok((head, logged))
 }
 
-/// Checks that `new` extends `old` with the relay's consistency proof.
-pub async fn check_extends(relay: &Relay, old: &TreeHead, new: &TreeHead) -> Result<(), KtError> {
+fn not_shrunk(old: &TreeHead, new: &TreeHead) -> Result<(), KtError> {
     if new.size < old.size {
         // A relay may answer from an older head only if it never showed a
         // newer one; this device saw one.
@@ -137,10 +159,24 @@ pub async fn check_extends(relay: &Relay, old: &TreeHead, new: &TreeHead) -> Res
             old.size, new.size
         )));
     }
+    Ok(())
+}
+
+/// Checks that `new` extends `old` with the relay's consistency proof.
+pub async fn check_extends(relay: &Relay, old: &TreeHead, new: &TreeHead) -> Result<(), KtError> {
+    not_shrunk(old, new)?;
     let proof: pb::LogConsistencyResponse = relay
         .call(Method::LogConsistency, &pb::LogConsistencyRequest { from_size: old.size, to_size: new.size })
         .await?;
-    let path = kt::decode_path(&proof.path).map_err(|e| KtError::Log(e.to_string()))?;
+    verify_extends(old, new, &proof.path)
+}
+
+/// Checks that `new` extends `old` with `path`, a consistency proof from
+/// `old.size` to `new.size` (fetched by [`check_extends`], or carried in a
+/// peer relay's answer).
+pub fn verify_extends(old: &TreeHead, new: &TreeHead, path: &[Vec<u8>]) -> Result<(), KtError> {
+    not_shrunk(old, new)?;
+    let path = kt::decode_path(path).map_err(|e| KtError::Log(e.to_string()))?;
     kt::verify_consistency(old.size, new.size, &old.root, &new.root, &path).map_err(|e| {
         KtError::Log(format!(
             "{e}: the relay showed this device a log of {} entries with root {} before, and now one of {} with root {} that does not contain it",
@@ -152,32 +188,46 @@ pub async fn check_extends(relay: &Relay, old: &TreeHead, new: &TreeHead) -> Res
     })
 }
 
+/// The key in `pinned`, pinning `offered` when nothing is pinned yet; an
+/// offered key that differs is refused. `whose` names the relay.
+fn pin(pinned: &mut Vec<u8>, offered: &[u8], whose: &str) -> Result<VerifyingKey, KtError> {
+    if pinned.is_empty() {
+        *pinned = offered.to_vec();
+    }
+    if !offered.is_empty() && offered != pinned.as_slice() {
+        return Err(KtError::Log(format!(
+            "{whose}'s log key is {}, not the {} this device trusts",
+            hex::encode(offered),
+            hex::encode(&pinned)
+        )));
+    }
+    let bytes: [u8; 32] = pinned
+        .as_slice()
+        .try_into()
+        .map_err(|_| KtError::Log(format!("the pinned log key of {whose} is not 32 bytes")))?;
+    VerifyingKey::from_bytes(&bytes)
+        .map_err(|_| KtError::Log(format!("the pinned log key of {whose} is not an Ed25519 key")))
+}
+
+/// `e`, a failed check, as one about `username`.
+fn about(username: &str, e: KtError) -> KtError {
+    match e {
+        KtError::Check { what, .. } => check_err(username, what),
+        other => check_err(username, other),
+    }
+}
+
 impl KtState {
     /// The pinned log key, pinning `offered` (from the relay) at first use;
     /// `QPC_LOG_KEY` (hex) pins it up front, as the invite string gives it.
     pub fn log_key(&mut self, offered: &[u8]) -> Result<VerifyingKey, KtError> {
         if self.log_key.is_empty() {
-            self.log_key = match std::env::var("QPC_LOG_KEY").ok().filter(|v| !v.is_empty()) {
-                Some(hex_key) => {
-                    hex::decode(hex_key.trim()).map_err(|_| KtError::Log("QPC_LOG_KEY is not hex".into()))?
-                }
-                None => offered.to_vec(),
-            };
+            if let Some(hex_key) = std::env::var("QPC_LOG_KEY").ok().filter(|v| !v.is_empty()) {
+                self.log_key =
+                    hex::decode(hex_key.trim()).map_err(|_| KtError::Log("QPC_LOG_KEY is not hex".into()))?;
+            }
         }
-        if !offered.is_empty() && offered != self.log_key.as_slice() {
-            return Err(KtError::Log(format!(
-                "the relay's log key is {}, not the {} this device trusts",
-                hex::encode(offered),
-                hex::encode(&self.log_key)
-            )));
-        }
-        let bytes: [u8; 32] = self
-            .log_key
-            .as_slice()
-            .try_into()
-            .map_err(|_| KtError::Log("the pinned log key is not 32 bytes".into()))?;
-        VerifyingKey::from_bytes(&bytes)
-            .map_err(|_| KtError::Log("the pinned log key is not an Ed25519 key".into()))
+        pin(&mut self.log_key, offered, "the relay")
     }
 
     fn last_head(&self) -> Result<Option<TreeHead>, KtError> {
@@ -228,11 +278,104 @@ impl KtState {
             .map_err(|e| check_err(username, format!("no inclusion proof: {e}")))?;
         let (head, logged) = verify_directory_answer(username, keys, &answer, &key)?;
         self.advance(relay, head).await.map_err(|e| check_err(username, e))?;
+        Ok(self.note_devices(username, &logged))
+    }
+
+    /// The peer relay of `address` (`bob@host[:port]`) this device knows:
+    /// by `host:port`, or by host alone when one relay there is known.
+    fn remote(&self, address: &str) -> Option<&RemoteLog> {
+        let host = address.split_once('@').map_or(address, |(_, h)| h);
+        if let Some(r) = self.remotes.iter().find(|r| r.relay == host) {
+            return Some(r);
+        }
+        let has_port = host.rsplit_once(':').is_some_and(|(_, p)| !p.contains(']'));
+        let mut there =
+            self.remotes.iter().filter(|r| r.relay.strip_prefix(host).is_some_and(|p| p.starts_with(':')));
+        match (has_port, there.next(), there.next()) {
+            (false, Some(only), None) => Some(only),
+            _ => None,
+        }
+    }
+
+    /// The size of the log of `address`'s relay at the last head this
+    /// device verified from it (0: none), for the request's `known_size`.
+    pub fn remote_known_size(&self, address: &str) -> u64 {
+        self.remote(address).and_then(|r| r.head.as_ref()).map_or(0, |h| h.size)
+    }
+
+    /// `keys`, what our relay says `address` (`bob@host:port`, in full) has,
+    /// checked against `proof`, their relay's key transparency answer: the
+    /// log key pinned for that relay (at first contact), the answer as
+    /// [`verify_directory_answer`] checks a local one, and its head
+    /// extending the last one seen from that relay (the consistency proof
+    /// in `proof`, from [`KtState::remote_known_size`]). Without a proof
+    /// (the peer is away and our relay told the keys it knew) only keys this
+    /// device verified before for `address` pass. The devices that appeared
+    /// since the last check of `address`.
+    pub fn check_remote(
+        &mut self,
+        address: &str,
+        keys: &[[u8; 32]],
+        proof: Option<&pb::DirectoryProof>,
+    ) -> Result<Vec<NewDevice>, KtError> {
+        let (username, host) = address
+            .split_once('@')
+            .ok_or_else(|| check_err(address, "not the address of a remote person"))?;
+        let whose = format!("the relay {host}");
+        let Some(proof) = proof else {
+            let known = self.devices.iter().find(|d| d.username == address);
+            for key in keys {
+                if !known.is_some_and(|d| d.keys.iter().any(|k| k.as_slice() == key)) {
+                    return Err(check_err(
+                        address,
+                        format!(
+                            "{whose} sent no key transparency proof (it cannot be reached now, or does not prove its directory), and device key {} is not one this device verified from its log before",
+                            hex::encode(key)
+                        ),
+                    ));
+                }
+            }
+            return Ok(Vec::new());
+        };
+        // Changed only once everything checked.
+        let mut remote = self
+            .remote(address)
+            .filter(|r| r.relay == host)
+            .cloned()
+            .unwrap_or_else(|| RemoteLog { relay: host.to_string(), ..RemoteLog::default() });
+        let key = pin(&mut remote.log_key, &proof.log_key, &whose).map_err(|e| about(address, e))?;
+        let answer = proof
+            .inclusion
+            .as_ref()
+            .ok_or_else(|| check_err(address, format!("{whose} sent no inclusion proof")))?;
+        let (head, logged) =
+            verify_directory_answer(username, keys, answer, &key).map_err(|e| about(address, e))?;
+        let old = remote
+            .head
+            .as_ref()
+            .map(TreeHead::from_pb)
+            .transpose()
+            .map_err(|e| check_err(address, format!("the saved tree head of {whose}: {e}")))?;
+        if let Some(old) = &old {
+            let path = proof.consistency.as_ref().map_or(&[][..], |c| c.path.as_slice());
+            verify_extends(old, &head, path).map_err(|e| about(address, e))?;
+        }
+        if old.is_none_or(|old| head.size > old.size) {
+            remote.head = Some(head.to_pb());
+        }
+        self.remotes.retain(|r| r.relay != remote.relay);
+        self.remotes.push(remote);
+        Ok(self.note_devices(address, &logged))
+    }
+
+    /// Records `logged` as `username`'s devices; those not known before
+    /// (none at the first check of `username`).
+    fn note_devices(&mut self, username: &str, logged: &[LoggedDevice]) -> Vec<NewDevice> {
         let known = self.devices.iter_mut().find(|d| d.username == username);
         let mut new = Vec::new();
         match known {
             Some(known) => {
-                for (k, at) in &logged {
+                for (k, at) in logged {
                     if !known.keys.iter().any(|x| x.as_slice() == k) {
                         new.push(NewDevice { username: username.to_string(), key: *k, added_ms: *at });
                     }
@@ -244,7 +387,7 @@ impl KtState {
                 keys: logged.iter().map(|(k, _)| k.to_vec()).collect(),
             }),
         }
-        Ok(new)
+        new
     }
 
     /// Walks the whole log: every entry decodes, the entries hash to the

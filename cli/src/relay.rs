@@ -142,6 +142,15 @@ pub struct Relay {
     fingerprint: String,
 }
 
+/// Device identity keys off the wire, each 32 bytes.
+fn identity_keys(keys: &[Vec<u8>]) -> Result<Vec<[u8; 32]>, RelayError> {
+    keys.iter()
+        .map(|k| {
+            k.as_slice().try_into().map_err(|_| RelayError::Protocol("identity key is not 32 bytes".into()))
+        })
+        .collect()
+}
+
 fn resolve(server: &str) -> Result<SocketAddr, RelayError> {
     let err = |reason: String| RelayError::Resolve { server: server.to_string(), reason };
     let mut addrs = server.to_socket_addrs().map_err(|e| err(format!("{e} (expected HOST:PORT)")))?;
@@ -363,25 +372,26 @@ impl Relay {
         Ok(())
     }
 
-    /// The device identity keys of `username`; `bob@host:port` (or
-    /// `bob@host`) is a person on a peer relay, asked there through ours.
+    /// The device identity keys of the local `username` (a person on a peer
+    /// relay: [`Relay::resolve_remote_user`]).
     pub async fn resolve_user(&self, username: &str) -> Result<Vec<[u8; 32]>, RelayError> {
-        let keys = if username.contains('@') {
-            let req = pb::ResolveRemoteUserRequest { address: username.to_string() };
-            let r: pb::ResolveRemoteUserResponse = self.call(Method::ResolveRemoteUser, &req).await?;
-            r.identity_keys
-        } else {
-            let req = pb::ResolveUserRequest { username: username.to_string() };
-            let r: pb::ResolveUserResponse = self.call(Method::ResolveUser, &req).await?;
-            r.identity_keys
-        };
-        keys.iter()
-            .map(|k| {
-                k.as_slice()
-                    .try_into()
-                    .map_err(|_| RelayError::Protocol("identity key is not 32 bytes".into()))
-            })
-            .collect()
+        let req = pb::ResolveUserRequest { username: username.to_string() };
+        let r: pb::ResolveUserResponse = self.call(Method::ResolveUser, &req).await?;
+        identity_keys(&r.identity_keys)
+    }
+
+    /// A person on a peer relay (`bob@host[:port]`): their keys, their
+    /// address in full, and their relay's key transparency proof (with a
+    /// consistency proof from `known_size`, the size of that relay's log
+    /// this device verified last), unchecked: `kt` checks it.
+    pub async fn resolve_remote_user(
+        &self,
+        address: &str,
+        known_size: u64,
+    ) -> Result<(Vec<[u8; 32]>, String, Option<pb::DirectoryProof>), RelayError> {
+        let req = pb::ResolveRemoteUserRequest { address: address.to_string(), known_size };
+        let r: pb::ResolveRemoteUserResponse = self.call(Method::ResolveRemoteUser, &req).await?;
+        Ok((identity_keys(&r.identity_keys)?, r.address, r.proof))
     }
 
     /// Messages of ours that a peer relay never took, each told once.

@@ -1109,22 +1109,17 @@ impl Session {
     /// against the key transparency log (see `kt`): a failed check is an
     /// error naming the username, and nothing goes ahead. Devices that
     /// appeared since the last check become notices ([`Session::take_notices`]).
+    /// A person on a peer relay (`bob@host[:port]`) is checked against that
+    /// relay's log, with the proof it sent through ours.
     pub async fn resolve_user(&mut self, relay: &Relay, username: &str) -> Result<Vec<IdentityKey>> {
-        let mut keys = relay.resolve_user(username).await?;
-        if username.contains('@') {
-            // A person on a peer relay: federation carries no log proofs yet
-            // (the remote-resolve answer's field 3 is reserved for them), so
-            // these keys are the peer relay's word (docs/federation.md).
-            return Ok(keys);
-        }
-        let new = match self.state.kt.check(relay, username, &keys).await {
+        let (username, keys, new) = match self.checked_keys(relay, username).await {
             // A device added or revoked between the two calls: ask once more.
-            Err(crate::kt::KtError::Check { .. }) => {
-                keys = relay.resolve_user(username).await?;
-                self.state.kt.check(relay, username, &keys).await?
+            Err(SessionError::Kt(crate::kt::KtError::Check { .. })) => {
+                self.checked_keys(relay, username).await?
             }
             other => other?,
         };
+        let username = username.as_str();
         let mine = self.state.username.as_deref() == Some(username);
         for device in new {
             if mine && device.key != self.me() {
@@ -1141,6 +1136,31 @@ impl Session {
         }
         self.save()?;
         Ok(keys)
+    }
+
+    /// One directory answer for `username` and its check: the name as
+    /// people are shown it (a remote one in full, `bob@host:port`), the
+    /// keys, and the devices new since the last check.
+    async fn checked_keys(
+        &mut self,
+        relay: &Relay,
+        username: &str,
+    ) -> Result<(String, Vec<IdentityKey>, Vec<crate::kt::NewDevice>)> {
+        if !username.contains('@') {
+            let keys = relay.resolve_user(username).await?;
+            let new = self.state.kt.check(relay, username, &keys).await?;
+            return Ok((username.to_string(), keys, new));
+        }
+        let asked = self.state.kt.remote_known_size(username);
+        let (mut keys, address, mut proof) = relay.resolve_remote_user(username, asked).await?;
+        let known = self.state.kt.remote_known_size(&address);
+        if known != asked {
+            // Asked by a shorter address than the relay is known by: again,
+            // for the consistency proof from the size this device knows.
+            (keys, _, proof) = relay.resolve_remote_user(&address, known).await?;
+        }
+        let new = self.state.kt.check_remote(&address, &keys, proof.as_ref())?;
+        Ok((address, keys, new))
     }
 
     /// Our account's device keys as the log showed them at the last check.

@@ -3,7 +3,10 @@
 //! From a peer relay, over its pinned `qpc-fed` link: PeerResolveUser
 //! (1250), PeerFetchKeyPackage (1251) and PeerDeliver (1252), each about
 //! local identities only: a peer can neither list anyone nor reach beyond
-//! this relay. Remote keys that clients use with the ordinary methods are
+//! this relay. PeerResolveUser carries this relay's key transparency proof
+//! for the name (made by `kt` exactly as for a local device); the asking
+//! relay hands it to its device unchanged, and the device checks it against
+//! this relay's log key (see docs/federation.md). Remote keys that clients use with the ordinary methods are
 //! forwarded by those methods (see `enqueue::append_all`,
 //! `key_package::fetch`, `directory::resolve_identity`).
 
@@ -14,7 +17,7 @@ use sha2::Digest;
 
 use super::accounts::check_username;
 use super::auth::Proven;
-use super::{directory, enqueue, key_package};
+use super::{directory, enqueue, key_package, kt};
 use crate::fed::address::RemoteAddress;
 use crate::fed::CallError;
 use crate::refusal::{identity_key, Refusal};
@@ -55,13 +58,14 @@ pub async fn resolve_remote_user(
             ),
         )
     })?;
-    let ask = pb::ResolveUserRequest { username: address.username.clone() };
-    let answer: pb::ResolveUserResponse =
+    let ask = pb::PeerResolveUserRequest { username: address.username.clone(), known_size: req.known_size };
+    let answer: pb::PeerResolveUserResponse =
         match relay.fed.call(relay, &peer.fingerprint, Method::PeerResolveUser, &ask).await {
             Ok(answer) => answer,
             Err(CallError::Link(why)) => {
                 // The peer is away: what it told before still routes (its
-                // messages wait in the outgoing queue).
+                // messages wait in the outgoing queue). Without a proof: the
+                // device takes only keys it verified before.
                 let (fp, username) = (peer.fingerprint.clone(), address.username.clone());
                 let known = relay.store.read(move |c| peers::keys_at(c, &fp, &username)).await?;
                 if known.is_empty() {
@@ -70,6 +74,7 @@ pub async fn resolve_remote_user(
                 return Ok(pb::ResolveRemoteUserResponse {
                     identity_keys: known,
                     address: format!("{}@{}", address.username, peer.address()),
+                    proof: None,
                 });
             }
             Err(e) => return Err(peer_refusal(&peer, e)),
@@ -100,12 +105,13 @@ pub async fn resolve_remote_user(
             Ok::<_, Refusal>(())
         })
         .await?;
-    // Key transparency (issue 16): the peer's inclusion proofs for these
-    // keys will travel here (ResolveRemoteUserResponse field 3), fetched
-    // from the peer with the keys and checked by the client as local ones.
+    // The peer's proof goes to the device as it came: signed with the
+    // peer's log key, which this relay does not hold, so it cannot be made
+    // to fit other keys here; the device checks it (cli `kt`).
     Ok(pb::ResolveRemoteUserResponse {
         identity_keys: answer.identity_keys,
         address: format!("{}@{}", address.username, peer.address()),
+        proof: answer.proof,
     })
 }
 
@@ -133,12 +139,37 @@ pub async fn undelivered(
 
 // ----- asked by a peer ------------------------------------------------------
 
+/// The directory's answer for a local username with the key transparency
+/// proof a local device would fetch for it (LogInclusion, and LogConsistency
+/// from the size the device knows), both as `kt` makes them for any reader.
 pub async fn peer_resolve_user(
     relay: &Rc<Relay>,
-    req: pb::ResolveUserRequest,
-) -> Result<pb::ResolveUserResponse, Refusal> {
+    fingerprint: &str,
+    req: pb::PeerResolveUserRequest,
+) -> Result<pb::PeerResolveUserResponse, Refusal> {
     check_username(&req.username)?;
-    directory::resolve_user(relay, req).await
+    let keys =
+        directory::resolve_user(relay, pb::ResolveUserRequest { username: req.username.clone() }).await?;
+    let reader = kt::peer_reader(relay, fingerprint);
+    let inclusion =
+        kt::inclusion(relay, reader.as_deref(), pb::LogInclusionRequest { username: req.username }).await?;
+    let size = inclusion.head.as_ref().map_or(0, |h| h.size);
+    // Past the head (a device shown a longer, forked log before): no proof
+    // can exist, and the device says so when it sees the head.
+    let consistency = if req.known_size > 0 && req.known_size <= size {
+        let ask = pb::LogConsistencyRequest { from_size: req.known_size, to_size: size };
+        Some(kt::consistency(relay, reader.as_deref(), ask).await?)
+    } else {
+        None
+    };
+    Ok(pb::PeerResolveUserResponse {
+        identity_keys: keys.identity_keys,
+        proof: Some(pb::DirectoryProof {
+            inclusion: Some(inclusion),
+            log_key: relay.log.public_key().to_vec(),
+            consistency,
+        }),
+    })
 }
 
 pub async fn peer_fetch_key_package(

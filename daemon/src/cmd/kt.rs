@@ -34,7 +34,9 @@ pub enum Tamper {
     ExtraKey(String),
     /// `fork:NAME`: the connection signed in as NAME is shown a history with
     /// one more entry at its end (a device key for an account "forked")
-    /// that nobody else sees: a split view.
+    /// that nobody else sees: a split view. `fork:@HOST:PORT` shows it to
+    /// the peer relay added at that address (and so to every device asking
+    /// through it), see [`peer_reader`].
     Fork(String),
 }
 
@@ -136,8 +138,16 @@ fn fork_entry() -> Vec<u8> {
     Entry { kind: Kind::DeviceAdded, time_ms: 0, username: "forked".into(), key: Some(TAMPER_KEY) }.encode()
 }
 
-fn reader(session: &Session) -> Option<String> {
+/// Who is reading the log, for `Tamper::Fork`: the account a connection is
+/// signed in to.
+pub fn reader(session: &Session) -> Option<String> {
     session.account.borrow().clone()
+}
+
+/// A peer relay reading the log on behalf of its devices: `@HOST:PORT` as
+/// it was added here (no username has an '@').
+pub fn peer_reader(relay: &Relay, fingerprint: &str) -> Option<String> {
+    relay.fed.peer(fingerprint).map(|p| format!("@{}", p.address()))
 }
 
 pub async fn head(relay: &Rc<Relay>, session: &Session) -> Result<pb::LogHeadResponse, Refusal> {
@@ -146,9 +156,11 @@ pub async fn head(relay: &Rc<Relay>, session: &Session) -> Result<pb::LogHeadRes
     Ok(pb::LogHeadResponse { head: Some(head.to_pb()), log_key: relay.log.public_key().to_vec() })
 }
 
+/// LogInclusion (1101), for a local device (`reader` its account) or a
+/// peer relay's (PeerResolveUser, `reader` from [`peer_reader`]).
 pub async fn inclusion(
     relay: &Rc<Relay>,
-    session: &Session,
+    reader: Option<&str>,
     req: pb::LogInclusionRequest,
 ) -> Result<pb::LogInclusionResponse, Refusal> {
     check_username(&req.username)?;
@@ -162,8 +174,7 @@ pub async fn inclusion(
     }
     // After the entries were read, so the tree holds all of them.
     relay.log.sync(&relay.store).await?;
-    let reader = reader(session);
-    Ok(relay.log.with_view(reader.as_deref(), |tree| {
+    Ok(relay.log.with_view(reader, |tree| {
         let size = tree.len();
         let leaves = current
             .into_iter()
@@ -177,13 +188,15 @@ pub async fn inclusion(
     }))
 }
 
+/// LogConsistency (1102), for a local device or a peer relay's (as
+/// [`inclusion`]).
 pub async fn consistency(
     relay: &Rc<Relay>,
-    session: &Session,
+    reader: Option<&str>,
     req: pb::LogConsistencyRequest,
 ) -> Result<pb::LogConsistencyResponse, Refusal> {
     relay.log.sync(&relay.store).await?;
-    relay.log.with_view(reader(session).as_deref(), |tree| {
+    relay.log.with_view(reader, |tree| {
         let size = tree.len() as u64;
         if req.from_size > req.to_size || req.to_size > size {
             return Err(Refusal::bad_request(format!(

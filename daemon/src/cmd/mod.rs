@@ -99,8 +99,12 @@ pub async fn dispatch(
             ok(recovery::delete(relay, session, me).await?)
         }
         Method::LogHead => ok(kt::head(relay, session).await?),
-        Method::LogInclusion => ok(kt::inclusion(relay, session, decode(payload)?).await?),
-        Method::LogConsistency => ok(kt::consistency(relay, session, decode(payload)?).await?),
+        Method::LogInclusion => {
+            ok(kt::inclusion(relay, kt::reader(session).as_deref(), decode(payload)?).await?)
+        }
+        Method::LogConsistency => {
+            ok(kt::consistency(relay, kt::reader(session).as_deref(), decode(payload)?).await?)
+        }
         Method::LogEntries => ok(kt::entries(relay, session, decode(payload)?).await?),
         Method::ListDevices => ok(kt::list_devices(relay, session).await?),
         Method::RevokeDevice => ok(kt::revoke_device(relay, session, me, decode(payload)?).await?),
@@ -134,7 +138,9 @@ pub async fn dispatch_peer(
     payload: &[u8],
 ) -> Result<Vec<u8>, Refusal> {
     match Method::from_u16(method_id) {
-        Some(Method::PeerResolveUser) => ok(federation::peer_resolve_user(relay, decode(payload)?).await?),
+        Some(Method::PeerResolveUser) => {
+            ok(federation::peer_resolve_user(relay, fingerprint, decode(payload)?).await?)
+        }
         Some(Method::PeerFetchKeyPackage) => {
             ok(federation::peer_fetch_key_package(relay, decode(payload)?).await?)
         }

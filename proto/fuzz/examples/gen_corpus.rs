@@ -73,6 +73,8 @@ fn corpus() -> BTreeMap<PathBuf, Vec<u8>> {
         put("kt_decoders", format!("inclusion_{n}"), [vec![2], leaf.encode_to_vec()].concat());
     }
     put("kt_decoders", "consistency".into(), [vec![3], sample_response(Method::LogConsistency)].concat());
+    let proof = qpc_proto_fuzz::sample_directory_proof().encode_to_vec();
+    put("kt_decoders", "directory_proof".into(), [vec![4], proof].concat());
     files
 }
 

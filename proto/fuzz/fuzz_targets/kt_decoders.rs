@@ -1,6 +1,6 @@
 //! The key transparency decoders and checks (`qpc_proto::kt`): log entries,
 //! signed tree heads, audit paths with their inclusion check, and the
-//! consistency check. The first byte picks one; errors are fine, panics are
+//! consistency check, and a peer relay's `DirectoryProof`. The first byte picks one; errors are fine, panics are
 //! not, and only the real proofs verify. The checks are in `src/lib.rs`.
 #![no_main]
 

@@ -179,7 +179,7 @@ pub fn check_request(method: Method, payload: &[u8]) {
         Method::RevokeDevice => round_trip::<pb::RevokeDeviceRequest>(payload),
         Method::ResolveRemoteUser => round_trip::<pb::ResolveRemoteUserRequest>(payload),
         Method::Undelivered => round_trip::<pb::UndeliveredRequest>(payload),
-        Method::PeerResolveUser => round_trip::<pb::ResolveUserRequest>(payload),
+        Method::PeerResolveUser => round_trip::<pb::PeerResolveUserRequest>(payload),
         Method::PeerFetchKeyPackage => round_trip::<pb::FetchKeyPackageRequest>(payload),
         Method::PeerDeliver => round_trip::<pb::PeerDeliverRequest>(payload),
         Method::PeerGroupCommit => round_trip::<pb::PeerGroupCommitRequest>(payload),
@@ -234,21 +234,13 @@ pub fn check_response(method: Method, payload: &[u8]) {
         Method::LogInclusion => {
             round_trip::<pb::LogInclusionResponse>(payload);
             if let Ok(r) = pb::LogInclusionResponse::decode(payload) {
-                let head = r.head.unwrap_or_default();
-                check_head(&head);
-                if let Ok(head) = kt::TreeHead::from_pb(&head) {
-                    for leaf in &r.leaves {
-                        let _ = kt::verify_leaf(leaf, &head);
-                    }
-                }
+                check_inclusion(&r);
             }
         }
         Method::LogConsistency => {
             round_trip::<pb::LogConsistencyResponse>(payload);
             if let Ok(r) = pb::LogConsistencyResponse::decode(payload) {
-                if let Ok(path) = kt::decode_path(&r.path) {
-                    let _ = kt::verify_consistency(3, 7, &[1; 32], &[2; 32], &path);
-                }
+                check_consistency(&r);
             }
         }
         Method::LogEntries => {
@@ -259,9 +251,19 @@ pub fn check_response(method: Method, payload: &[u8]) {
         }
         Method::ListDevices => round_trip::<pb::ListDevicesResponse>(payload),
         Method::RevokeDevice => round_trip::<pb::RevokeDeviceResponse>(payload),
-        Method::ResolveRemoteUser => round_trip::<pb::ResolveRemoteUserResponse>(payload),
+        Method::ResolveRemoteUser => {
+            round_trip::<pb::ResolveRemoteUserResponse>(payload);
+            if let Ok(r) = pb::ResolveRemoteUserResponse::decode(payload) {
+                r.proof.iter().for_each(check_directory_proof);
+            }
+        }
         Method::Undelivered => round_trip::<pb::UndeliveredResponse>(payload),
-        Method::PeerResolveUser => round_trip::<pb::ResolveUserResponse>(payload),
+        Method::PeerResolveUser => {
+            round_trip::<pb::PeerResolveUserResponse>(payload);
+            if let Ok(r) = pb::PeerResolveUserResponse::decode(payload) {
+                r.proof.iter().for_each(check_directory_proof);
+            }
+        }
         Method::PeerFetchKeyPackage => round_trip::<pb::FetchKeyPackageResponse>(payload),
         Method::PeerDeliver => round_trip::<pb::PeerDeliverResponse>(payload),
         Method::PeerGroupCommit => round_trip::<pb::GroupCommitResponse>(payload),
@@ -438,10 +440,13 @@ pub fn sample_request(method: Method) -> Vec<u8> {
         Method::ListDevices => pb::ListDevicesRequest {}.encode_to_vec(),
         Method::RevokeDevice => pb::RevokeDeviceRequest { identity_key: key(28) }.encode_to_vec(),
         Method::ResolveRemoteUser => {
-            pb::ResolveRemoteUserRequest { address: "bob@friends.example.net:7000".into() }.encode_to_vec()
+            pb::ResolveRemoteUserRequest { address: "bob@friends.example.net:7000".into(), known_size: 5 }
+                .encode_to_vec()
         }
         Method::Undelivered => pb::UndeliveredRequest {}.encode_to_vec(),
-        Method::PeerResolveUser => pb::ResolveUserRequest { username: "bob".into() }.encode_to_vec(),
+        Method::PeerResolveUser => {
+            pb::PeerResolveUserRequest { username: "bob".into(), known_size: 5 }.encode_to_vec()
+        }
         Method::PeerFetchKeyPackage => {
             pb::FetchKeyPackageRequest { identity_key: key(28), ciphersuite: 0x004d }.encode_to_vec()
         }
@@ -564,8 +569,9 @@ pub fn sample_response(method: Method) -> Vec<u8> {
         }
         Method::DeleteRecoveryBundle => pb::DeleteRecoveryBundleResponse { deleted: true }.encode_to_vec(),
         Method::ResolveRemoteUser => pb::ResolveRemoteUserResponse {
-            identity_keys: vec![key(31)],
+            identity_keys: vec![key(3)],
             address: "bob@friends.example.net:7000".into(),
+            proof: Some(sample_directory_proof()),
         }
         .encode_to_vec(),
         Method::Undelivered => pb::UndeliveredResponse {
@@ -579,7 +585,8 @@ pub fn sample_response(method: Method) -> Vec<u8> {
         }
         .encode_to_vec(),
         Method::PeerResolveUser => {
-            pb::ResolveUserResponse { identity_keys: vec![key(20), key(21)] }.encode_to_vec()
+            pb::PeerResolveUserResponse { identity_keys: vec![key(3)], proof: Some(sample_directory_proof()) }
+                .encode_to_vec()
         }
         Method::PeerFetchKeyPackage => {
             pb::FetchKeyPackageResponse { key_package: vec![0x4b; 200], last_resort: false }.encode_to_vec()
@@ -589,22 +596,7 @@ pub fn sample_response(method: Method) -> Vec<u8> {
         Method::LogHead => {
             pb::LogHeadResponse { head: Some(sample_head()), log_key: key(29) }.encode_to_vec()
         }
-        Method::LogInclusion => {
-            let tree = sample_tree();
-            let leaves = kt_leaves(&tree);
-            pb::LogInclusionResponse {
-                head: Some(sample_head()),
-                leaves: [0usize, 1, 6]
-                    .iter()
-                    .map(|&i| pb::LogLeaf {
-                        index: i as u64,
-                        entry: tree[i].clone(),
-                        path: kt::encode_path(&kt::inclusion_proof(&leaves, i)),
-                    })
-                    .collect(),
-            }
-            .encode_to_vec()
-        }
+        Method::LogInclusion => sample_inclusion().encode_to_vec(),
         Method::LogConsistency => pb::LogConsistencyResponse {
             path: kt::encode_path(&kt::consistency_proof(&kt_leaves(&sample_tree()), 3)),
         }
@@ -640,8 +632,68 @@ fn kt_leaves(tree: &[Vec<u8>]) -> Vec<kt::Hash> {
     tree.iter().map(|e| kt::leaf_hash(e)).collect()
 }
 
+fn sample_inclusion() -> pb::LogInclusionResponse {
+    let tree = sample_tree();
+    let leaves = kt_leaves(&tree);
+    pb::LogInclusionResponse {
+        head: Some(sample_head()),
+        leaves: [0usize, 1, 6]
+            .iter()
+            .map(|&i| pb::LogLeaf {
+                index: i as u64,
+                entry: tree[i].clone(),
+                path: kt::encode_path(&kt::inclusion_proof(&leaves, i)),
+            })
+            .collect(),
+    }
+}
+
+/// A peer's proof for bob (`kt_decoders` seed too): the sample inclusion answer, a log key and a
+/// consistency path from 5 entries to the head's 7.
+pub fn sample_directory_proof() -> pb::DirectoryProof {
+    let leaves = kt_leaves(&sample_tree());
+    pb::DirectoryProof {
+        inclusion: Some(sample_inclusion()),
+        log_key: key(29),
+        consistency: Some(pb::LogConsistencyResponse { path: kt::encode_path(&kt::consistency_proof(&leaves, 5)) }),
+    }
+}
+
 fn sample_head() -> pb::TreeHead {
     pb::TreeHead { size: 7, root: kt::root(&kt_leaves(&sample_tree())).to_vec(), time_ms: 1_790_000_000_000, signature: sig(31) }
+}
+
+/// An inclusion answer's head decodes (or fails) and its leaves are checked
+/// against it without panicking.
+pub fn check_inclusion(r: &pb::LogInclusionResponse) {
+    let head = r.head.clone().unwrap_or_default();
+    check_head(&head);
+    if let Ok(head) = kt::TreeHead::from_pb(&head) {
+        for leaf in &r.leaves {
+            let _ = kt::verify_leaf(leaf, &head);
+        }
+    }
+}
+
+/// A consistency path decodes (or fails) and is checked without panicking.
+pub fn check_consistency(r: &pb::LogConsistencyResponse) {
+    if let Ok(path) = kt::decode_path(&r.path) {
+        let _ = kt::verify_consistency(3, 7, &[1; 32], &[2; 32], &path);
+    }
+}
+
+/// A peer relay's proof (ResolveRemoteUser field 3, PeerResolveUser field
+/// 2): its parts go through the same checks as the local answers.
+pub fn check_directory_proof(p: &pb::DirectoryProof) {
+    if let Some(inclusion) = &p.inclusion {
+        check_inclusion(inclusion);
+    }
+    if let Some(consistency) = &p.consistency {
+        check_consistency(consistency);
+    }
+    if let Ok(key) = <[u8; 32]>::try_from(p.log_key.as_slice()) {
+        let _ = ed25519_dalek::VerifyingKey::from_bytes(&key);
+    }
 }
 
 /// Decoding a tree head may fail but never panics; a decoded one encodes back.
@@ -664,10 +716,10 @@ pub fn check_entry(bytes: &[u8]) {
 
 /// The `kt_decoders` target: the first byte picks a decoder of key
 /// transparency (entry, tree head, audit path and inclusion check,
-/// consistency check), the rest is its input.
+/// consistency check, a peer relay's whole proof), the rest is its input.
 pub fn kt_decoders(data: &[u8]) {
     let Some((&pick, rest)) = data.split_first() else { return };
-    match pick % 4 {
+    match pick % 5 {
         0 => check_entry(rest),
         1 => {
             if let Ok(head) = pb::TreeHead::decode(rest) {
@@ -681,6 +733,13 @@ pub fn kt_decoders(data: &[u8]) {
                     // Only the real leaves of the sample tree can verify.
                     assert_eq!(sample_tree()[leaf.index as usize], entry.encode());
                 }
+            }
+        }
+        4 => {
+            // A peer relay's proof, as the client takes it from its relay.
+            round_trip::<pb::DirectoryProof>(rest);
+            if let Ok(p) = pb::DirectoryProof::decode(rest) {
+                check_directory_proof(&p);
             }
         }
         _ => {

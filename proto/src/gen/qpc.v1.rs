@@ -774,18 +774,60 @@ pub struct RevokeDeviceResponse {
 pub struct ResolveRemoteUserRequest {
     #[prost(string, tag = "1")]
     pub address: ::prost::alloc::string::String,
+    /// The size of the peer relay's log at the last tree head this device
+    /// verified from it (0: none yet): the answer's proof then carries a
+    /// consistency proof from that size to its head.
+    #[prost(uint64, tag = "2")]
+    pub known_size: u64,
 }
-#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+#[derive(Clone, PartialEq, ::prost::Message)]
 pub struct ResolveRemoteUserResponse {
     /// The person's device keys, as their relay answered.
     #[prost(bytes = "vec", repeated, tag = "1")]
     pub identity_keys: ::prost::alloc::vec::Vec<::prost::alloc::vec::Vec<u8>>,
     /// The address in its full form, `bob@host:port`, as names show it.
-    ///
-    /// Reserved for the key-transparency proofs the remote relay will carry
-    /// (issue 16): field 3.
     #[prost(string, tag = "2")]
     pub address: ::prost::alloc::string::String,
+    /// The person's relay's key transparency proof for these keys, exactly as
+    /// that relay sent it (this relay cannot make one: it does not hold the
+    /// peer's log key). Absent when the peer could not be reached and the keys
+    /// are the ones it told before.
+    #[prost(message, optional, tag = "3")]
+    pub proof: ::core::option::Option<DirectoryProof>,
+}
+/// What a relay proves about one of its usernames to a device on another
+/// relay: the same inclusion answer a local device gets (LogInclusion), the
+/// key that signed its head, and a consistency proof from the size the
+/// device asked about (known_size) to that head.
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct DirectoryProof {
+    #[prost(message, optional, tag = "1")]
+    pub inclusion: ::core::option::Option<LogInclusionResponse>,
+    /// The relay's Ed25519 log key (32 bytes), pinned by the device at first
+    /// contact.
+    #[prost(bytes = "vec", tag = "2")]
+    pub log_key: ::prost::alloc::vec::Vec<u8>,
+    /// From known_size to inclusion.head.size; absent when known_size was 0
+    /// or past the head.
+    #[prost(message, optional, tag = "3")]
+    pub consistency: ::core::option::Option<LogConsistencyResponse>,
+}
+/// 1250: a ResolveUserRequest (field 1 the same) and the size the asking
+/// device knows of this relay's log.
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct PeerResolveUserRequest {
+    #[prost(string, tag = "1")]
+    pub username: ::prost::alloc::string::String,
+    #[prost(uint64, tag = "2")]
+    pub known_size: u64,
+}
+/// 1250: a ResolveUserResponse (field 1 the same) with the proof.
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct PeerResolveUserResponse {
+    #[prost(bytes = "vec", repeated, tag = "1")]
+    pub identity_keys: ::prost::alloc::vec::Vec<::prost::alloc::vec::Vec<u8>>,
+    #[prost(message, optional, tag = "2")]
+    pub proof: ::core::option::Option<DirectoryProof>,
 }
 /// 1201: the messages this device sent that no peer relay took, and why;
 /// each is told once.
