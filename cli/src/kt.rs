@@ -501,6 +501,78 @@ mod tests {
         }
     }
 
+    /// A peer relay's proof for bob over `entries`, with a consistency
+    /// proof from `known` entries.
+    fn remote_proof(key: &SigningKey, entries: &[Entry], known: usize) -> pb::DirectoryProof {
+        let pick: Vec<usize> = (0..entries.len()).filter(|&i| entries[i].username == "bob").collect();
+        let leaves: Vec<kt::Hash> = entries.iter().map(|e| kt::leaf_hash(&e.encode())).collect();
+        pb::DirectoryProof {
+            inclusion: Some(answer(key, entries, &pick)),
+            log_key: key.verifying_key().to_bytes().to_vec(),
+            consistency: (known > 0).then(|| pb::LogConsistencyResponse {
+                path: kt::encode_path(&kt::consistency_proof(&leaves, known)),
+            }),
+        }
+    }
+
+    #[test]
+    fn a_remote_answer_is_checked_against_that_relays_pinned_log() {
+        let key = SigningKey::from_bytes(&[8; 32]);
+        let e =
+            |kind, user: &str, k: Option<[u8; 32]>| Entry { kind, time_ms: 1, username: user.into(), key: k };
+        let mut log = vec![e(Kind::AccountCreated, "bob", None), e(Kind::DeviceAdded, "bob", Some([1; 32]))];
+        let bob = "bob@friends.example.net:7000";
+        let mut state = KtState::default();
+        assert_eq!(state.remote_known_size(bob), 0);
+        let first = remote_proof(&key, &log, 0);
+        assert!(state.check_remote(bob, &[[1; 32]], Some(&first)).unwrap().is_empty(), "first contact");
+        assert_eq!(state.remote_known_size(bob), 2);
+        assert_eq!(state.remote_known_size("bob@friends.example.net"), 2, "by host alone");
+        assert_eq!(state.remote_known_size("bob@other.example.net:7000"), 0);
+        assert!(state.log_key.is_empty(), "our own relay's pin is not touched");
+
+        // A new device, proven included and the log proven to extend.
+        log.push(e(Kind::DeviceAdded, "bob", Some([2; 32])));
+        let grown = remote_proof(&key, &log, 2);
+        let new = state.check_remote(bob, &[[1; 32], [2; 32]], Some(&grown)).unwrap();
+        assert_eq!(new.len(), 1);
+        assert_eq!((new[0].username.as_str(), new[0].key), (bob, [2; 32]));
+
+        // Our relay cannot answer for bob's: another key is refused, and so
+        // is a proof without the consistency proof from what was seen.
+        let forged = remote_proof(&SigningKey::from_bytes(&[9; 32]), &log, 3);
+        let err = state.check_remote(bob, &[[1; 32], [2; 32]], Some(&forged)).unwrap_err().to_string();
+        assert!(err.contains(bob) && err.contains("not the") && err.contains("trusts"), "{err}");
+        log.push(e(Kind::DeviceAdded, "carol", Some([3; 32])));
+        let unproven = remote_proof(&key, &log, 0);
+        let err = state.check_remote(bob, &[[1; 32], [2; 32]], Some(&unproven)).unwrap_err().to_string();
+        assert!(err.contains(bob) && err.contains("FAILED"), "{err}");
+        let err = state.check_remote(bob, &[[1; 32], [2; 32], [7; 32]], Some(&remote_proof(&key, &log, 3)));
+        let err = err.unwrap_err().to_string();
+        assert!(err.contains(bob) && err.contains(&hex::encode([7u8; 32])), "{err}");
+
+        // No proof (the peer is away): only keys verified before pass.
+        assert!(state.check_remote(bob, &[[2; 32]], None).unwrap().is_empty());
+        let err = state.check_remote(bob, &[[2; 32], [7; 32]], None).unwrap_err().to_string();
+        assert!(err.contains(bob) && err.contains(&hex::encode([7u8; 32])), "{err}");
+        assert!(state.check_remote("bob@nowhere:1", &[[1; 32]], None).is_err());
+    }
+
+    #[test]
+    fn a_state_written_before_remote_logs_reads_with_none() {
+        #[derive(Clone, PartialEq, Message)]
+        struct Before {
+            #[prost(bytes = "vec", tag = "1")]
+            log_key: Vec<u8>,
+            #[prost(message, optional, tag = "2")]
+            head: Option<pb::TreeHead>,
+        }
+        let old = Before { log_key: vec![4; 32], head: Some(pb::TreeHead { size: 3, ..Default::default() }) };
+        let state = KtState::decode(old.encode_to_vec().as_slice()).unwrap();
+        assert_eq!(state.log_key, vec![4; 32]);
+        assert!(state.remotes.is_empty());
+    }
+
     #[test]
     fn a_directory_answer_must_match_the_log() {
         let key = SigningKey::from_bytes(&[8; 32]);

@@ -1225,8 +1225,21 @@ impl Session {
                     continue;
                 }
                 let name = self.name(relay, &key).await;
-                if self.state.kt.devices.iter().any(|d| d.username == name) && !names.contains(&name) {
-                    names.push(name);
+                let checked = |n: &String| self.state.kt.devices.iter().any(|d| d.username == *n);
+                let who = if checked(&name) {
+                    vec![name]
+                } else if !self.names.contains_key(&key) {
+                    // A key our relay cannot name: a new device of someone
+                    // on a peer relay (ours learns a remote key when it is
+                    // resolved there). Their relay's log tells whose.
+                    self.other_people(group).into_iter().filter(|p| p.contains('@') && checked(p)).collect()
+                } else {
+                    Vec::new()
+                };
+                for name in who {
+                    if !names.contains(&name) {
+                        names.push(name);
+                    }
                 }
             }
         }

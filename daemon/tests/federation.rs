@@ -1,6 +1,7 @@
 //! Federation with two real relays on loopback (their own ports and data
 //! directories), peered with `qpc-server peer add`, and the real `qpc`
-//! binary for Alice on relay A and Bob on relay B.
+//! binary for Alice on relay A and Bob on relay B. Key transparency across
+//! them: Bob's relay lying (`QPC_TEST_KT_TAMPER`) is caught by Alice.
 
 mod common;
 
@@ -75,8 +76,20 @@ impl Person {
 }
 
 fn two_relays(dir: &TempDir, extra_b: &[&str]) -> (Server, Server) {
+    two_relays_lying(dir, extra_b, |_| None)
+}
+
+/// Two peered relays; B lies as `tamper(A's address)` says, if it does
+/// (`QPC_TEST_KT_TAMPER`).
+fn two_relays_lying(
+    dir: &TempDir,
+    extra_b: &[&str],
+    tamper: impl Fn(&str) -> Option<String>,
+) -> (Server, Server) {
     let a = Server::start(&dir.join("a"), &["--log-level", "debug"]);
-    let b = Server::start(&dir.join("b"), extra_b);
+    let env = tamper(&a.addr).map(|t| vec![("QPC_TEST_KT_TAMPER", t)]).unwrap_or_default();
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let b = Server::start_with_env(&dir.join("b"), extra_b, &env);
     peer(&a, &b);
     peer(&b, &a);
     (a, b)
@@ -470,4 +483,66 @@ fn a_peer_that_answers_garbage_has_its_link_closed_and_retried_and_nothing_local
     assert!(after["peers"][0]["last_error"].as_str().unwrap().contains("garbage"), "{after}");
     // Alice's own relay serves her as before.
     ok(alice.qpc(&a, &["create-group", "--group-id", "h"]));
+}
+
+#[test]
+fn a_key_bobs_relay_adds_behind_its_log_is_refused_on_alices_relay() {
+    let dir = TempDir::new("fed-kt-tamper");
+    let (a, b) = two_relays_lying(&dir, &[], |_| Some("extra-key:bob".into()));
+    let alice = Person::new(&a, &dir, "alice");
+    let _bob = Person::new(&b, &dir, "bob");
+    ok(alice.qpc(&a, &["create-group", "--group-id", "g"]));
+    let bob_at_b = format!("bob@{}", b.addr);
+    let err = fails(alice.qpc(&a, &["invite", &bob_at_b, "--group-id", "g"]));
+    assert!(err.contains(&format!("key transparency check of \"{bob_at_b}\" FAILED")), "{err}");
+    assert!(err.contains(&"5a".repeat(32)) && err.contains("not in the log"), "names the extra key: {err}");
+    let who = ok(alice.qpc(&a, &["whoami"]));
+    assert!(who.contains("group : g (epoch 0, 1 members)"), "nobody was invited: {who}");
+    let err = fails(alice.qpc(&a, &["verify", &bob_at_b]));
+    assert!(err.contains("FAILED") && err.contains(&bob_at_b), "{err}");
+}
+
+#[test]
+fn a_split_view_of_bobs_relay_is_caught_on_alices_next_check() {
+    let dir = TempDir::new("fed-kt-fork");
+    // B shows the peer A (and so every device asking through A) a log with
+    // one entry more than its own people see.
+    let (a, mut b) = two_relays_lying(&dir, &[], |a_addr| Some(format!("fork:@{a_addr}")));
+    let alice = Person::new(&a, &dir, "alice");
+    let bob = Person::new(&b, &dir, "bob");
+    let bob_at_b = format!("bob@{}", b.addr);
+    let out = ok(alice.qpc(&a, &["verify", &bob_at_b]));
+    assert!(out.contains(&format!("safety number with {bob_at_b}")), "{out}");
+    let audit = ok(bob.qpc(&b, &["audit"]));
+    assert!(audit.contains("log verified: 2 entries"), "bob's view of his relay: {audit}");
+    // B cannot keep the two histories apart forever: once A is shown the
+    // one B's own people have, Alice's next check fails, loudly.
+    assert_eq!(b.stop(), Some(0));
+    b.restart_stopped_with_env(&[]);
+    let err = fails(alice.qpc(&a, &["verify", &bob_at_b]));
+    assert!(err.contains(&format!("key transparency check of \"{bob_at_b}\" FAILED")), "{err}");
+    assert!(err.contains("forked") && err.contains("from 3 to 2 entries"), "{err}");
+}
+
+#[test]
+fn bobs_new_device_is_noticed_across_relays_and_his_log_must_extend() {
+    let dir = TempDir::new("fed-kt-device");
+    let (a, b) = two_relays(&dir, &[]);
+    let alice = Person::new(&a, &dir, "alice");
+    let bob = Person::new(&b, &dir, "bob");
+    dm(&a, &b, &alice, &bob);
+    let bob_at_b = format!("bob@{}", b.addr);
+    ok(alice.qpc(&a, &["verify", &bob_at_b]));
+    // Bob's laptop logs in on B and his phone adds it to the group: B's
+    // log grew. Alice meets the new member, checks it against B's log (the
+    // proof, and that the log extends what she saw, come through A) and is
+    // told, as of someone on her own relay.
+    ok(Person { name: "bob", state: dir.join("laptop.bin") }.qpc(&b, &["login"]));
+    recv_until(&bob, &b, "added your new device");
+    let seen = recv_until(&alice, &a, "has a new device");
+    assert!(seen.contains(&format!("#g: {bob_at_b} has a new device")), "{seen}");
+    let after = ok(alice.qpc(&a, &["verify", &bob_at_b]));
+    assert!(after.contains("CHANGED since you verified it"), "{after}");
+    ok(alice.qpc(&a, &["send", "--to", &bob_at_b, "--msg", "two devices"]));
+    assert_eq!(bob.read(&b, 1), ["two devices"]);
 }

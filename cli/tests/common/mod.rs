@@ -211,6 +211,13 @@ impl Server {
         *self = Server::start_on(&self.data_dir.clone(), &addr, extra, env, wrapper);
     }
 
+    /// Like [`Server::restart_stopped`] with `env` instead of the
+    /// environment it had (a lying test relay told the truth again).
+    pub fn restart_stopped_with_env(&mut self, env: &[(&str, &str)]) {
+        self.env = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        self.restart_stopped();
+    }
+
     /// A `qpc` command pointed at this relay.
     pub fn qpc(&self, state: &Path, args: &[&str]) -> Output {
         let (sub, rest) = args.split_first().expect("subcommand");
