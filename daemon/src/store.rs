@@ -42,7 +42,9 @@ mod worker;
 
 pub mod backup;
 
+use std::any::Any;
 use std::cell::{Cell, RefCell};
+use std::marker::PhantomData;
 use std::path::{Path, PathBuf};
 
 use rusqlite::Connection;
@@ -111,23 +113,79 @@ impl Options {
     }
 }
 
+/// A value on its way between the event loop and the storage thread, its
+/// type erased: the channels, the savepoint and the commit answer then
+/// exist once in the binary instead of once per kind of read or write
+/// (cross/SIZES.md section 6). Only the boxing and the unboxing are generic.
+type Erased = Box<dyn Any + Send>;
+
+fn erase<X: Send + 'static>(x: X) -> Erased {
+    Box::new(x)
+}
+
+fn unerase<X: 'static>(x: Erased) -> X {
+    match x.downcast::<X>() {
+        Ok(x) => *x,
+        Err(_) => unreachable!("the storage thread answers with the asker's own types"),
+    }
+}
+
+/// How a staged write ended, as its commit answers it.
+enum Outcome {
+    /// The write's `Ok` value, committed.
+    Done(Erased),
+    /// The write's own `Err` (its savepoint rolled back).
+    Refused(Erased),
+    /// The store's error: SQL around the write, a failed commit, closed.
+    Store(StoreError),
+}
+
+impl From<StoreError> for Outcome {
+    fn from(e: StoreError) -> Outcome {
+        Outcome::Store(e)
+    }
+}
+
+impl Outcome {
+    fn into_result<T: 'static, E: From<StoreError> + 'static>(self) -> Result<T, E> {
+        match self {
+            Outcome::Done(t) => Ok(unerase(t)),
+            Outcome::Refused(e) => Err(unerase(e)),
+            Outcome::Store(e) => Err(E::from(e)),
+        }
+    }
+}
+
 /// A write whose effect can be seen before it is durable: `accepted` yields
 /// what the write chose to show early (or nothing if it failed), `durable`
 /// its result once committed.
 pub struct Staged<T, A, E> {
-    accepted: oneshot::Receiver<A>,
-    durable: oneshot::Receiver<Result<T, E>>,
+    accepted: oneshot::Receiver<Erased>,
+    durable: oneshot::Receiver<Outcome>,
+    types: PhantomData<fn() -> (T, A, E)>,
 }
 
-impl<T, A, E: From<StoreError>> Staged<T, A, E> {
+impl<T: 'static, A: 'static, E: From<StoreError> + 'static> Staged<T, A, E> {
     /// What the write showed, as soon as it ran (before its commit).
     pub async fn accepted(&mut self) -> Option<A> {
-        (&mut self.accepted).await.ok()
+        (&mut self.accepted).await.ok().map(unerase)
     }
 
     /// The write's result once its commit is on disk.
     pub async fn durable(self) -> Result<T, E> {
-        self.durable.await.unwrap_or_else(|_| Err(E::from(StoreError::Closed)))
+        self.durable.await.map_or_else(|_| Err(E::from(StoreError::Closed)), Outcome::into_result)
+    }
+
+    /// What the write showed, if it has run (tests drive the batch by hand).
+    #[cfg(test)]
+    fn try_accepted(&mut self) -> Option<A> {
+        self.accepted.try_recv().ok().map(unerase)
+    }
+
+    /// The write's result, if its commit has answered.
+    #[cfg(test)]
+    fn try_durable(&mut self) -> Option<Result<T, E>> {
+        self.durable.try_recv().ok().map(Outcome::into_result)
     }
 }
 
@@ -189,6 +247,14 @@ impl Store {
         f: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
         job: fn(worker::ReadOp) -> worker::Job,
     ) -> Result<T, StoreError> {
+        self.ask_erased(Box::new(move |c| f(c).map(erase)), job).await.map(unerase)
+    }
+
+    async fn ask_erased(
+        &self,
+        f: Box<dyn FnOnce(&Connection) -> rusqlite::Result<Erased> + Send>,
+        job: fn(worker::ReadOp) -> worker::Job,
+    ) -> Result<Erased, StoreError> {
         let (tx, rx) = oneshot::channel();
         if !self.send(job(Box::new(move |c| {
             let _ = tx.send(f(c).map_err(StoreError::from));
@@ -256,26 +322,36 @@ where
     A: Send + 'static,
     E: From<StoreError> + Send + 'static,
 {
-    let (early_tx, accepted) = oneshot::channel::<A>();
-    let (done_tx, durable) = oneshot::channel::<Result<T, E>>();
+    let (job, accepted, durable) = erased_job(Box::new(move |tx: &Tx| match op(tx) {
+        Ok((t, a)) => Ok((erase(t), erase(a))),
+        Err(e) => Err(Outcome::Refused(erase(e))),
+    }));
+    (job, Staged { accepted, durable, types: PhantomData })
+}
+
+type ErasedOp = Box<dyn FnOnce(&Tx) -> Result<(Erased, Erased), Outcome> + Send>;
+
+fn erased_job(op: ErasedOp) -> (worker::WriteOp, oneshot::Receiver<Erased>, oneshot::Receiver<Outcome>) {
+    let (early_tx, accepted) = oneshot::channel();
+    let (done_tx, durable) = oneshot::channel();
     let job: worker::WriteOp = Box::new(move |tx: Option<&Tx>| {
         let result = match tx.map(|tx| tx.in_savepoint(op)) {
             Some(Ok((t, a))) => {
                 let _ = early_tx.send(a);
-                Ok(t)
+                Outcome::Done(t)
             }
-            Some(Err(e)) => Err(e),
-            None => Err(E::from(StoreError::CommitFailed("not run".into()))),
+            Some(Err(e)) => e,
+            None => Outcome::Store(StoreError::CommitFailed("not run".into())),
         };
         Box::new(move |committed: Result<(), String>| {
             let answer = match committed {
                 Ok(()) => result,
-                Err(e) => Err(E::from(StoreError::CommitFailed(e))),
+                Err(e) => Outcome::Store(StoreError::CommitFailed(e)),
             };
             let _ = done_tx.send(answer);
         })
     });
-    (job, Staged { accepted, durable })
+    (job, accepted, durable)
 }
 
 #[cfg(test)]
@@ -304,7 +380,7 @@ mod tests {
     }
 
     fn answer(mut a: Answer) -> (Option<u64>, Result<u64, StoreError>) {
-        (a.accepted.try_recv().ok(), a.durable.try_recv().unwrap())
+        (a.try_accepted(), a.try_durable().unwrap())
     }
 
     #[test]
@@ -387,8 +463,8 @@ mod tests {
         let mut batch = worker::Batch::new(&c, &state);
         let (one, mut first) = append_job(a, b"one");
         assert!(batch.take(worker::Job::Write(one)).is_none());
-        assert_eq!(first.accepted.try_recv().ok(), Some(1), "shown as soon as it ran");
-        assert!(first.durable.try_recv().is_err(), "not answered before the commit");
+        assert_eq!(first.try_accepted(), Some(1), "shown as soon as it ran");
+        assert!(first.try_durable().is_none(), "not answered before the commit");
         let (seen_tx, seen) = std::sync::mpsc::channel();
         let early = seen_tx.clone();
         batch.take(worker::Job::ReadAccepted(Box::new(move |c| {
@@ -400,7 +476,7 @@ mod tests {
         })));
         assert!(seen.try_recv().is_err(), "a read of committed state waits for the commit");
         batch.finish(&mut state, std::time::Duration::ZERO).unwrap();
-        assert_eq!(first.durable.try_recv().unwrap().unwrap(), 1);
+        assert_eq!(first.try_durable().unwrap().unwrap(), 1);
         assert_eq!(seen.try_recv().ok(), Some(("committed", 1)));
     }
 

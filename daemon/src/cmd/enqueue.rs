@@ -177,7 +177,7 @@ pub(crate) fn forward(
 
 /// Shows what a write accepted to the readers waiting for it, waits for
 /// the write to be durable, then counts it and pushes the events.
-pub(crate) async fn announce<T>(
+pub(crate) async fn announce<T: 'static>(
     relay: &Relay,
     mut staged: Staged<T, Vec<Accepted>, Refusal>,
 ) -> Result<T, Refusal> {
