@@ -320,13 +320,16 @@ mod tests {
             payload: payload.to_vec(),
         };
         let quota = Quota { queue_messages: 100, queue_bytes: 1000, store_bytes: 1000 };
-        staged_job(move |tx: &Tx| {
-            let seq = queues::append(tx, &quota, &to, &m, 1).map_err(|e| match e {
-                queues::AppendError::Sqlite(e) => StoreError::Sqlite(e),
-                other => StoreError::CommitFailed(other.to_string()),
-            })?;
-            Ok((seq.seq, seq.seq))
-        }, guard)
+        staged_job(
+            move |tx: &Tx| {
+                let seq = queues::append(tx, &quota, &to, &m, 1).map_err(|e| match e {
+                    queues::AppendError::Sqlite(e) => StoreError::Sqlite(e),
+                    other => StoreError::CommitFailed(other.to_string()),
+                })?;
+                Ok((seq.seq, seq.seq))
+            },
+            guard,
+        )
     }
 
     fn answer(mut a: Answer) -> (Option<u64>, Result<u64, StoreError>) {
@@ -342,23 +345,26 @@ mod tests {
         // The appends run without a savepoint, as the relay's enqueue does.
         let (one, first) = append_job_as(a, b"one", false);
         // Fails after writing: its own row must go, the others' stay.
-        let (broken, second) = staged_job(move |tx: &Tx| {
-            queues::append(
-                tx,
-                &Quota { queue_messages: 9, queue_bytes: 99, store_bytes: 99 },
-                &b,
-                &NewMessage {
-                    sender: [0; 32],
-                    channel_id: vec![],
-                    client_msg_id: None,
-                    payload: b"lost".to_vec(),
-                },
-                1,
-            )
-            .map_err(|e| StoreError::CommitFailed(e.to_string()))?;
-            tx.execute("INSERT INTO no_such_table VALUES (1)", [])?;
-            Ok::<_, StoreError>((0u64, 0u64))
-        }, true);
+        let (broken, second) = staged_job(
+            move |tx: &Tx| {
+                queues::append(
+                    tx,
+                    &Quota { queue_messages: 9, queue_bytes: 99, store_bytes: 99 },
+                    &b,
+                    &NewMessage {
+                        sender: [0; 32],
+                        channel_id: vec![],
+                        client_msg_id: None,
+                        payload: b"lost".to_vec(),
+                    },
+                    1,
+                )
+                .map_err(|e| StoreError::CommitFailed(e.to_string()))?;
+                tx.execute("INSERT INTO no_such_table VALUES (1)", [])?;
+                Ok::<_, StoreError>((0u64, 0u64))
+            },
+            true,
+        );
         let (three, third) = append_job_as(a, b"three", false);
         run_batch(&c, &mut state, vec![one, broken, three], std::time::Duration::ZERO).unwrap();
         assert_eq!(answer(first).1.unwrap(), 1);
@@ -436,10 +442,13 @@ mod tests {
         )
         .unwrap();
         let (one, first) = append_job(a, b"one");
-        let (orphan, second) = staged_job(|tx: &Tx| {
-            tx.execute("INSERT INTO child VALUES (7)", [])?;
-            Ok::<_, StoreError>((0u64, 0u64))
-        }, true);
+        let (orphan, second) = staged_job(
+            |tx: &Tx| {
+                tx.execute("INSERT INTO child VALUES (7)", [])?;
+                Ok::<_, StoreError>((0u64, 0u64))
+            },
+            true,
+        );
         let failed = run_batch(&c, &mut state, vec![one, orphan], std::time::Duration::ZERO);
         assert!(failed.is_err());
         let (shown, result) = answer(first);

@@ -391,8 +391,9 @@ mod tests {
     #[test]
     fn every_query_of_messages_searches_a_key_without_the_age_index() {
         let (c, _) = memory();
-        let gone: i64 =
-            c.query_row("SELECT count(*) FROM sqlite_master WHERE name = 'messages_by_age'", [], |r| r.get(0)).unwrap();
+        let gone: i64 = c
+            .query_row("SELECT count(*) FROM sqlite_master WHERE name = 'messages_by_age'", [], |r| r.get(0))
+            .unwrap();
         assert_eq!(gone, 0, "migration 9 drops the index");
         for sql in [BY_CLIENT_ID, PAGE, DELETE_UP_TO, PURGE, EXPIRE] {
             let mut stmt = c.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
@@ -402,10 +403,7 @@ mod tests {
             while let Some(row) = rows.next().unwrap() {
                 plan.push(row.get::<_, String>(3).unwrap());
             }
-            assert!(
-                plan.iter().any(|d| d.starts_with("SEARCH messages USING")),
-                "{sql}: {plan:?}"
-            );
+            assert!(plan.iter().any(|d| d.starts_with("SEARCH messages USING")), "{sql}: {plan:?}");
             assert!(!plan.iter().any(|d| d.starts_with("SCAN messages")), "{sql}: {plan:?}");
             assert!(!plan.iter().any(|d| d.contains("TEMP B-TREE")), "{sql}: {plan:?}");
         }

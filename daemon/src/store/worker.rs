@@ -105,19 +105,9 @@ impl<'a> Tx<'a> {
         self.conn.prepare_cached(sql)?.execute([]).map(|_| ())
     }
 
-    /// Runs `op` in its own savepoint: an `Err` undoes its changes (and its
-    /// share of the totals) and nothing else.
-    pub fn in_savepoint<T, E: From<super::StoreError>>(
-        &self,
-        op: impl FnOnce(&Tx) -> Result<T, E>,
-    ) -> Result<T, E> {
-        self.run(op, true)
-    }
-
     /// Opens the running write's savepoint, if it is not open yet: call it
     /// before a change that a refusal may still follow (in a write run
-    /// without `guard` by [`Tx::run`]; a no-op in one run by
-    /// [`Tx::in_savepoint`]).
+    /// without `guard` by [`Tx::run`]; a no-op in one run with it).
     pub fn guard(&self) -> rusqlite::Result<()> {
         if !self.guarded.get() {
             self.exec("SAVEPOINT op")?;
@@ -126,8 +116,9 @@ impl<'a> Tx<'a> {
         Ok(())
     }
 
-    /// Runs `op`, in its own savepoint with `guard` (as
-    /// [`Tx::in_savepoint`]). Without `guard` the savepoint stays closed
+    /// Runs `op`, with `guard` in its own savepoint: an `Err` undoes its
+    /// changes (and its share of the totals) and nothing else. Without
+    /// `guard` the savepoint stays closed
     /// until `op` calls [`Tx::guard`]: for a write that refuses only before
     /// its first change (its checks are reads), which then costs no
     /// savepoint and none of SQLite's sub-journal copies of the pages it
@@ -159,7 +150,9 @@ impl<'a> Tx<'a> {
             (Err(_), false) => {
                 self.store_bytes.set(before);
                 if self.conn.total_changes() != changes {
-                    log::error!("a write failed after changing the store, with no savepoint: its batch is refused");
+                    log::error!(
+                        "a write failed after changing the store, with no savepoint: its batch is refused"
+                    );
                     self.poisoned.set(true);
                 }
             }
