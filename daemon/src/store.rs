@@ -286,8 +286,26 @@ impl Store {
         A: Send + 'static,
         E: From<StoreError> + Send + 'static,
     {
-        let (job, staged) = staged_job(op);
+        let (job, staged) = staged_job(op, true);
         // If the thread is gone, the dropped senders answer `Closed`.
+        self.send(worker::Job::Write(job));
+        staged
+    }
+
+    /// Like [`Store::write_staged`], for an `op` that refuses only before
+    /// its first change, or calls [`Tx::guard`] before a change that a
+    /// refusal may follow (see [`Tx::run`]): it runs without a
+    /// savepoint of its own until then.
+    pub fn write_staged_checks_first<T, A, E>(
+        &self,
+        op: impl FnOnce(&Tx) -> Result<(T, A), E> + Send + 'static,
+    ) -> Staged<T, A, E>
+    where
+        T: Send + 'static,
+        A: Send + 'static,
+        E: From<StoreError> + Send + 'static,
+    {
+        let (job, staged) = staged_job(op, false);
         self.send(worker::Job::Write(job));
         staged
     }
@@ -312,10 +330,12 @@ pub(crate) fn memory_db() -> Connection {
     schema::memory().0
 }
 
-/// The storage thread's side of [`Store::write_staged`]: runs `op` in a
-/// savepoint, shows its early part at once, answers after the commit.
+/// The storage thread's side of [`Store::write_staged`]: runs `op` in its
+/// savepoint (opened at once with `guard`, else as [`Tx::run`]
+/// does), shows its early part at once, answers after the commit.
 fn staged_job<T, A, E>(
     op: impl FnOnce(&Tx) -> Result<(T, A), E> + Send + 'static,
+    guard: bool,
 ) -> (worker::WriteOp, Staged<T, A, E>)
 where
     T: Send + 'static,
@@ -335,7 +355,7 @@ fn erased_job(op: ErasedOp) -> (worker::WriteOp, oneshot::Receiver<Erased>, ones
     let (early_tx, accepted) = oneshot::channel();
     let (done_tx, durable) = oneshot::channel();
     let job: worker::WriteOp = Box::new(move |tx: Option<&Tx>| {
-        let result = match tx.map(|tx| tx.in_savepoint(op)) {
+        let result = match tx.map(|tx| tx.run(op, guard)) {
             Some(Ok((t, a))) => {
                 let _ = early_tx.send(a);
                 Outcome::Done(t)
@@ -363,6 +383,12 @@ mod tests {
     type Answer = Staged<u64, u64, StoreError>;
 
     fn append_job(to: [u8; 32], payload: &[u8]) -> (worker::WriteOp, Answer) {
+        append_job_as(to, payload, true)
+    }
+
+    /// An append in its savepoint (`guard`) or without one, as the relay's
+    /// single enqueue runs (`Store::write_staged_checks_first`).
+    fn append_job_as(to: [u8; 32], payload: &[u8], guard: bool) -> (worker::WriteOp, Answer) {
         let m = NewMessage {
             sender: [0; 32],
             channel_id: vec![],
@@ -370,13 +396,16 @@ mod tests {
             payload: payload.to_vec(),
         };
         let quota = Quota { queue_messages: 100, queue_bytes: 1000, store_bytes: 1000 };
-        staged_job(move |tx: &Tx| {
-            let seq = queues::append(tx, &quota, &to, &m, 1).map_err(|e| match e {
-                queues::AppendError::Sqlite(e) => StoreError::Sqlite(e),
-                other => StoreError::CommitFailed(other.to_string()),
-            })?;
-            Ok((seq.seq, seq.seq))
-        })
+        staged_job(
+            move |tx: &Tx| {
+                let seq = queues::append(tx, &quota, &to, &m, 1).map_err(|e| match e {
+                    queues::AppendError::Sqlite(e) => StoreError::Sqlite(e),
+                    other => StoreError::CommitFailed(other.to_string()),
+                })?;
+                Ok((seq.seq, seq.seq))
+            },
+            guard,
+        )
     }
 
     fn answer(mut a: Answer) -> (Option<u64>, Result<u64, StoreError>) {
@@ -389,26 +418,30 @@ mod tests {
         let (a, b) = ([1u8; 32], [2u8; 32]);
         identities::insert(&c, &a, 1).unwrap();
         identities::insert(&c, &b, 1).unwrap();
-        let (one, first) = append_job(a, b"one");
+        // The appends run without a savepoint, as the relay's enqueue does.
+        let (one, first) = append_job_as(a, b"one", false);
         // Fails after writing: its own row must go, the others' stay.
-        let (broken, second) = staged_job(move |tx: &Tx| {
-            queues::append(
-                tx,
-                &Quota { queue_messages: 9, queue_bytes: 99, store_bytes: 99 },
-                &b,
-                &NewMessage {
-                    sender: [0; 32],
-                    channel_id: vec![],
-                    client_msg_id: None,
-                    payload: b"lost".to_vec(),
-                },
-                1,
-            )
-            .map_err(|e| StoreError::CommitFailed(e.to_string()))?;
-            tx.execute("INSERT INTO no_such_table VALUES (1)", [])?;
-            Ok::<_, StoreError>((0u64, 0u64))
-        });
-        let (three, third) = append_job(a, b"three");
+        let (broken, second) = staged_job(
+            move |tx: &Tx| {
+                queues::append(
+                    tx,
+                    &Quota { queue_messages: 9, queue_bytes: 99, store_bytes: 99 },
+                    &b,
+                    &NewMessage {
+                        sender: [0; 32],
+                        channel_id: vec![],
+                        client_msg_id: None,
+                        payload: b"lost".to_vec(),
+                    },
+                    1,
+                )
+                .map_err(|e| StoreError::CommitFailed(e.to_string()))?;
+                tx.execute("INSERT INTO no_such_table VALUES (1)", [])?;
+                Ok::<_, StoreError>((0u64, 0u64))
+            },
+            true,
+        );
+        let (three, third) = append_job_as(a, b"three", false);
         run_batch(&c, &mut state, vec![one, broken, three], std::time::Duration::ZERO).unwrap();
         assert_eq!(answer(first).1.unwrap(), 1);
         let (shown, result) = answer(second);
@@ -419,6 +452,57 @@ mod tests {
         assert_eq!(queues::page(&c, &a, None, 10, 1000).unwrap().messages.len(), 2);
         assert_eq!(state.store_bytes, 8, "the failed write's bytes are not counted");
         assert_eq!(queues::store_bytes(&c).unwrap(), 8);
+    }
+
+    #[test]
+    fn a_write_without_savepoint_refused_by_its_checks_or_guarded_rolls_back_alone() {
+        let (c, mut state) = schema::memory();
+        let (a, b) = ([1u8; 32], [2u8; 32]);
+        identities::insert(&c, &a, 1).unwrap();
+        let (one, first) = append_job_as(a, b"one", false);
+        // Refused by its checks (unknown recipient), before any change.
+        let (unknown, second) = append_job_as(b, b"nobody", false);
+        // Opens its savepoint before a change that a refusal follows.
+        let (guarded, third) = staged_job(
+            move |tx: &Tx| {
+                tx.guard()?;
+                tx.execute("DELETE FROM identities", [])?;
+                Err::<(u64, u64), _>(StoreError::CommitFailed("refused after a change".into()))
+            },
+            false,
+        );
+        let (four, fourth) = append_job_as(a, b"four", false);
+        run_batch(&c, &mut state, vec![one, unknown, guarded, four], std::time::Duration::ZERO).unwrap();
+        assert_eq!(answer(first).1.unwrap(), 1);
+        assert!(answer(second).1.is_err());
+        assert!(answer(third).1.is_err());
+        assert_eq!(answer(fourth).1.unwrap(), 2, "the guarded write's deletion was undone");
+        assert_eq!(queues::page(&c, &a, None, 10, 1000).unwrap().messages.len(), 2);
+        assert_eq!((state.store_bytes, queues::store_bytes(&c).unwrap()), (7, 7));
+    }
+
+    #[test]
+    fn a_write_without_savepoint_failing_after_a_change_refuses_its_batch() {
+        let (c, mut state) = schema::memory();
+        let a = [1u8; 32];
+        identities::insert(&c, &a, 1).unwrap();
+        let (one, first) = append_job_as(a, b"one", false);
+        let (broken, second) = staged_job(
+            move |tx: &Tx| {
+                tx.execute("DELETE FROM identities", [])?;
+                tx.execute("INSERT INTO no_such_table VALUES (1)", [])?;
+                Ok::<_, StoreError>((0u64, 0u64))
+            },
+            false,
+        );
+        let failed = run_batch(&c, &mut state, vec![one, broken], std::time::Duration::ZERO);
+        assert!(failed.is_err(), "its change cannot be undone alone: nothing commits");
+        let (shown, result) = answer(first);
+        assert_eq!(shown, Some(1));
+        assert!(result.unwrap_err().is_unavailable());
+        assert!(matches!(answer(second).1, Err(StoreError::CommitFailed(_))));
+        assert!(identities::exists(&c, &a).unwrap(), "the change was rolled back with the batch");
+        assert_eq!((state.store_bytes, queues::store_bytes(&c).unwrap()), (0, 0));
     }
 
     #[test]
@@ -434,10 +518,13 @@ mod tests {
         )
         .unwrap();
         let (one, first) = append_job(a, b"one");
-        let (orphan, second) = staged_job(|tx: &Tx| {
-            tx.execute("INSERT INTO child VALUES (7)", [])?;
-            Ok::<_, StoreError>((0u64, 0u64))
-        });
+        let (orphan, second) = staged_job(
+            |tx: &Tx| {
+                tx.execute("INSERT INTO child VALUES (7)", [])?;
+                Ok::<_, StoreError>((0u64, 0u64))
+            },
+            true,
+        );
         let failed = run_batch(&c, &mut state, vec![one, orphan], std::time::Duration::ZERO);
         assert!(failed.is_err());
         let (shown, result) = answer(first);

@@ -20,7 +20,8 @@ use crate::store::queues;
 pub async fn ack(relay: &Rc<Relay>, me: Proven, req: pb::AckRequest) -> Result<pb::AckResponse, Refusal> {
     let whole_queue = req.channel_id.is_none();
     let up_to = req.up_to_seq;
-    let mut staged = relay.store.write_staged(move |tx| {
+    // Two statements that fail only with the disk: no savepoint needed.
+    let mut staged = relay.store.write_staged_checks_first(move |tx| {
         let removed = queues::delete_up_to(tx, &me.key(), req.up_to_seq, req.channel_id.as_deref())?;
         Ok::<_, Refusal>(((), removed))
     });

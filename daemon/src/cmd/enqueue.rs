@@ -105,6 +105,10 @@ pub(crate) fn append_all_routed(
     let mut stored = Vec::with_capacity(recipients.len());
     let mut to = Vec::new();
     let mut forwarded: Vec<String> = Vec::new();
+    if recipients.len() > 1 {
+        // A later recipient may be refused after an earlier one's append.
+        tx.guard()?;
+    }
     for r in recipients {
         // A local recipient first: the common case costs what it always did.
         match queues::append(tx, quota, r, &m, now) {
@@ -118,6 +122,8 @@ pub(crate) fn append_all_routed(
                 let Some((peer, _)) = peers::remote_of(tx, r)? else {
                     return Err(refusal(r, AppendError::UnknownRecipient));
                 };
+                // The outgoing queue may refuse after its first change.
+                tx.guard()?;
                 let pushed = forward(tx, quota, &peer, r, &m, now, route, None)?;
                 if pushed && !forwarded.contains(&peer) {
                     forwarded.push(peer);
@@ -198,15 +204,17 @@ pub(crate) async fn announce<T: 'static>(
     Ok(result)
 }
 
-/// Stores `m` for every recipient, all or none (one savepoint), shows it to
-/// waiting readers once accepted, and returns once durable.
+/// Stores `m` for every recipient, all or none (one savepoint, opened by
+/// `append_all` only where a refusal may follow a change: a single local
+/// append refuses before its first), shows it to waiting readers once
+/// accepted, and returns once durable.
 async fn store(
     relay: &Rc<Relay>,
     recipients: Vec<IdentityKey>,
     m: NewMessage,
 ) -> Result<Vec<Appended>, Refusal> {
     let quota = quota(relay);
-    let staged = relay.store.write_staged(move |tx| {
+    let staged = relay.store.write_staged_checks_first(move |tx| {
         let (stored, accepted) = append_all(tx, &quota, &recipients, m, now_ms())?;
         Ok::<_, Refusal>((stored, vec![accepted]))
     });

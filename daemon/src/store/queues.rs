@@ -77,9 +77,7 @@ pub fn append(
     }
     if let Some(id) = &m.client_msg_id {
         let found: Option<(u64, i64)> = tx
-            .prepare_cached(
-                "SELECT seq, enqueued_at_ms FROM messages WHERE recipient = ?1 AND client_msg_id = ?2",
-            )?
+            .prepare_cached(BY_CLIENT_ID)?
             .query_row((&recipient[..], id), |r| Ok((r.get(0)?, r.get(1)?)))
             .optional()?;
         if let Some((seq, enqueued_at_ms)) = found {
@@ -101,13 +99,10 @@ pub fn append(
     if tx.store_bytes() + len > quota.store_bytes {
         return Err(AppendError::StoreFull(quota.store_bytes));
     }
+    // Every refusal is above: from here on only the disk can fail (see
+    // `Store::write_staged_checks_first`), the row first so that its
+    // failure changes nothing.
     let seq = last_seq + 1;
-    tx.prepare_cached(
-        "INSERT INTO queue_heads (recipient, last_seq, msgs, bytes) VALUES (?1, ?2, ?3, ?4)
-         ON CONFLICT (recipient) DO UPDATE
-         SET last_seq = excluded.last_seq, msgs = excluded.msgs, bytes = excluded.bytes",
-    )?
-    .execute((&recipient[..], seq, msgs + 1, bytes + len))?;
     tx.prepare_cached(
         "INSERT INTO messages (recipient, seq, sender, channel_id, client_msg_id, payload, enqueued_at_ms)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
@@ -121,6 +116,12 @@ pub fn append(
         &m.payload,
         now_ms,
     ))?;
+    tx.prepare_cached(
+        "INSERT INTO queue_heads (recipient, last_seq, msgs, bytes) VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT (recipient) DO UPDATE
+         SET last_seq = excluded.last_seq, msgs = excluded.msgs, bytes = excluded.bytes",
+    )?
+    .execute((&recipient[..], seq, msgs + 1, bytes + len))?;
     tx.add_store_bytes(len as i64);
     Ok(Appended { seq: seq as u64, duplicate: false, enqueued_at_ms: now_ms })
 }
@@ -148,11 +149,7 @@ pub fn page(
     limit: u32,
     budget: usize,
 ) -> rusqlite::Result<Page> {
-    let mut stmt = c.prepare_cached(
-        "SELECT seq, sender, channel_id, payload, enqueued_at_ms FROM messages
-         WHERE recipient = ?1 AND (?2 IS NULL OR channel_id = ?2)
-         ORDER BY seq LIMIT ?3",
-    )?;
+    let mut stmt = c.prepare_cached(PAGE)?;
     let rows = stmt.query_map((&recipient[..], channel, limit), |r| {
         Ok(pb::Envelope {
             seq: r.get(0)?,
@@ -202,10 +199,7 @@ pub fn delete_up_to(
 ) -> rusqlite::Result<u64> {
     // Sequence numbers live in SQLite's signed 64 bits; anything above is "all".
     let up_to = i64::try_from(up_to).unwrap_or(i64::MAX);
-    let mut stmt = tx.prepare_cached(
-        "DELETE FROM messages WHERE recipient = ?1 AND seq <= ?2 AND (?3 IS NULL OR channel_id = ?3)
-         RETURNING length(payload)",
-    )?;
+    let mut stmt = tx.prepare_cached(DELETE_UP_TO)?;
     let (mut n, mut bytes) = (0u64, 0i64);
     for len in stmt.query_map((&recipient[..], up_to, channel), |r| r.get::<_, i64>(0))? {
         n += 1;
@@ -227,13 +221,21 @@ fn shrink(tx: &Tx, recipient: &[u8], n: u64, bytes: i64) -> rusqlite::Result<()>
 }
 
 /// Deletes every message enqueued before `cutoff_ms`; returns how many.
+///
+/// Messages are stored in enqueue order (their rowid), so the expired ones
+/// are those before the first young one: a walk from the oldest that stops
+/// there, and a range deletion, with no index by age (which would be one
+/// more B-tree leaf per commit). A message enqueued after the clock stepped
+/// back expires with the ones ahead of it.
 pub fn expire_before(tx: &Tx, cutoff_ms: i64) -> rusqlite::Result<u64> {
+    let first_kept: Option<i64> =
+        tx.prepare_cached(FIRST_KEPT)?.query_row([cutoff_ms], |r| r.get(0)).optional()?;
     let mut per_queue: HashMap<Vec<u8>, (u64, i64)> = HashMap::new();
     {
-        let mut stmt = tx.prepare_cached(
-            "DELETE FROM messages WHERE enqueued_at_ms < ?1 RETURNING recipient, length(payload)",
-        )?;
-        let rows = stmt.query_map([cutoff_ms], |r| Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, i64>(1)?)))?;
+        let mut stmt = tx.prepare_cached(EXPIRE)?;
+        let rows = stmt.query_map([first_kept.unwrap_or(i64::MAX)], |r| {
+            Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, i64>(1)?))
+        })?;
         for row in rows {
             let (recipient, len) = row?;
             let entry = per_queue.entry(recipient).or_default();
@@ -249,12 +251,25 @@ pub fn expire_before(tx: &Tx, cutoff_ms: i64) -> rusqlite::Result<u64> {
     Ok(total)
 }
 
+const BY_CLIENT_ID: &str =
+    "SELECT seq, enqueued_at_ms FROM messages WHERE recipient = ?1 AND client_msg_id = ?2";
+const PAGE: &str = "SELECT seq, sender, channel_id, payload, enqueued_at_ms FROM messages
+     WHERE recipient = ?1 AND (?2 IS NULL OR channel_id = ?2)
+     ORDER BY seq LIMIT ?3";
+const DELETE_UP_TO: &str =
+    "DELETE FROM messages WHERE recipient = ?1 AND seq <= ?2 AND (?3 IS NULL OR channel_id = ?3)
+     RETURNING length(payload)";
+const PURGE: &str = "DELETE FROM messages WHERE recipient = ?1";
+/// The oldest message that is not yet expired (a walk in rowid order).
+const FIRST_KEPT: &str = "SELECT id FROM messages WHERE enqueued_at_ms >= ?1 ORDER BY id LIMIT 1";
+const EXPIRE: &str = "DELETE FROM messages WHERE id < ?1 RETURNING recipient, length(payload)";
+
 /// Deletes `recipient`'s queue with everything in it; returns how many messages.
 pub fn purge(tx: &Tx, recipient: &[u8]) -> rusqlite::Result<u64> {
     let bytes: i64 = tx
         .prepare_cached("SELECT coalesce(sum(bytes), 0) FROM queue_heads WHERE recipient = ?1")?
         .query_row([recipient], |r| r.get(0))?;
-    let n = tx.prepare_cached("DELETE FROM messages WHERE recipient = ?1")?.execute([recipient])?;
+    let n = tx.prepare_cached(PURGE)?.execute([recipient])?;
     tx.prepare_cached("DELETE FROM queue_heads WHERE recipient = ?1")?.execute([recipient])?;
     tx.add_store_bytes(-bytes);
     Ok(n as u64)
@@ -370,6 +385,51 @@ mod tests {
         assert_eq!(tx.store_bytes(), 3);
         assert_eq!(store_bytes(&c).unwrap(), 3);
         assert_eq!(purge(&tx, &a).unwrap(), 1);
+        assert_eq!((tx.store_bytes(), store_bytes(&c).unwrap()), (0, 0));
+    }
+
+    #[test]
+    fn every_query_of_messages_searches_a_key_without_the_age_index() {
+        let (c, _) = memory();
+        let gone: i64 = c
+            .query_row("SELECT count(*) FROM sqlite_master WHERE name = 'messages_by_age'", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(gone, 0, "migration 9 drops the index");
+        for sql in [BY_CLIENT_ID, PAGE, DELETE_UP_TO, PURGE, EXPIRE] {
+            let mut stmt = c.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
+            // Unbound parameters plan as NULLs.
+            let mut rows = stmt.raw_query();
+            let mut plan = Vec::new();
+            while let Some(row) = rows.next().unwrap() {
+                plan.push(row.get::<_, String>(3).unwrap());
+            }
+            assert!(plan.iter().any(|d| d.starts_with("SEARCH messages USING")), "{sql}: {plan:?}");
+            assert!(!plan.iter().any(|d| d.starts_with("SCAN messages")), "{sql}: {plan:?}");
+            assert!(!plan.iter().any(|d| d.contains("TEMP B-TREE")), "{sql}: {plan:?}");
+        }
+        // Expiry's walk reads the table from its oldest row and stops at the
+        // first young one: in rowid order, no sort.
+        let mut stmt = c.prepare(&format!("EXPLAIN QUERY PLAN {FIRST_KEPT}")).unwrap();
+        let mut rows = stmt.raw_query();
+        let detail: String = rows.next().unwrap().unwrap().get(3).unwrap();
+        assert_eq!(detail, "SCAN messages");
+        assert!(rows.next().unwrap().is_none(), "no sort");
+    }
+
+    #[test]
+    fn expiry_stops_at_the_first_young_message() {
+        let (c, state) = memory();
+        let (a, b) = ([1u8; 32], [2u8; 32]);
+        known(&c, &[a, b]);
+        let tx = Tx::new(&c, &state);
+        for (to, at) in [(a, 10), (b, 20), (a, 100), (a, 30)] {
+            append(&tx, &ROOMY, &to, &msg(b"m", None), at).unwrap();
+        }
+        assert_eq!(expire_before(&tx, 50).unwrap(), 2);
+        let left: Vec<u64> = page(&c, &a, None, 10, 1000).unwrap().messages.iter().map(|e| e.seq).collect();
+        assert_eq!(left, [2, 3], "the one behind a young message waits for it");
+        assert!(page(&c, &b, None, 10, 1000).unwrap().messages.is_empty());
+        assert_eq!(expire_before(&tx, 200).unwrap(), 2);
         assert_eq!((tx.store_bytes(), store_bytes(&c).unwrap()), (0, 0));
     }
 

@@ -220,6 +220,30 @@ const MIGRATIONS: &[&str] = &[
         at_ms INTEGER NOT NULL
      );
      CREATE INDEX undelivered_by_sender ON undelivered (sender, id);",
+    // 9: messages in a rowid table (issue 12). As a WITHOUT ROWID table its
+    // rows (~350 B, over SQLite's 1/20-of-a-page rule) were also the keys of
+    // its interior pages, so a leaf split rewrote three siblings and their
+    // parent; now a row goes to the table's right edge, its queue position
+    // to a small index. Rowid order is enqueue order, which is what expiry
+    // walks, so the index by age goes.
+    "CREATE TABLE messages_rowid (
+        id INTEGER PRIMARY KEY,
+        recipient BLOB NOT NULL,
+        seq INTEGER NOT NULL,
+        sender BLOB NOT NULL,
+        channel_id BLOB NOT NULL,
+        client_msg_id BLOB,
+        payload BLOB NOT NULL,
+        enqueued_at_ms INTEGER NOT NULL
+     );
+     INSERT INTO messages_rowid (recipient, seq, sender, channel_id, client_msg_id, payload, enqueued_at_ms)
+        SELECT recipient, seq, sender, channel_id, client_msg_id, payload, enqueued_at_ms FROM messages
+        ORDER BY enqueued_at_ms, recipient, seq;
+     DROP TABLE messages;
+     ALTER TABLE messages_rowid RENAME TO messages;
+     CREATE UNIQUE INDEX messages_by_queue ON messages (recipient, seq);
+     CREATE UNIQUE INDEX messages_client_id ON messages (recipient, client_msg_id)
+        WHERE client_msg_id IS NOT NULL;",
 ];
 
 /// The schema version that starts the key transparency log.

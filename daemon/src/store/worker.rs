@@ -64,6 +64,11 @@ pub struct Tx<'a> {
     conn: &'a Connection,
     store_bytes: Cell<u64>,
     seq_floor: i64,
+    /// The running write has its savepoint open.
+    guarded: Cell<bool>,
+    /// A write without a savepoint failed after changing the store: the
+    /// batch cannot commit without it and is rolled back whole.
+    poisoned: Cell<bool>,
 }
 
 impl std::ops::Deref for Tx<'_> {
@@ -75,7 +80,13 @@ impl std::ops::Deref for Tx<'_> {
 
 impl<'a> Tx<'a> {
     pub fn new(conn: &'a Connection, state: &State) -> Tx<'a> {
-        Tx { conn, store_bytes: Cell::new(state.store_bytes), seq_floor: state.seq_floor }
+        Tx {
+            conn,
+            store_bytes: Cell::new(state.store_bytes),
+            seq_floor: state.seq_floor,
+            guarded: Cell::new(false),
+            poisoned: Cell::new(false),
+        }
     }
 
     pub fn store_bytes(&self) -> u64 {
@@ -94,22 +105,56 @@ impl<'a> Tx<'a> {
         self.conn.prepare_cached(sql)?.execute([]).map(|_| ())
     }
 
-    /// Runs `op` in its own savepoint: an `Err` undoes its changes (and its
-    /// share of the totals) and nothing else.
-    pub fn in_savepoint<T, E: From<super::StoreError>>(
+    /// Opens the running write's savepoint, if it is not open yet: call it
+    /// before a change that a refusal may still follow (in a write run
+    /// without `guard` by [`Tx::run`]; a no-op in one run with it).
+    pub fn guard(&self) -> rusqlite::Result<()> {
+        if !self.guarded.get() {
+            self.exec("SAVEPOINT op")?;
+            self.guarded.set(true);
+        }
+        Ok(())
+    }
+
+    /// Runs `op`, with `guard` in its own savepoint: an `Err` undoes its
+    /// changes (and its share of the totals) and nothing else. Without
+    /// `guard` the savepoint stays closed
+    /// until `op` calls [`Tx::guard`]: for a write that refuses only before
+    /// its first change (its checks are reads), which then costs no
+    /// savepoint and none of SQLite's sub-journal copies of the pages it
+    /// touches. An `Err` with nothing changed undoes nothing; an `Err` after
+    /// a change without the guard (a statement failing on the disk) cannot
+    /// be undone alone, so the whole batch is rolled back and refused, as a
+    /// failed commit is.
+    pub(super) fn run<T, E: From<super::StoreError>>(
         &self,
         op: impl FnOnce(&Tx) -> Result<T, E>,
+        guard: bool,
     ) -> Result<T, E> {
         let sql = |s: &str| self.exec(s).map_err(|e| E::from(super::StoreError::Sqlite(e)));
-        sql("SAVEPOINT op")?;
+        if guard {
+            self.guard().map_err(|e| E::from(super::StoreError::Sqlite(e)))?;
+        }
         let before = self.store_bytes.get();
+        let changes = self.conn.total_changes();
         let result = op(self);
-        match &result {
-            Ok(_) => sql("RELEASE op")?,
-            Err(_) => {
+        let guarded = self.guarded.replace(false);
+        match (&result, guarded) {
+            (Ok(_), true) => sql("RELEASE op")?,
+            (Ok(_), false) => {}
+            (Err(_), true) => {
                 self.store_bytes.set(before);
                 sql("ROLLBACK TO op")?;
                 sql("RELEASE op")?;
+            }
+            (Err(_), false) => {
+                self.store_bytes.set(before);
+                if self.conn.total_changes() != changes {
+                    log::error!(
+                        "a write failed after changing the store, with no savepoint: its batch is refused"
+                    );
+                    self.poisoned.set(true);
+                }
             }
         }
         result
@@ -207,6 +252,12 @@ impl<'a> Batch<'a> {
     }
 
     fn write(&mut self, w: WriteOp) {
+        if self.open.is_some() && self.conn.is_autocommit() {
+            // SQLite rolled the transaction back itself (a disk error): the
+            // batch is lost, and a write now would commit on its own.
+            w(None)(Err("the batch's transaction was rolled back".into()));
+            return;
+        }
         if self.open.is_none() {
             if let Err(e) = self.exec("BEGIN IMMEDIATE") {
                 log::error!("cannot begin a transaction, a write refused: {e}");
@@ -245,7 +296,11 @@ impl<'a> Batch<'a> {
             if !commit_delay.is_zero() {
                 std::thread::sleep(commit_delay);
             }
-            let committed = self.exec("COMMIT").map_err(|e| e.to_string());
+            let committed = if self.tx.poisoned.get() {
+                Err("a write failed after changing the store".to_string())
+            } else {
+                self.exec("COMMIT").map_err(|e| e.to_string())
+            };
             match &committed {
                 Ok(()) => state.store_bytes = self.tx.store_bytes(),
                 Err(e) => {
