@@ -342,16 +342,22 @@ where
     A: Send + 'static,
     E: From<StoreError> + Send + 'static,
 {
-    let (job, accepted, durable) = erased_job(Box::new(move |tx: &Tx| match op(tx) {
-        Ok((t, a)) => Ok((erase(t), erase(a))),
-        Err(e) => Err(Outcome::Refused(erase(e))),
-    }));
+    let (job, accepted, durable) = erased_job(
+        Box::new(move |tx: &Tx| match op(tx) {
+            Ok((t, a)) => Ok((erase(t), erase(a))),
+            Err(e) => Err(Outcome::Refused(erase(e))),
+        }),
+        guard,
+    );
     (job, Staged { accepted, durable, types: PhantomData })
 }
 
 type ErasedOp = Box<dyn FnOnce(&Tx) -> Result<(Erased, Erased), Outcome> + Send>;
 
-fn erased_job(op: ErasedOp) -> (worker::WriteOp, oneshot::Receiver<Erased>, oneshot::Receiver<Outcome>) {
+fn erased_job(
+    op: ErasedOp,
+    guard: bool,
+) -> (worker::WriteOp, oneshot::Receiver<Erased>, oneshot::Receiver<Outcome>) {
     let (early_tx, accepted) = oneshot::channel();
     let (done_tx, durable) = oneshot::channel();
     let job: worker::WriteOp = Box::new(move |tx: Option<&Tx>| {
