@@ -130,6 +130,12 @@ fn unerase<X: 'static>(x: Erased) -> X {
     }
 }
 
+/// What a [`Staged`] answers with, in its type only.
+type Types<T, A, E> = PhantomData<fn() -> (T, A, E)>;
+
+/// A read, its result type erased.
+type ErasedRead = Box<dyn FnOnce(&Connection) -> rusqlite::Result<Erased> + Send>;
+
 /// How a staged write ended, as its commit answers it.
 enum Outcome {
     /// The write's `Ok` value, committed.
@@ -162,7 +168,7 @@ impl Outcome {
 pub struct Staged<T, A, E> {
     accepted: oneshot::Receiver<Erased>,
     durable: oneshot::Receiver<Outcome>,
-    types: PhantomData<fn() -> (T, A, E)>,
+    types: Types<T, A, E>,
 }
 
 impl<T: 'static, A: 'static, E: From<StoreError> + 'static> Staged<T, A, E> {
@@ -252,7 +258,7 @@ impl Store {
 
     async fn ask_erased(
         &self,
-        f: Box<dyn FnOnce(&Connection) -> rusqlite::Result<Erased> + Send>,
+        f: ErasedRead,
         job: fn(worker::ReadOp) -> worker::Job,
     ) -> Result<Erased, StoreError> {
         let (tx, rx) = oneshot::channel();
