@@ -5,8 +5,10 @@
 //! hands the storage thread jobs through a channel: reads, and writes that
 //! are closures over a [`Tx`]. The thread runs every write of a batch
 //! inside one transaction, each in its own savepoint so that one failure
-//! undoes only itself, and commits. While a commit syncs, the next batch
-//! gathers in the channel, and an open batch waits a moment for more
+//! undoes only itself (a write whose refusals all come before its first
+//! change needs none: [`Store::write_staged_checks_first`]), and commits.
+//! While a commit syncs, the next batch gathers in the channel, and an
+//! open batch waits a moment for more
 //! (group commit that grows with load). Reads of committed state run
 //! between batches; a reader's queue page runs at once, inside the open
 //! batch. A write's caller is answered only once its commit is on disk; if

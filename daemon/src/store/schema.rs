@@ -344,4 +344,48 @@ mod tests {
         migrate(&conn, Path::new(":memory:")).unwrap();
         assert_eq!(super::super::kt::size(&conn).unwrap(), 3);
     }
+
+    #[test]
+    fn the_rowid_migration_keeps_every_queue_in_order() {
+        use super::super::{queues, Tx};
+        let conn = Connection::open_in_memory().unwrap();
+        for (version, sql) in MIGRATIONS.iter().enumerate().take(8) {
+            conn.execute_batch(sql).unwrap();
+            if version as i64 + 1 == KT_VERSION {
+                super::super::kt::backfill(&conn).unwrap();
+            }
+            conn.pragma_update(None, "user_version", version as i64 + 1).unwrap();
+        }
+        let b = [2u8; 32];
+        conn.execute_batch(
+            "INSERT INTO identities (identity_key, created_at_ms) VALUES (zeroblob(32), 1);
+             INSERT INTO queue_heads VALUES (zeroblob(32), 7, 2, 5);
+             INSERT INTO messages VALUES (zeroblob(32), 7, x'09', x'63', x'6964', x'616263', 30),
+                                         (zeroblob(32), 6, x'09', x'63', NULL, x'6465', 20),
+                                         (x'0202020202020202020202020202020202020202020202020202020202020202',
+                                          1, x'09', x'63', NULL, x'66', 10);",
+        )
+        .unwrap();
+        migrate(&conn, Path::new(":memory:")).unwrap();
+        let zero = [0u8; 32];
+        let p = queues::page(&conn, &zero, None, 10, 1000).unwrap();
+        let seen: Vec<(u64, &[u8])> = p.messages.iter().map(|e| (e.seq, e.payload.as_slice())).collect();
+        assert_eq!(seen, [(6, &b"de"[..]), (7, &b"abc"[..])]);
+        assert_eq!(queues::page(&conn, &b, None, 10, 1000).unwrap().messages.len(), 1);
+        // The client id still makes a retry a duplicate, and the counter goes on.
+        let state = super::super::worker::State { store_bytes: 5, seq_floor: 0 };
+        let tx = Tx::new(&conn, &state);
+        let quota = queues::Quota { queue_messages: 10, queue_bytes: 100, store_bytes: 100 };
+        let m = |id: Option<&[u8]>| queues::NewMessage {
+            sender: [9; 32],
+            channel_id: b"c".to_vec(),
+            client_msg_id: id.map(<[u8]>::to_vec),
+            payload: b"x".to_vec(),
+        };
+        assert!(queues::append(&tx, &quota, &zero, &m(Some(b"id")), 40).unwrap().duplicate);
+        assert_eq!(queues::append(&tx, &quota, &zero, &m(None), 40).unwrap().seq, 8);
+        // Expiry walks the migrated rows in enqueue order.
+        assert_eq!(queues::expire_before(&tx, 25).unwrap(), 2);
+        assert!(queues::page(&conn, &b, None, 10, 1000).unwrap().messages.is_empty());
+    }
 }
