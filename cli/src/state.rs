@@ -1086,17 +1086,18 @@ mod tests {
         assert!(matches!(password_from(Some(String::new())), Err(StateError::NoPassword { .. })));
     }
 
-    /// The cost of one derivation with the default parameters:
-    /// `cargo test -p qpc --lib state::tests::argon2_default_cost -- --ignored --nocapture`
+    /// The default costs derive a key that depends on the password and the
+    /// salt alone (what opening a file on another device relies on).
     #[test]
-    #[ignore]
-    fn argon2_default_cost() {
-        let runs = 5;
-        let start = std::time::Instant::now();
-        for _ in 0..runs {
-            Sealing::new(PASSWORD, KdfParams::default()).unwrap();
-        }
-        println!("Argon2id m=19456 KiB t=2 p=1: {:?} per derivation", start.elapsed() / runs);
+    fn default_costs_derive_the_same_key_from_the_same_password_and_salt() {
+        let params = KdfParams::default();
+        assert_eq!((params.m_cost_kib, params.t_cost, params.parallelism), (19 * 1024, 2, 1));
+        let a = Sealing::derive(PASSWORD, params, [7; SALT_LEN]).unwrap();
+        let b = Sealing::derive(PASSWORD, params, [7; SALT_LEN]).unwrap();
+        let other_salt = Sealing::derive(PASSWORD, params, [8; SALT_LEN]).unwrap();
+        assert_eq!(*a.key, *b.key);
+        assert_eq!(a.key_check, b.key_check);
+        assert_ne!(*a.key, *other_salt.key);
     }
 
     #[test]
