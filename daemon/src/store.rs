@@ -403,13 +403,22 @@ mod tests {
     /// An append in its savepoint (`guard`) or without one, as the relay's
     /// single enqueue runs (`Store::write_staged_checks_first`).
     fn append_job_as(to: [u8; 32], payload: &[u8], guard: bool) -> (worker::WriteOp, Answer) {
+        let quota = Quota { queue_messages: 100, queue_bytes: 1000, store_bytes: 1000 };
+        append_job_within(to, payload, guard, quota)
+    }
+
+    fn append_job_within(
+        to: [u8; 32],
+        payload: &[u8],
+        guard: bool,
+        quota: Quota,
+    ) -> (worker::WriteOp, Answer) {
         let m = NewMessage {
             sender: [0; 32],
             channel_id: vec![],
             client_msg_id: None,
             payload: payload.to_vec(),
         };
-        let quota = Quota { queue_messages: 100, queue_bytes: 1000, store_bytes: 1000 };
         staged_job(
             move |tx: &Tx| {
                 let seq = queues::append(tx, &quota, &to, &m, 1).map_err(|e| match e {
@@ -579,6 +588,54 @@ mod tests {
         batch.finish(&mut state, std::time::Duration::ZERO).unwrap();
         assert_eq!(first.try_durable().unwrap().unwrap(), 1);
         assert_eq!(seen.try_recv().ok(), Some(("committed", 1)));
+    }
+
+    #[test]
+    fn an_idle_thread_empties_a_large_wal_and_keeps_every_message() {
+        let dir = std::env::temp_dir().join(format!("qpc-store-idle-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("qpc.db");
+        let wal = dir.join("qpc.db-wal");
+        let key = "x'0102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f20'";
+        let wal_size = || std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0);
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(async {
+            let store = Store::open(&path, key, Options::default()).unwrap();
+            store.write(|tx| identities::insert(tx, &[1; 32], 1).map_err(StoreError::from)).await.unwrap();
+            // One commit each, so that the WAL grows past what it keeps.
+            let roomy = Quota { queue_messages: 1000, queue_bytes: 1 << 20, store_bytes: 1 << 20 };
+            for _ in 0..120 {
+                let (job, staged) = append_job_within([1; 32], &[7; 3000], false, roomy);
+                store.send(worker::Job::Write(job));
+                staged.durable().await.unwrap();
+            }
+            assert!(wal_size() >= worker::WAL_KEEP, "the WAL holds {} bytes", wal_size());
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+            while wal_size() > 0 && std::time::Instant::now() < deadline {
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+            assert_eq!(wal_size(), 0, "idle for {:?}, the WAL is truncated", worker::IDLE_CHECKPOINT);
+            let page = store.read(|c| queues::page(c, &[1; 32], None, 1000, usize::MAX)).await.unwrap();
+            assert_eq!(page.messages.len(), 120);
+            // Still a working store: the next write goes to a new WAL.
+            let (job, staged) = append_job_within([1; 32], b"after", false, roomy);
+            store.send(worker::Job::Write(job));
+            assert_eq!(staged.durable().await.unwrap(), 121);
+            store.close().await;
+        });
+        let (c, state) = schema::open(&path, key).unwrap();
+        assert_eq!(state.store_bytes, 120 * 3000 + 5);
+        assert_eq!(queues::page(&c, &[1; 32], None, 1000, usize::MAX).unwrap().messages.len(), 121);
+        drop(c);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_small_wal_is_left_alone_when_idle() {
+        let (c, _) = schema::memory();
+        // In memory: no file to look at, nothing to do, no error.
+        worker::idle_checkpoint(&c);
     }
 
     #[test]

@@ -472,7 +472,7 @@ pub async fn download(
     let chunk_size = u64::from(blob.chunk_size);
     let index = req.offset / chunk_size;
     let mut chunk_sha256 = Vec::new();
-    if req.offset % chunk_size == 0 && len == blob.chunk_len(index) && len > 0 {
+    if req.offset.is_multiple_of(chunk_size) && len == blob.chunk_len(index) && len > 0 {
         let id = blob.id.clone();
         let held = relay.store.read(move |c| blobs::chunk_hash(c, &id, index)).await?.unwrap_or_default();
         if Sha256::digest(&data).as_slice() != held.as_slice() {

@@ -170,7 +170,7 @@ pub unsafe extern "C" fn CCCryptorUpdate(
     if cryptor.is_null() || moved.is_null() || output.is_null() || out_available < in_len {
         return PARAM_ERROR;
     }
-    if in_len % BLOCK != 0 {
+    if !in_len.is_multiple_of(BLOCK) {
         return ALIGNMENT_ERROR;
     }
     let Some(input) = bytes(input, in_len) else {

@@ -17,7 +17,7 @@
 //! counter skips [`SEQ_SKIP`] ahead; one batch never appends that many.
 
 use std::cell::Cell;
-use std::sync::mpsc::Receiver;
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::Duration;
 
 use rusqlite::Connection;
@@ -169,11 +169,24 @@ pub const GATHER: Duration = Duration::from_millis(2);
 /// Writes after which a batch commits without waiting out [`GATHER`].
 const GATHER_ENOUGH: usize = 256;
 
+/// How long the thread has nothing to do before it looks at the WAL's size.
+pub const IDLE_CHECKPOINT: Duration = Duration::from_secs(1);
+/// A WAL file at least this large when the thread goes idle is copied into
+/// the database and cut to nothing ([`idle_checkpoint`]). SQLite's own
+/// checkpoint (every 256 pages, during a burst) reuses the file from its
+/// start and leaves it at its high-water mark, up to `journal_size_limit`
+/// (1 MiB): on a router's flash that is space a burst took and never gave
+/// back. Below this size the WAL is left to grow, so that a quiet relay's
+/// few commits do not each cost a checkpoint (the same hot pages copied
+/// again and again, two more syncs).
+pub const WAL_KEEP: u64 = 256 << 10;
+
 /// The thread's body: batches until the loop closes the store or goes away.
 pub fn run(conn: Connection, mut state: State, jobs: Receiver<Job>, options: Options) {
     let mut skip_pending = false;
+    let mut wrote = false;
     loop {
-        let Ok(first) = jobs.recv() else {
+        let Some(first) = next_job(&conn, &jobs, &mut wrote) else {
             close(conn, skip_pending);
             return;
         };
@@ -199,6 +212,7 @@ pub fn run(conn: Connection, mut state: State, jobs: Receiver<Job>, options: Opt
                 break;
             }
         }
+        wrote |= batch.open.is_some();
         let committed = batch.finish(&mut state, options.commit_delay);
         if committed.is_err() {
             // Its writes may have shown sequence numbers that are now free.
@@ -209,6 +223,43 @@ pub fn run(conn: Connection, mut state: State, jobs: Receiver<Job>, options: Opt
             let _ = done.send(());
             return;
         }
+    }
+}
+
+/// The first job of the next batch, or `None` once the loop has gone.
+/// After a batch that wrote, the thread waits [`IDLE_CHECKPOINT`] for it
+/// and, if none comes, empties a large WAL first.
+fn next_job(conn: &Connection, jobs: &Receiver<Job>, wrote: &mut bool) -> Option<Job> {
+    if *wrote {
+        match jobs.recv_timeout(IDLE_CHECKPOINT) {
+            Ok(job) => return Some(job),
+            Err(RecvTimeoutError::Disconnected) => return None,
+            Err(RecvTimeoutError::Timeout) => {
+                *wrote = false;
+                idle_checkpoint(conn);
+            }
+        }
+    }
+    jobs.recv().ok()
+}
+
+/// Copies the WAL into the database and truncates it, if it holds at least
+/// [`WAL_KEEP`] bytes; nothing is lost if it fails (the WAL stays as it
+/// was, and SQLite checkpoints it later).
+pub(super) fn idle_checkpoint(conn: &Connection) {
+    let wal = match conn.path() {
+        Some(path) if !path.is_empty() => format!("{path}-wal"),
+        _ => return,
+    };
+    let size = std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0);
+    if size < WAL_KEEP {
+        return;
+    }
+    let result = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get::<_, i64>(0));
+    match result {
+        Ok(0) => log::debug!("idle: the WAL ({size} bytes) was copied into the database and truncated"),
+        Ok(_) => log::warn!("idle: the WAL ({size} bytes) could not be checkpointed now (busy)"),
+        Err(e) => log::error!("idle: checkpointing the WAL ({size} bytes): {e}"),
     }
 }
 
