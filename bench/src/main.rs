@@ -7,9 +7,10 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use argh::FromArgs;
+use qpc_bench::callgrind::{self, Counter};
+use qpc_bench::report;
 use qpc_bench::servers::{self, Kind, Launch};
 use qpc_bench::suite::{self, GroupWorkload, LatencyWorkload, Params};
-use qpc_bench::{callgrind, report};
 
 /// qpc-bench: measures qpc-server side by side with Mosquitto on loopback.
 #[derive(FromArgs)]
@@ -67,21 +68,31 @@ struct Flags {
     /// rounds of A B (default 2; 0 runs only the instruction count)
     #[argh(option, default = "2")]
     rounds: usize,
-    /// messages for the callgrind instruction count, 0 to skip (default 500)
+    /// messages for the instruction count (callgrind or --insn-wrapper), 0 to skip (default 500)
     #[argh(option, default = "500")]
     callgrind_messages: usize,
     /// messages the callgrind run's sender keeps awaiting the relay's answer (default 8)
     #[argh(option, default = "8")]
     callgrind_window: usize,
-    /// keep the callgrind output files in this directory (for callgrind_annotate)
+    /// keep the instruction counter's output files in this directory (for callgrind_annotate)
     #[argh(option)]
     callgrind_keep: Option<PathBuf>,
     /// size in MiB of the file sent up and down through the relay, 0 to skip (default 64)
     #[argh(option, default = "64")]
     file_mib: u64,
-    /// also count Mosquitto's instructions (default true)
+    /// also count Mosquitto's instructions (default true; not with --insn-relay)
     #[argh(option, default = "true")]
     callgrind_mosquitto: bool,
+    /// count instructions with the relay under this command instead of valgrind, split at
+    /// spaces, `{log}` standing for the file it writes its total to (the last word of the
+    /// last line starting with `total`, as qemu's libinsn plugin prints), e.g.
+    /// "qemu-mipsel -cpu 24Kc -plugin /path/libinsn.so -d plugin -D {log}"
+    #[argh(option)]
+    insn_wrapper: Option<String>,
+    /// the relay binary started under --insn-wrapper (a router build); flags are still probed
+    /// on --qpc-server, so build both from the same source (default: --qpc-server itself)
+    #[argh(option)]
+    insn_relay: Option<PathBuf>,
 }
 
 fn default_server() -> PathBuf {
@@ -131,8 +142,14 @@ async fn run(flags: Flags) -> qpc_bench::Result<()> {
             None => qpc_flags.push(format!("--{flag}")),
         }
     }
+    let counter = match (flags.insn_wrapper.clone(), flags.insn_relay.clone()) {
+        (Some(command), relay) => Counter::Wrapper { command, relay },
+        (None, None) => Counter::Callgrind,
+        (None, Some(_)) => return Err("--insn-relay needs --insn-wrapper".into()),
+    };
     let launch = Launch {
         qpc_server: qpc_server.clone(),
+        qpc_run: None,
         qpc_flags,
         db_key: "qpc-bench database key".into(),
         mosquitto: flags.mosquitto.clone(),
@@ -192,24 +209,26 @@ async fn run(flags: Flags) -> qpc_bench::Result<()> {
     }
 
     if flags.callgrind_messages > 0 {
-        if callgrind::available() {
+        if counter.available() {
             println!();
             let mut kinds = vec![Kind::Qpc];
-            if flags.callgrind_mosquitto {
+            if flags.callgrind_mosquitto && flags.insn_relay.is_none() {
                 kinds.push(Kind::Mosquitto);
             }
             let group = GroupWorkload { messages: flags.callgrind_messages / 5, ..params.group.clone() };
             let mut per = Vec::new();
             for kind in kinds {
                 progress(&format!(
-                    "{}: callgrind, {} messages of 256 B",
+                    "{}: {}, {} messages of 256 B",
                     kind.name(),
+                    counter.name(),
                     flags.callgrind_messages
                 ));
                 let keep = flags.callgrind_keep.as_deref();
                 let count = callgrind::count(
                     kind,
                     &launch,
+                    &counter,
                     flags.callgrind_messages,
                     256,
                     flags.callgrind_window,
@@ -217,25 +236,28 @@ async fn run(flags: Flags) -> qpc_bench::Result<()> {
                 )
                 .await?;
                 println!(
-                    "instructions_per_msg {} {:.0} (callgrind: {} with {} messages, {} without; 1 sender ({} in flight), 1 recipient, 256 B)",
+                    "instructions_per_msg {} {:.0} ({}: {} with {} messages, {} without; 1 sender ({} in flight), 1 recipient, 256 B)",
                     kind.name(),
                     count.per_message(),
+                    counter.name(),
                     count.loaded,
                     count.messages,
                     count.base,
                     flags.callgrind_window
                 );
                 progress(&format!(
-                    "{}: callgrind, group of {}, {} messages",
+                    "{}: {}, group of {}, {} messages",
                     kind.name(),
+                    counter.name(),
                     group.members,
                     group.messages
                 ));
-                let g = callgrind::count_group(kind, &launch, &group, keep).await?;
+                let g = callgrind::count_group(kind, &launch, &counter, &group, keep).await?;
                 println!(
-                    "instructions_per_group_msg {} {:.0} (callgrind: {} with {} messages to {} members, {} without; per delivered message)",
+                    "instructions_per_group_msg {} {:.0} ({}: {} with {} messages to {} members, {} without; per delivered message)",
                     kind.name(),
                     g.per_message(),
+                    counter.name(),
                     g.loaded,
                     group.messages,
                     group.members - 1,

@@ -35,6 +35,10 @@ impl Kind {
 #[derive(Debug, Clone)]
 pub struct Launch {
     pub qpc_server: PathBuf,
+    /// The binary started in place of `qpc_server`, when that is one the
+    /// host cannot run itself (a router build under an emulator `wrapper`);
+    /// flags are still probed on `qpc_server`, built from the same source.
+    pub qpc_run: Option<PathBuf>,
     /// Extra flags for qpc-server (limits raised so the bench measures throughput).
     pub qpc_flags: Vec<String>,
     /// SQLCipher key: the relay runs keyed, as on a router.
@@ -198,7 +202,8 @@ impl Server {
         let socket = dir.path().join("admin.sock").display().to_string();
         args.extend(qpc_known_flags(&launch.qpc_server, &[("--socket", &socket)]));
         args.extend(launch.qpc_flags.iter().cloned());
-        let mut child = spawn(launch, &launch.qpc_server, &args)?;
+        let program = launch.qpc_run.as_ref().unwrap_or(&launch.qpc_server);
+        let mut child = spawn(launch, program, &args)?;
         let log = Arc::new(Mutex::new(String::new()));
         let lines = collect_stderr(&mut child, Arc::clone(&log));
         let deadline = Instant::now() + launch.start_timeout;

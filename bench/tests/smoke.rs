@@ -59,6 +59,7 @@ fn harness_produces_every_figure_for_both_relays() {
     let launch = Launch {
         qpc_flags: qpc_bench::servers::qpc_limit_flags(&qpc_server),
         qpc_server,
+        qpc_run: None,
         db_key: "smoke".into(),
         mosquitto,
         mqtt_max_inflight: 20,
