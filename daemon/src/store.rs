@@ -590,14 +590,22 @@ mod tests {
         assert_eq!(seen.try_recv().ok(), Some(("committed", 1)));
     }
 
-    #[test]
-    fn an_idle_thread_empties_a_large_wal_and_keeps_every_message() {
-        let dir = std::env::temp_dir().join(format!("qpc-store-idle-{}", std::process::id()));
+    const TEST_KEY: &str = "x'0102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f20'";
+
+    /// An empty directory of this test process's own, for a store file.
+    fn fresh_dir(name: &str) -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!("qpc-store-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    #[test]
+    fn an_idle_thread_empties_a_large_wal_and_keeps_every_message() {
+        let dir = fresh_dir("idle");
         let path = dir.join("qpc.db");
         let wal = dir.join("qpc.db-wal");
-        let key = "x'0102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f20'";
+        let key = TEST_KEY;
         let wal_size = || std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0);
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         rt.block_on(async {
@@ -633,25 +641,31 @@ mod tests {
 
     #[test]
     fn a_small_wal_is_left_alone_when_idle() {
-        let (c, _) = schema::memory();
-        // In memory: no file to look at, nothing to do, no error.
+        let dir = fresh_dir("small-wal");
+        let (c, _) = schema::open(&dir.join("qpc.db"), TEST_KEY).unwrap();
+        let wal = || std::fs::metadata(dir.join("qpc.db-wal")).unwrap().len();
+        // A new store's migrations leave a WAL over the limit: emptied.
+        assert!(wal() >= worker::WAL_KEEP);
         worker::idle_checkpoint(&c);
+        assert_eq!(wal(), 0);
+        identities::insert(&c, &[1; 32], 1).unwrap();
+        let before = wal();
+        assert!(before > 0 && before < worker::WAL_KEEP, "the WAL holds {before} bytes");
+        worker::idle_checkpoint(&c);
+        assert_eq!(wal(), before, "a WAL under {} bytes is not checkpointed", worker::WAL_KEEP);
+        // In memory: no file to look at, nothing to do, no error.
+        worker::idle_checkpoint(&schema::memory().0);
+        drop(c);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
     fn the_thread_answers_reads_writes_and_closes_cleanly() {
-        let dir = std::env::temp_dir().join(format!("qpc-store-test-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = fresh_dir("test");
         let path = dir.join("qpc.db");
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         rt.block_on(async {
-            let store = Store::open(
-                &path,
-                "x'0102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f20'",
-                Options::default(),
-            )
-            .unwrap();
+            let store = Store::open(&path, TEST_KEY, Options::default()).unwrap();
             store.write(|tx| identities::insert(tx, &[1; 32], 1).map_err(StoreError::from)).await.unwrap();
             let (job, staged) = append_job([1; 32], b"hi");
             store.send(worker::Job::Write(job));
@@ -662,15 +676,11 @@ mod tests {
             assert!(matches!(store.read(meta::is_open).await, Err(StoreError::Closed)));
         });
         // Closed cleanly: the next open does not skip the counters.
-        let (c, state) =
-            schema::open(&path, "x'0102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f20'")
-                .unwrap();
+        let (c, state) = schema::open(&path, TEST_KEY).unwrap();
         assert_eq!((state.seq_floor, state.store_bytes), (0, 2));
         drop(c);
         // Not closed: it does.
-        let (_, state) =
-            schema::open(&path, "x'0102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f20'")
-                .unwrap();
+        let (_, state) = schema::open(&path, TEST_KEY).unwrap();
         assert_eq!(state.seq_floor, SEQ_SKIP);
         let _ = std::fs::remove_dir_all(&dir);
     }
