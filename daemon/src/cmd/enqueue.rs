@@ -105,7 +105,32 @@ pub(crate) fn append_all_routed(
     let mut stored = Vec::with_capacity(recipients.len());
     let mut to = Vec::new();
     let mut forwarded: Vec<String> = Vec::new();
+    let accepted = |m: NewMessage, to, forwarded| Accepted {
+        forwarded,
+        sender: m.sender,
+        channel_id: m.channel_id,
+        payload: m.payload,
+        enqueued_at_ms: now.max(0) as u64,
+        to,
+    };
     if recipients.len() > 1 {
+        // A group's local members, all checked before the first append: no
+        // savepoint. A remote member (or a list naming one twice) takes the
+        // path below, in a savepoint, as nothing has changed yet.
+        match queues::append_each(tx, quota, recipients, &m, now) {
+            Some(Ok(appended)) => {
+                for (r, a) in recipients.iter().zip(&appended) {
+                    if !a.duplicate {
+                        to.push((*r, a.seq));
+                    }
+                }
+                return Ok((appended, accepted(m, to, forwarded)));
+            }
+            Some(Err((i, e))) if !matches!(e, AppendError::UnknownRecipient) => {
+                return Err(refusal(&recipients[i], e))
+            }
+            _ => {}
+        }
         // A later recipient may be refused after an earlier one's append.
         tx.guard()?;
     }
@@ -133,15 +158,7 @@ pub(crate) fn append_all_routed(
             Err(e) => return Err(refusal(r, e)),
         }
     }
-    let accepted = Accepted {
-        forwarded,
-        sender: m.sender,
-        channel_id: m.channel_id,
-        payload: m.payload,
-        enqueued_at_ms: now.max(0) as u64,
-        to,
-    };
-    Ok((stored, accepted))
+    Ok((stored, accepted(m, to, forwarded)))
 }
 
 /// Queues `m` for `recipient` on peer relay `peer` (see `fed`), with the

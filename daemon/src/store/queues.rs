@@ -66,12 +66,78 @@ pub fn append(
     m: &NewMessage,
     now_ms: i64,
 ) -> Result<Appended, AppendError> {
+    let plan = plan(tx, quota, recipient, m, now_ms, 0)?;
+    apply(tx, recipient, m, now_ms, plan)
+}
+
+/// Appends `m` to every one of `recipients` or, if any of them refuses it,
+/// to none: every check runs before the first change, so the write needs
+/// no savepoint for it (nor SQLite's sub-journal copies of the pages the
+/// appends touch). An `Err` names the index of the recipient that refused.
+/// The recipients must be distinct: a second check of the same queue would
+/// not see the first append (`None` for a list that repeats one, before
+/// anything is read).
+pub fn append_each(
+    tx: &Tx,
+    quota: &Quota,
+    recipients: &[[u8; 32]],
+    m: &NewMessage,
+    now_ms: i64,
+) -> Option<Result<Vec<Appended>, (usize, AppendError)>> {
+    let mut sorted = recipients.to_vec();
+    sorted.sort_unstable();
+    if sorted.windows(2).any(|w| w[0] == w[1]) {
+        return None;
+    }
+    let mut plans = Vec::with_capacity(recipients.len());
+    let mut pending = 0;
+    for (i, r) in recipients.iter().enumerate() {
+        match plan(tx, quota, r, m, now_ms, pending) {
+            Ok(p) => {
+                if let Plan::Insert { len, .. } = p {
+                    pending += len;
+                }
+                plans.push(p);
+            }
+            Err(e) => return Some(Err((i, e))),
+        }
+    }
+    let appended = recipients
+        .iter()
+        .zip(plans)
+        .enumerate()
+        .map(|(i, (r, p))| apply(tx, r, m, now_ms, p).map_err(|e| (i, e)));
+    Some(appended.collect())
+}
+
+/// What an append will do, decided by reads only.
+enum Plan {
+    /// Nothing to store: a retry already queued, or a revoked device's copy.
+    Found(Appended),
+    Insert {
+        seq: i64,
+        msgs: u64,
+        bytes: u64,
+        len: u64,
+    },
+}
+
+/// Every check of an append, with `pending` bytes of appends planned in the
+/// same write that the store's total does not count yet.
+fn plan(
+    tx: &Tx,
+    quota: &Quota,
+    recipient: &[u8; 32],
+    m: &NewMessage,
+    now_ms: i64,
+    pending: u64,
+) -> Result<Plan, AppendError> {
     if !super::identities::exists(tx, recipient)? {
         // A revoked device's copy (a group's commit removing it, sent to
         // every member) is accepted and dropped (shown as a duplicate, so no
         // push goes out): nobody can fetch it.
         if super::kt::revoked(tx, recipient)?.is_some() {
-            return Ok(Appended { seq: 0, duplicate: true, enqueued_at_ms: now_ms });
+            return Ok(Plan::Found(Appended { seq: 0, duplicate: true, enqueued_at_ms: now_ms }));
         }
         return Err(AppendError::UnknownRecipient);
     }
@@ -81,7 +147,7 @@ pub fn append(
             .query_row((&recipient[..], id), |r| Ok((r.get(0)?, r.get(1)?)))
             .optional()?;
         if let Some((seq, enqueued_at_ms)) = found {
-            return Ok(Appended { seq, duplicate: true, enqueued_at_ms });
+            return Ok(Plan::Found(Appended { seq, duplicate: true, enqueued_at_ms }));
         }
     }
     let len = m.payload.len() as u64;
@@ -96,13 +162,26 @@ pub fn append(
     if bytes + len > quota.queue_bytes {
         return Err(AppendError::QueueBytes(quota.queue_bytes));
     }
-    if tx.store_bytes() + len > quota.store_bytes {
+    if tx.store_bytes() + pending + len > quota.store_bytes {
         return Err(AppendError::StoreFull(quota.store_bytes));
     }
-    // Every refusal is above: from here on only the disk can fail (see
-    // `Store::write_staged_checks_first`), the row first so that its
-    // failure changes nothing.
-    let seq = last_seq + 1;
+    Ok(Plan::Insert { seq: last_seq + 1, msgs, bytes, len })
+}
+
+/// Carries out a plan. Every refusal was in [`plan`]: from here on only the
+/// disk can fail (see `Store::write_staged_checks_first`), the row first so
+/// that its failure changes nothing.
+fn apply(
+    tx: &Tx,
+    recipient: &[u8; 32],
+    m: &NewMessage,
+    now_ms: i64,
+    plan: Plan,
+) -> Result<Appended, AppendError> {
+    let (seq, msgs, bytes, len) = match plan {
+        Plan::Found(a) => return Ok(a),
+        Plan::Insert { seq, msgs, bytes, len } => (seq, msgs, bytes, len),
+    };
     tx.prepare_cached(
         "INSERT INTO messages (recipient, seq, sender, channel_id, client_msg_id, payload, enqueued_at_ms)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
@@ -370,6 +449,42 @@ mod tests {
         assert!(matches!(append(&tx, &small, &a, &msg(b"1", None), 1), Err(AppendError::QueueMessages(2))));
         append(&tx, &small, &b, &msg(b"12345678", None), 1).unwrap();
         assert!(matches!(append(&tx, &small, &b, &msg(b"12", None), 1), Err(AppendError::StoreFull(15))));
+    }
+
+    #[test]
+    fn a_group_append_checks_every_recipient_before_the_first_change() {
+        let (c, state) = memory();
+        let (a, b, d) = ([1u8; 32], [2u8; 32], [3u8; 32]);
+        known(&c, &[a, b, d]);
+        let tx = Tx::new(&c, &state);
+        // The store has room for two copies, not three: the third refuses
+        // and nothing is stored for anyone, with no savepoint to undo.
+        let two = Quota { queue_messages: 10, queue_bytes: 100, store_bytes: 10 };
+        let changes = c.total_changes();
+        match append_each(&tx, &two, &[a, b, d], &msg(b"12345", None), 1) {
+            Some(Err((2, AppendError::StoreFull(10)))) => {}
+            other => panic!("expected the third recipient refused, got {other:?}"),
+        }
+        assert_eq!(c.total_changes(), changes, "a refused group append changed the store");
+        assert_eq!((tx.store_bytes(), store_bytes(&c).unwrap()), (0, 0));
+        // An unknown member: nothing stored either, and its index named.
+        match append_each(&tx, &ROOMY, &[a, [7; 32]], &msg(b"x", None), 1) {
+            Some(Err((1, AppendError::UnknownRecipient))) => {}
+            other => panic!("expected the unknown member refused, got {other:?}"),
+        }
+        assert_eq!(c.total_changes(), changes);
+        // A list naming a member twice is left to the caller, unread.
+        assert!(append_each(&tx, &ROOMY, &[a, b, a], &msg(b"x", None), 1).is_none());
+        // Room for all: each queue counts on, a retry is a duplicate.
+        append(&tx, &ROOMY, &b, &msg(b"earlier", None), 1).unwrap();
+        let got = append_each(&tx, &ROOMY, &[a, b, d], &msg(b"hi", Some(b"id")), 2).unwrap().unwrap();
+        assert_eq!(
+            got.iter().map(|x| (x.seq, x.duplicate)).collect::<Vec<_>>(),
+            [(1, false), (2, false), (1, false)]
+        );
+        let again = append_each(&tx, &ROOMY, &[a, b, d], &msg(b"hi", Some(b"id")), 3).unwrap().unwrap();
+        assert_eq!(again, got.iter().map(|x| Appended { duplicate: true, ..*x }).collect::<Vec<_>>());
+        assert_eq!((tx.store_bytes(), store_bytes(&c).unwrap()), (13, 13));
     }
 
     #[test]
