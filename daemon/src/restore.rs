@@ -108,8 +108,11 @@ pub fn restore(file: &Path, dir: &Path, key: &str, replace: bool) -> Result<Stri
             }
             backup::extract(file, entry, &mut out).map_err(refused)?;
         }
-        let store = &staged.iter().find(|(n, _)| n == STORE_FILE).expect("checked entries").1;
-        backup::open_check(store, key).map_err(refused)
+        let staged_path = |name: &str| staged.iter().find(|(n, _)| n == name).map(|(_, p)| p.clone());
+        let store = staged_path(STORE_FILE).expect("checked entries");
+        // A backup without the record: its store has SQLCipher 4's defaults.
+        let record = staged_path(backup::OPTIONAL);
+        backup::open_check(&store, record.as_deref(), key).map_err(refused)
     })();
     let accounts = match result {
         Ok(n) => n,
@@ -130,7 +133,9 @@ pub fn restore(file: &Path, dir: &Path, key: &str, replace: bool) -> Result<Stri
         let aside = dir.join(format!("before-restore-{secs}"));
         std::fs::create_dir(&aside).map_err(|e| refused(format!("{}: {e}", aside.display())))?;
         let _ = std::os::unix::fs::chown(&aside, Some(owner.uid()), Some(owner.gid()));
-        for name in [STORE_FILE, "qpc.db-wal", "qpc.db-shm", "server-cert.der", "server-key.der"] {
+        for name in
+            [STORE_FILE, "qpc.db-wal", "qpc.db-shm", "server-cert.der", "server-key.der", backup::OPTIONAL]
+        {
             let from = dir.join(name);
             if from.exists() {
                 std::fs::rename(&from, aside.join(name))

@@ -18,6 +18,9 @@ use qpc::account::{login, register};
 
 const KEY: &str = "x'0011223344556677889900112233445566778899001122334455667788990011'";
 
+/// Each answered enqueue: when its answer came, and its payload.
+type Answered = Vec<(Instant, Vec<u8>)>;
+
 fn ctl(args: &[&str], key: &str) -> Output {
     Command::new(server_bin())
         .args(args)
@@ -68,7 +71,7 @@ fn backup_under_load_restores_every_acknowledged_message_and_account() {
 
     // Two clients enqueue to bob until told to stop; each answered
     // enqueue is recorded with the moment its answer came.
-    let acked: Arc<Mutex<Vec<(Instant, Vec<u8>)>>> = Arc::default();
+    let acked: Arc<Mutex<Answered>> = Arc::default();
     let stop = Arc::new(AtomicBool::new(false));
     let senders: Vec<_> = (0..2u8)
         .map(|sender| {

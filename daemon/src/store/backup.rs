@@ -9,7 +9,7 @@
 //!
 //! ```text
 //! MAGIC
-//! ( [name length: u16][name][content length: u64][content] )...   qpc.db, server-cert.der, server-key.der
+//! ( [name length: u16][name][content length: u64][content] )...   qpc.db, server-cert.der, server-key.der[, qpc.db-cipher]
 //! [0: u16]
 //! [SHA-256 of every byte before it: 32 bytes]
 //! ```
@@ -26,6 +26,10 @@ use sha2::{Digest, Sha256};
 pub const MAGIC: &[u8; 12] = b"qpc-backup1\n";
 /// What a backup holds, in this order.
 pub const ENTRIES: [&str; 3] = [crate::data_dir::STORE_FILE, "server-cert.der", "server-key.der"];
+/// What a backup holds after [`ENTRIES`] when the data directory has it:
+/// the store's SQLCipher settings (backups made before it existed lack it,
+/// and their stores have SQLCipher 4's defaults).
+pub const OPTIONAL: &str = super::cipher::RECORD_FILE;
 /// The store's copy while a backup is made, in the data directory.
 pub const COPY_FILE: &str = "backup-copy.db";
 /// Pages copied per step; between steps the relay's own writes go on and
@@ -66,6 +70,7 @@ pub fn copy_store(conn: &Connection, dest: &Path, key: &str) -> Result<(), Backu
     let mut copy = Connection::open(dest)?;
     if !key.is_empty() {
         copy.pragma_update(None, "key", key)?;
+        super::cipher::copy_settings(conn, &copy)?;
     }
     {
         let backup = rusqlite::backup::Backup::new(conn, &mut copy)?;
@@ -113,7 +118,8 @@ impl Pieces {
     /// first byte (and the store's copy may be removed once this returns).
     pub fn new(dir: &Path, store_copy: &Path) -> Result<Pieces, BackupError> {
         let mut files = std::collections::VecDeque::new();
-        for name in ENTRIES {
+        let optional = Some(OPTIONAL).filter(|name| dir.join(name).exists());
+        for name in ENTRIES.into_iter().chain(optional) {
             let path =
                 if name == crate::data_dir::STORE_FILE { store_copy.to_path_buf() } else { dir.join(name) };
             let file = std::fs::File::open(&path).map_err(io_err(&path))?;
@@ -237,8 +243,8 @@ pub fn check(path: &Path) -> Result<Vec<Entry>, BackupError> {
         return Err(damaged("bytes follow its checksum".into()));
     }
     let names: Vec<&str> = entries.iter().map(|e| e.name.as_str()).collect();
-    if names != ENTRIES {
-        return Err(damaged(format!("it holds {names:?}, expected {ENTRIES:?}")));
+    if names != ENTRIES && names[..] != [&ENTRIES[..], &[OPTIONAL]].concat()[..] {
+        return Err(damaged(format!("it holds {names:?}, expected {ENTRIES:?} (and perhaps {OPTIONAL:?})")));
     }
     Ok(entries)
 }
@@ -258,17 +264,19 @@ pub fn extract(from: &Path, entry: &Entry, to: &mut std::fs::File) -> Result<(),
     to.sync_all().map_err(io_err(from))
 }
 
-/// Whether the store at `path` opens with `key`: the first read is where
-/// SQLCipher finds out. Counts the accounts, as a sign of life.
-pub fn open_check(path: &Path, key: &str) -> Result<u64, BackupError> {
-    let conn = Connection::open(path)?;
-    if !key.is_empty() {
-        conn.pragma_update(None, "key", key)?;
-    }
+/// Whether the store at `path` opens with `key`, with the settings in
+/// `record` (or, without one, any known settings). Counts the accounts, as
+/// a sign of life.
+pub fn open_check(path: &Path, record: Option<&Path>, key: &str) -> Result<u64, BackupError> {
+    let other_key = || BackupError::OtherKey { path: path.display().to_string() };
+    let conn = match super::cipher::open(path, key, record, false) {
+        Ok((conn, _)) => conn,
+        Err(super::cipher::OpenError::Sqlite(e)) => return Err(e.into()),
+        Err(_) => return Err(other_key()),
+    };
     let accounts = conn
-        .query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get::<_, i64>(0))
-        .and_then(|_| conn.query_row("SELECT count(*) FROM accounts", [], |r| r.get::<_, u64>(0)))
-        .map_err(|_| BackupError::OtherKey { path: path.display().to_string() })?;
+        .query_row("SELECT count(*) FROM accounts", [], |r| r.get::<_, u64>(0))
+        .map_err(|_| other_key())?;
     conn.close().map_err(|(_, e)| e)?;
     Ok(accounts)
 }
@@ -285,9 +293,11 @@ mod tests {
         d
     }
 
+    /// A new store, as the relay makes one (its settings recorded beside it).
     fn store(dir: &Path, key: &str) -> Connection {
-        let conn = Connection::open(dir.join(crate::data_dir::STORE_FILE)).unwrap();
-        conn.pragma_update(None, "key", key).unwrap();
+        let path = dir.join(crate::data_dir::STORE_FILE);
+        let record = super::super::cipher::record_path(&path);
+        let (conn, _) = super::super::cipher::open(&path, key, Some(&record), true).unwrap();
         conn.pragma_update(None, "journal_mode", "WAL").unwrap();
         conn.execute_batch(
             "CREATE TABLE accounts(username TEXT); INSERT INTO accounts VALUES ('alice'), ('bob');",
@@ -318,15 +328,45 @@ mod tests {
         let n = write(&mut std::fs::File::create(&file).unwrap(), &dir, &copy).unwrap();
         assert_eq!(n, std::fs::metadata(&file).unwrap().len());
         let entries = check(&file).unwrap();
+        let names: Vec<&str> = entries.iter().map(|e| e.name.as_str()).collect();
+        assert_eq!(names, [&ENTRIES[..], &[OPTIONAL]].concat(), "the settings' record is carried");
         let out = dir.join("restored.db");
         extract(&file, &entries[0], &mut std::fs::File::create(&out).unwrap()).unwrap();
         assert!(!std::fs::read(&out).unwrap().starts_with(b"SQLite format 3"), "the copy is encrypted");
-        assert_eq!(open_check(&out, "k").unwrap(), 2);
-        assert!(matches!(open_check(&out, "other"), Err(BackupError::OtherKey { .. })));
+        let record = dir.join("restored.db-cipher");
+        extract(&file, &entries[3], &mut std::fs::File::create(&record).unwrap()).unwrap();
+        // The copy has the store's 2 KiB pages (its file is whole pages).
+        assert_eq!(std::fs::metadata(&out).unwrap().len() % 2048, 0);
+        assert_eq!(open_check(&out, Some(&record), "k").unwrap(), 2);
+        assert_eq!(open_check(&out, None, "k").unwrap(), 2, "found without the record too");
+        assert!(matches!(open_check(&out, Some(&record), "other"), Err(BackupError::OtherKey { .. })));
         let mut cert = Vec::new();
         extract(&file, &entries[1], &mut std::fs::File::create(dir.join("c")).unwrap()).unwrap();
         std::fs::File::open(dir.join("c")).unwrap().read_to_end(&mut cert).unwrap();
         assert_eq!(cert, b"cert");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_store_from_before_the_settings_record_backs_up_and_checks_as_before() {
+        let dir = temp("legacy");
+        // SQLCipher 4's defaults, no record: a store made by an older relay.
+        let conn = Connection::open(dir.join(crate::data_dir::STORE_FILE)).unwrap();
+        conn.pragma_update(None, "key", "k").unwrap();
+        conn.execute_batch("CREATE TABLE accounts(username TEXT); INSERT INTO accounts VALUES ('carol');")
+            .unwrap();
+        std::fs::write(dir.join("server-cert.der"), b"cert").unwrap();
+        std::fs::write(dir.join("server-key.der"), b"key").unwrap();
+        let copy = dir.join(COPY_FILE);
+        copy_store(&conn, &copy, "k").unwrap();
+        let file = dir.join("old.qpcb");
+        write(&mut std::fs::File::create(&file).unwrap(), &dir, &copy).unwrap();
+        let entries = check(&file).unwrap();
+        assert_eq!(entries.iter().map(|e| e.name.as_str()).collect::<Vec<_>>(), ENTRIES);
+        let out = dir.join("restored.db");
+        extract(&file, &entries[0], &mut std::fs::File::create(&out).unwrap()).unwrap();
+        assert_eq!(std::fs::metadata(&out).unwrap().len() % 4096, 0);
+        assert_eq!(open_check(&out, None, "k").unwrap(), 1);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

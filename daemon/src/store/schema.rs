@@ -6,7 +6,7 @@ use std::path::Path;
 use rusqlite::Connection;
 
 use super::worker::{self, State};
-use super::{meta, queues, StoreError};
+use super::{cipher, meta, queues, StoreError};
 
 /// Versioned schema; entry N migrates version N to N+1. Never edit a
 /// released entry: append a new one.
@@ -254,14 +254,12 @@ const KT_VERSION: i64 = 7;
 /// run did not close the store cleanly.
 pub fn open(path: &Path, key: &str) -> Result<(Connection, State), StoreError> {
     let open_err = |source| StoreError::Open { path: path.into(), source };
-    let conn = Connection::open(path).map_err(open_err)?;
-    if !key.is_empty() {
-        conn.pragma_update(None, "key", key).map_err(open_err)?;
-    }
-    // The first read is where SQLCipher finds out whether the key fits.
-    if conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get::<_, i64>(0)).is_err() {
-        return Err(StoreError::WrongKey { path: path.into() });
-    }
+    let record = cipher::record_path(path);
+    let (conn, _) = cipher::open(path, key, Some(&record), true).map_err(|e| match e {
+        cipher::OpenError::WrongKey => StoreError::WrongKey { path: path.into() },
+        cipher::OpenError::Sqlite(source) => open_err(source),
+        cipher::OpenError::Record(source) => StoreError::Record { path: record.clone(), source },
+    })?;
     prepare(&conn).map_err(open_err)?;
     migrate(&conn, path)?;
     let mut state = State { store_bytes: queues::store_bytes(&conn)?, seq_floor: meta::seq_floor(&conn)? };
