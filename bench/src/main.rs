@@ -71,6 +71,9 @@ struct Flags {
     /// messages for the instruction count (callgrind or --insn-wrapper), 0 to skip (default 500)
     #[argh(option, default = "500")]
     callgrind_messages: usize,
+    /// payload bytes of each message of the instruction count's store-and-forward run (default 256)
+    #[argh(option, default = "256")]
+    callgrind_payload: usize,
     /// messages the callgrind run's sender keeps awaiting the relay's answer (default 8)
     #[argh(option, default = "8")]
     callgrind_window: usize,
@@ -219,10 +222,11 @@ async fn run(flags: Flags) -> qpc_bench::Result<()> {
             let mut per = Vec::new();
             for kind in kinds {
                 progress(&format!(
-                    "{}: {}, {} messages of 256 B",
+                    "{}: {}, {} messages of {} B",
                     kind.name(),
                     counter.name(),
-                    flags.callgrind_messages
+                    flags.callgrind_messages,
+                    flags.callgrind_payload
                 ));
                 let keep = flags.callgrind_keep.as_deref();
                 let count = callgrind::count(
@@ -230,20 +234,21 @@ async fn run(flags: Flags) -> qpc_bench::Result<()> {
                     &launch,
                     &counter,
                     flags.callgrind_messages,
-                    256,
+                    flags.callgrind_payload,
                     flags.callgrind_window,
                     keep,
                 )
                 .await?;
                 println!(
-                    "instructions_per_msg {} {:.0} ({}: {} with {} messages, {} without; 1 sender ({} in flight), 1 recipient, 256 B)",
+                    "instructions_per_msg {} {:.0} ({}: {} with {} messages, {} without; 1 sender ({} in flight), 1 recipient, {} B)",
                     kind.name(),
                     count.per_message(),
                     counter.name(),
                     count.loaded,
                     count.messages,
                     count.base,
-                    flags.callgrind_window
+                    flags.callgrind_window,
+                    flags.callgrind_payload
                 );
                 progress(&format!(
                     "{}: {}, group of {}, {} messages",
