@@ -15,6 +15,7 @@ use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, Server
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{DigitallySignedStruct, SignatureScheme};
 use sha2::{Digest, Sha256};
+use socket2::{Domain, Protocol, Socket, Type};
 
 /// Largest response the client accepts.
 const MAX_RESPONSE: u32 = 64 * 1024 * 1024;
@@ -178,10 +179,31 @@ fn client_config(
     Ok((config, verifier))
 }
 
+/// The receive buffer asked for a client's UDP socket. With the kernel's
+/// default (208 KiB on Linux) a socket that many connections share overflows
+/// on a burst, such as a thousand connections closing at once: the kernel
+/// drops datagrams, and a dropped handshake packet costs its connection
+/// QUIC's first retransmission timeout, about a second. The kernel caps the
+/// request at `net.core.rmem_max` and uses the memory only while packets
+/// wait, so asking for more costs nothing when the socket keeps up.
+const RECV_BUFFER: usize = 2 << 20;
+
 fn client_endpoint(server: &str, addr: SocketAddr) -> Result<quinn::Endpoint, RelayError> {
+    let fail = |e: std::io::Error| unreachable(server, e.to_string());
     let local: SocketAddr = if addr.is_ipv6() { "[::]:0".parse() } else { "0.0.0.0:0".parse() }
         .map_err(|_| unreachable(server, "bad local address".into()))?;
-    quinn::Endpoint::client(local).map_err(|e| unreachable(server, e.to_string()))
+    // As quinn::Endpoint::client does, plus the receive buffer.
+    let socket = Socket::new(Domain::for_address(local), Type::DGRAM, Some(Protocol::UDP)).map_err(fail)?;
+    if local.is_ipv6() {
+        // Dual-stack where the system allows it; an IPv6 relay works either way.
+        let _ = socket.set_only_v6(false);
+    }
+    if let Err(e) = socket.set_recv_buffer_size(RECV_BUFFER) {
+        log::debug!("UDP receive buffer of {RECV_BUFFER} bytes refused: {e}");
+    }
+    socket.bind(&local.into()).map_err(fail)?;
+    let runtime = quinn::default_runtime().ok_or_else(|| unreachable(server, "no async runtime".into()))?;
+    quinn::Endpoint::new(quinn::EndpointConfig::default(), None, socket.into(), runtime).map_err(fail)
 }
 
 /// One UDP socket and one TLS configuration per relay for many connections
