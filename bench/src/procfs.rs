@@ -1,4 +1,5 @@
-//! Readings of a running process from /proc: resident memory and CPU time.
+//! Readings of a running process from /proc: resident memory and CPU time;
+//! and the machine's count of UDP datagrams dropped on a full socket buffer.
 
 use std::sync::OnceLock;
 
@@ -58,6 +59,28 @@ fn clock_ticks() -> f64 {
     })
 }
 
+/// UDP datagrams the kernel dropped because a socket's receive buffer was
+/// full, over IPv4 and IPv6 (`RcvbufErrors` of /proc/net/snmp,
+/// `Udp6RcvbufErrors` of /proc/net/snmp6): machine-wide, so a reading
+/// taken around a round counts the drops of both ends of the bench.
+pub fn udp_receive_drops() -> Option<u64> {
+    let v4 = snmp_field(&std::fs::read_to_string("/proc/net/snmp").ok()?, "Udp:", "RcvbufErrors")?;
+    let v6 = std::fs::read_to_string("/proc/net/snmp6")
+        .ok()
+        .and_then(|t| t.lines().find_map(|l| l.strip_prefix("Udp6RcvbufErrors")?.trim().parse::<u64>().ok()))
+        .unwrap_or(0);
+    Some(v4 + v6)
+}
+
+/// A field of /proc/net/snmp: a line of names, then a line of values, both
+/// starting with `prefix`.
+fn snmp_field(text: &str, prefix: &str, name: &str) -> Option<u64> {
+    let mut lines = text.lines().filter(|l| l.starts_with(prefix));
+    let (names, values) = (lines.next()?, lines.next()?);
+    let at = names.split_whitespace().position(|n| n == name)?;
+    values.split_whitespace().nth(at)?.parse().ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -83,5 +106,17 @@ mod tests {
     #[test]
     fn reads_own_memory() {
         assert!(status_kib(std::process::id(), "VmRSS").unwrap() > 0);
+    }
+
+    #[test]
+    fn a_snmp_field_is_read_by_its_name() {
+        let text = "Ip: Forwarding DefaultTTL\nIp: 1 64\n\
+                    Udp: InDatagrams NoPorts InErrors OutDatagrams RcvbufErrors\n\
+                    Udp: 1072920 837 7865 1082020 7866\n";
+        assert_eq!(snmp_field(text, "Udp:", "RcvbufErrors"), Some(7866));
+        assert_eq!(snmp_field(text, "Udp:", "NoPorts"), Some(837));
+        assert_eq!(snmp_field(text, "Udp:", "Missing"), None);
+        assert_eq!(snmp_field(text, "Tcp:", "RcvbufErrors"), None);
+        assert!(udp_receive_drops().is_some(), "this machine has /proc/net/snmp");
     }
 }

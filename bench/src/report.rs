@@ -57,6 +57,7 @@ pub fn rows(p: &Params) -> Vec<(&'static str, String, &'static str, bool)> {
         ("handshakes_per_s", "new connections (full handshake)".into(), "conn/s", true),
         ("cpu_ms_per_handshake", "  server CPU per new connection".into(), "ms", false),
         ("loadgen_cpu_256", format!("load generator CPU share, {small} B"), "cores", false),
+        ("udp_drops", "UDP datagrams dropped, full buffer (machine)".into(), "count", false),
     ]
 }
 

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use crate::servers::{DiskUse, Kind, Launch, Server};
-use crate::{mqtt_load, qpc_load, util, Result};
+use crate::{mqtt_load, procfs, qpc_load, util, Result};
 
 /// Store-and-forward: `senders` connections, each with up to `window`
 /// messages awaiting the relay's acknowledgement, send `messages` in all,
@@ -218,6 +218,7 @@ pub async fn run_one(kind: Kind, launch: &Launch, p: &Params, progress: &dyn Fn(
     let server = Server::start(kind, launch)?;
     let mut f = Figures::new();
     let name = kind.name();
+    let drops_before = procfs::udp_receive_drops();
 
     progress(&format!("{name}: store-and-forward, {} x {} B", p.messages, p.small_payload));
     let small = store_and_forward(kind, &server, &p.sf(p.small_payload)).await?;
@@ -268,6 +269,9 @@ pub async fn run_one(kind: Kind, launch: &Launch, p: &Params, progress: &dyn Fn(
         (server.cpu_seconds() - cpu_before) * 1000.0 / p.handshakes as f64,
     );
     f.insert("peak_rss_all".into(), mib(server.peak_rss_kib()));
+    if let (Some(before), Some(after)) = (drops_before, procfs::udp_receive_drops()) {
+        f.insert("udp_drops".into(), after.saturating_sub(before) as f64);
+    }
     server.stop(Duration::from_secs(30))?;
     Ok(f)
 }

@@ -138,6 +138,9 @@ impl Drop for InFlight {
     }
 }
 
+/// The receive buffer asked for each listening socket (see `bind`).
+const RECV_BUFFER: usize = 2 << 20;
+
 fn bind(addr: SocketAddr, server_config: quinn::ServerConfig) -> Result<quinn::Endpoint, ServeError> {
     let bind_err = |source| ServeError::Bind { addr, source };
     let domain = if addr.is_ipv6() { socket2::Domain::IPV6 } else { socket2::Domain::IPV4 };
@@ -146,6 +149,16 @@ fn bind(addr: SocketAddr, server_config: quinn::ServerConfig) -> Result<quinn::E
     if addr.is_ipv6() {
         // [::] serves IPv4 too, whatever the system default.
         socket.set_only_v6(false).map_err(bind_err)?;
+    }
+    // Every client's packets arrive on this one socket: with the kernel's
+    // default buffer (208 KiB on Linux) a burst, such as many clients
+    // connecting or leaving at once, overflows it, and a dropped handshake
+    // packet costs its client QUIC's first retransmission timeout, about a
+    // second. The kernel caps the request at net.core.rmem_max (often
+    // 208 KiB on a router, where the default stays) and holds the memory
+    // only while packets wait.
+    if let Err(e) = socket.set_recv_buffer_size(RECV_BUFFER) {
+        log::debug!("UDP receive buffer of {RECV_BUFFER} bytes refused on {addr}: {e}");
     }
     socket.bind(&addr.into()).map_err(bind_err)?;
     let runtime = Arc::new(quinn::TokioRuntime);
