@@ -83,8 +83,7 @@ impl Counter {
                 .and_then(|v| v.split_whitespace().next()?.parse().ok()),
             Counter::Wrapper { .. } => text
                 .lines()
-                .filter(|l| l.starts_with("total"))
-                .next_back()
+                .rfind(|l| l.starts_with("total"))
                 .and_then(|l| l.split_whitespace().next_back()?.parse().ok()),
         };
         total.ok_or_else(|| format!("no instruction total in {}", out.display()).into())

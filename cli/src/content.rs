@@ -294,7 +294,7 @@ mod tests {
             let content = Content::text(&text, Some([1; 16]));
             let plaintext = content.to_plaintext();
             assert!(
-                PADDING_BUCKETS.contains(&plaintext.len()) || plaintext.len() % 65536 == 0,
+                PADDING_BUCKETS.contains(&plaintext.len()) || plaintext.len().is_multiple_of(65536),
                 "{len}: {}",
                 plaintext.len()
             );

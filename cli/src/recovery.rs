@@ -218,7 +218,7 @@ mod tests {
         let code = parse_code(&new_code()).unwrap();
         let sealed = seal(&contents, &code, FAST).unwrap();
         let (key, verifier_key) = derive(&code, &sealed.salt, FAST).unwrap();
-        assert_eq!(Sha256::digest(&*verifier_key).to_vec(), sealed.verifier);
+        assert_eq!(Sha256::digest(*verifier_key).to_vec(), sealed.verifier);
         let open = |key: &[u8; 32], name: &str| {
             ChaCha20Poly1305::new(key.into())
                 .decrypt(
@@ -232,6 +232,6 @@ mod tests {
         let other = parse_code(&new_code()).unwrap();
         let (wrong, wrong_verifier) = derive(&other, &sealed.salt, FAST).unwrap();
         assert!(open(&wrong, "alice").is_none());
-        assert_ne!(Sha256::digest(&*wrong_verifier).to_vec(), sealed.verifier);
+        assert_ne!(Sha256::digest(*wrong_verifier).to_vec(), sealed.verifier);
     }
 }

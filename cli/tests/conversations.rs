@@ -333,7 +333,7 @@ fn receipts_mark_what_was_delivered_and_what_was_read() {
     bob.send("/dm bob");
     bob.expect("now talking in @bob");
     say(&mut alice, "only delivered", &mut [&mut bob], "(@alice) [alice] only delivered #2");
-    let h = alice.history_until("@bob", "✓ after #2", |h| mark_of(h, 2) != "");
+    let h = alice.history_until("@bob", "✓ after #2", |h| !mark_of(h, 2).is_empty());
     assert_eq!(mark_of(&h, 2), "✓", "{h:#?}");
     // Marks are for one's own messages: Bob's view of Alice's has none.
     bob.send("/switch @alice");
@@ -348,7 +348,7 @@ fn receipts_mark_what_was_delivered_and_what_was_read() {
     carol.send("/dm carol");
     carol.expect("now talking in @carol");
     say(&mut alice, "carol is elsewhere", &mut [&mut bob, &mut carol], "[alice] carol is elsewhere #2");
-    let h = alice.history_until("#team", "a mark after #2", |h| mark_of(h, 2) != "");
+    let h = alice.history_until("#team", "a mark after #2", |h| !mark_of(h, 2).is_empty());
     assert_eq!(mark_of(&h, 2), "✓", "read by bob, only delivered to carol: {h:#?}");
     carol.quit();
     bob.quit();

@@ -576,7 +576,7 @@ fn crashes_during_update_send_recv_and_join_lose_nothing() {
         let crashed = alice.crash(&server, point, &["recv"]);
         let mut shown = plaintexts(&stdout(&crashed));
         shown.extend(alice.recv(&server));
-        assert_eq!(shown, [text.clone()], "alice, recv crashed at {point}");
+        assert_eq!(shown, std::slice::from_ref(&text), "alice, recv crashed at {point}");
         assert_eq!(carol.recv(&server), [text]);
     }
     assert_eq!(all_read_all(&server, G, &three, "after the recv crashes"), (4, 3));
@@ -741,7 +741,8 @@ fn a_stranger_cannot_pass_a_groups_fence() {
         assert_eq!(status, Some(Status::NotFound), "{why}");
         assert!(why.contains("unknown group route"), "{why}");
         // Bad lengths, and no client message id.
-        let bad: [(&str, fn(&mut pb::GroupCommitRequest)); 4] = [
+        type Spoil = fn(&mut pb::GroupCommitRequest);
+        let bad: [(&str, Spoil); 4] = [
             ("group_route", |r| r.group_route.truncate(31)),
             ("fence", |r| r.fence.push(0)),
             ("next_fence_hash", |r| r.next_fence_hash.clear()),
