@@ -1,6 +1,7 @@
 //! Groups that hold in daily use, against a real relay with real `qpc`
 //! processes: commits made in the same epoch by two members, crashes at every
-//! step of invite, join, remove, update, send and recv, a person who stays
+//! step of invite, join, remove, update, send and recv, a message read
+//! before a relay crash and sent again, a person who stays
 //! offline while three people invite them, every device of a person, fences a
 //! stranger cannot pass, one process per state file, declined invitations and
 //! a damaged outbox entry.
@@ -593,6 +594,103 @@ fn crashes_during_update_send_recv_and_join_lose_nothing() {
     assert_eq!(all_read_all(&server, G, &five, "after the join crashes"), (6, 5));
 }
 
+/// Starts `qpc recv --stream` for `dev`; its stdout lines are collected.
+fn stream(server: &Server, dev: &Dev) -> (Child, Arc<Mutex<Vec<String>>>) {
+    let mut child = dev.command(server, &["recv", "--stream"]).spawn().expect("start qpc recv --stream");
+    let lines = Arc::new(Mutex::new(Vec::new()));
+    let sink = Arc::clone(&lines);
+    let out = child.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+            sink.lock().unwrap().push(line);
+        }
+    });
+    (child, lines)
+}
+
+/// Waits until the collected lines show `text` as a plaintext; panics after 20 s.
+#[track_caller]
+fn shows(lines: &Mutex<Vec<String>>, text: &str, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !plaintexts(&lines.lock().unwrap().join("\n")).iter().any(|t| t == text) {
+        assert!(Instant::now() < deadline, "{what}: never shown {text:?}: {:?}", lines.lock().unwrap());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn a_message_read_before_a_relay_crash_and_sent_again_is_shown_once() {
+    let dir = TempDir::new("early-crash");
+    let mut server = Server::start(&dir.join("data"), &[]);
+    // Alice has a username: once bob knows it, reading her message needs no
+    // lookup (a read of committed state, which would wait for the commit).
+    let alice = account(&server, &dir, "alice", "phone", true);
+    let bob = register(&server, &dir, "bob");
+    form_group(&server, G, &[&alice, &bob]);
+    catch_up(&server, &[&alice, &bob]);
+    assert_eq!(server.stop(), Some(0));
+    // A slow disk: every commit waits 2.5 s, while a waiting reader gets a
+    // message as soon as the relay has accepted it.
+    const DELAY_MS: u64 = 2500;
+    server.restart_stopped_with_env(&[("QPC_TEST_COMMIT_DELAY_MS", &DELAY_MS.to_string())]);
+
+    let (mut bob_stream, bob_lines) = stream(&server, &bob);
+    // A first message puts bob's stream in its steady state (its set-up and
+    // the ack of this page committed), parked in FetchWait.
+    assert_eq!(
+        alice.ok(&server, &["send", "--all", "--group-id", G, "--msg", "ready"]).trim(),
+        "message sent"
+    );
+    shows(&bob_lines, "ready", "bob's stream");
+    std::thread::sleep(Duration::from_millis(2 * DELAY_MS + 500));
+    let saved = |text: &str| {
+        State::load(&bob.state).is_ok_and(|s| s.history.iter().any(|e| e.text == text && e.unshown))
+    };
+
+    let mut sending = alice
+        .command(&server, &["send", "--all", "--group-id", G, "--msg", "read early"])
+        .spawn()
+        .expect("start qpc send");
+    // Bob's client has the message and has saved it (its ack waits for
+    // the relay's commit, and so would its display of the message).
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !saved("read early") {
+        assert!(Instant::now() < deadline, "bob's stream never saved the message");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // The relay dies before the message's commit is on disk.
+    let _ = Command::new("kill").arg("-9").arg(server.pid().to_string()).status();
+    // Nobody answers alice now; she gives up (her outbox keeps the message).
+    let _ = sending.kill();
+    let sent = sending.wait_with_output().unwrap();
+    assert!(
+        !stdout(&sent).contains("message sent"),
+        "alice's send cannot have been answered: {}",
+        stdout(&sent)
+    );
+    let _ = bob_stream.kill();
+    let _ = bob_stream.wait();
+    assert_eq!(server.stop(), None, "the relay was killed");
+    server.restart_stopped_with_env(&[]);
+
+    // The relay lost the message (bob had it before its commit was on
+    // disk); alice's next run sends it again from her outbox, and it
+    // reaches bob's queue a second time.
+    let state = State::load(&bob.state).unwrap();
+    let bobs_queue =
+        || block_on(async { signed_in(&server, &state.signing_key).await.peek(10).await.unwrap() });
+    assert_eq!(bobs_queue().len(), 0, "the relay kept the message: bob did not read it before its commit");
+    assert_eq!(alice.recv(&server), Vec::<String>::new());
+    assert_eq!(bobs_queue().len(), 1, "the message sent again is in bob's queue");
+    // Bob is shown it once: the copy he saved, not the one sent again.
+    let mut shown = plaintexts(&bob_lines.lock().unwrap().join("\n"));
+    shown.extend(bob.recv(&server));
+    assert_eq!(shown, ["ready", "read early"]);
+    assert_eq!(bob.recv(&server), Vec::<String>::new());
+    assert_eq!(all_read_all(&server, G, &[&alice, &bob], "after the relay crash"), (1, 2));
+}
+
 // ---------------------------------------------------------------------------
 // Every device of a person
 // ---------------------------------------------------------------------------
@@ -812,7 +910,10 @@ fn hold_state(server: &Server, dev: &Dev, in_use: &str) -> (Child, Arc<Mutex<Vec
 fn a_second_qpc_on_a_state_file_in_use_is_refused_and_touches_nothing() {
     let dir = TempDir::new("lock");
     let server = Server::start(&dir.join("data"), &[]);
-    let [alice, bob] = ["alice", "bob"].map(|n| register(&server, &dir, n));
+    // With usernames: once bob knows alice's, showing her message needs no
+    // lookup (a read of committed state, which would wait for the commit).
+    let alice = account(&server, &dir, "alice", "phone", true);
+    let bob = account(&server, &dir, "bob", "phone", true);
     form_group(&server, G, &[&alice, &bob]);
 
     let in_use = format!("{} is in use by another qpc process", alice.state.display());
@@ -965,7 +1066,10 @@ fn truncated(entry: &[u8]) -> Vec<u8> {
 fn a_truncated_outbox_entry_is_reported_and_the_rest_kept() {
     let dir = TempDir::new("outbox");
     let server = Server::start(&dir.join("data"), &[]);
-    let [alice, bob] = ["alice", "bob"].map(|n| register(&server, &dir, n));
+    // With usernames: once bob knows alice's, showing her message needs no
+    // lookup (a read of committed state, which would wait for the commit).
+    let alice = account(&server, &dir, "alice", "phone", true);
+    let bob = account(&server, &dir, "bob", "phone", true);
     form_group(&server, G, &[&alice, &bob]);
 
     // Bob's message stays in his outbox.
