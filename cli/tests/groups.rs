@@ -910,10 +910,7 @@ fn hold_state(server: &Server, dev: &Dev, in_use: &str) -> (Child, Arc<Mutex<Vec
 fn a_second_qpc_on_a_state_file_in_use_is_refused_and_touches_nothing() {
     let dir = TempDir::new("lock");
     let server = Server::start(&dir.join("data"), &[]);
-    // With usernames: once bob knows alice's, showing her message needs no
-    // lookup (a read of committed state, which would wait for the commit).
-    let alice = account(&server, &dir, "alice", "phone", true);
-    let bob = account(&server, &dir, "bob", "phone", true);
+    let [alice, bob] = ["alice", "bob"].map(|n| register(&server, &dir, n));
     form_group(&server, G, &[&alice, &bob]);
 
     let in_use = format!("{} is in use by another qpc process", alice.state.display());
@@ -1066,10 +1063,7 @@ fn truncated(entry: &[u8]) -> Vec<u8> {
 fn a_truncated_outbox_entry_is_reported_and_the_rest_kept() {
     let dir = TempDir::new("outbox");
     let server = Server::start(&dir.join("data"), &[]);
-    // With usernames: once bob knows alice's, showing her message needs no
-    // lookup (a read of committed state, which would wait for the commit).
-    let alice = account(&server, &dir, "alice", "phone", true);
-    let bob = account(&server, &dir, "bob", "phone", true);
+    let [alice, bob] = ["alice", "bob"].map(|n| register(&server, &dir, n));
     form_group(&server, G, &[&alice, &bob]);
 
     // Bob's message stays in his outbox.
