@@ -338,8 +338,13 @@ pub async fn recv(c: &Common, stream: bool, json: bool) -> Outcome {
     print_events(&mut session, &relay, &events, json).await?;
     loop {
         let wait = stream.then_some(30_000);
-        let events = session.drain(&relay, wait).await?;
-        print_events(&mut session, &relay, &events, json).await?;
+        // Shown once saved, before the ack and the upkeep: they wait while
+        // the relay syncs a commit, and a waiting reader gets a message
+        // before its sync.
+        let read = session.drain_read(&relay, wait).await?;
+        print_events(&mut session, &relay, &read, json).await?;
+        let settled = session.drain_settle(&relay, &read).await?;
+        print_events(&mut session, &relay, &settled, json).await?;
         if !stream {
             break;
         }

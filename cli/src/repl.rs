@@ -374,8 +374,11 @@ impl Repl<'_> {
 
     /// Processes queued messages and shows what they brought.
     async fn receive(&mut self, relay: &Relay, envelopes: Vec<pb::Envelope>) -> Step<()> {
-        let events = self.session.receive(relay, envelopes).await?;
-        self.show(&events)?;
+        // Shown once saved, before the ack and the upkeep (see Session::read).
+        let read = self.session.read(relay, envelopes).await?;
+        self.show(&read)?;
+        let settled = self.session.settle(relay, &read).await?;
+        self.show(&settled)?;
         // Read where it was shown in the active conversation, else delivered.
         let active = self.active.as_deref().and_then(|label| self.group_of(label));
         self.session.send_receipts(relay, &|group| active.as_deref() == Some(group)).await?;

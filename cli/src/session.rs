@@ -172,8 +172,10 @@ pub struct Session {
     names: HashMap<IdentityKey, String>,
     /// The devices of our own account, once looked up this run.
     own_devices: Option<Vec<IdentityKey>>,
-    /// Highest queue position processed and acknowledged this run.
+    /// Highest queue position processed (and saved) this run.
     done_seq: u64,
+    /// The queue position read and saved but not acked yet (see `read`).
+    unacked: Option<u64>,
     /// Messages received this run that no receipt has answered yet.
     unreceipted: Vec<(String, Vec<u8>)>,
     /// The unproven connection sealed deliveries go over, once opened.
@@ -194,6 +196,7 @@ impl Session {
             names,
             own_devices: None,
             done_seq: 0,
+            unacked: None,
             unreceipted: Vec::new(),
             anonymous: None,
             notices: Vec::new(),
@@ -910,11 +913,26 @@ impl Session {
     /// Reads the queue (waiting up to `wait_ms` when it is empty, if given)
     /// and processes it: see [`Session::receive`].
     pub async fn drain(&mut self, relay: &Relay, wait_ms: Option<u32>) -> Result<Vec<Event>> {
+        let mut events = self.drain_read(relay, wait_ms).await?;
+        let settled = self.drain_settle(relay, &events).await?;
+        events.extend(settled);
+        Ok(events)
+    }
+
+    /// [`Session::drain`] up to the save, for a caller that shows what came
+    /// before [`Session::drain_settle`] does the rest (see [`Session::read`]).
+    pub async fn drain_read(&mut self, relay: &Relay, wait_ms: Option<u32>) -> Result<Vec<Event>> {
         let envelopes = match wait_ms {
             Some(ms) => relay.fetch_wait(0, ms).await?,
             None => relay.peek(0).await?,
         };
-        let mut events = self.receive(relay, envelopes).await?;
+        self.read(relay, envelopes).await
+    }
+
+    /// The rest of [`Session::drain`]: the ack, the upkeep and what a peer
+    /// relay could not deliver.
+    pub async fn drain_settle(&mut self, relay: &Relay, read: &[Event]) -> Result<Vec<Event>> {
+        let mut events = self.settle(relay, read).await?;
         events.extend(self.undelivered(relay).await?);
         Ok(events)
     }
@@ -956,8 +974,27 @@ impl Session {
     /// after a join, proposals when it is our turn to commit them, and our
     /// own new devices.
     pub async fn receive(&mut self, relay: &Relay, envelopes: Vec<pb::Envelope>) -> Result<Vec<Event>> {
-        let mut events = self.receive_only(relay, envelopes).await?;
-        let advanced: Vec<String> = events
+        let mut events = self.read(relay, envelopes).await?;
+        let settled = self.settle(relay, &events).await?;
+        events.extend(settled);
+        Ok(events)
+    }
+
+    /// The first half of [`Session::receive`]: processes and saves, so that
+    /// the caller can show what came before anything waits for the relay;
+    /// [`Session::settle`] then acks and does the upkeep. An ack, like the
+    /// upkeep's directory reads, waits while the relay's storage syncs a
+    /// commit, and a waiting reader is handed a message before that sync.
+    pub async fn read(&mut self, relay: &Relay, envelopes: Vec<pb::Envelope>) -> Result<Vec<Event>> {
+        self.process_and_save(relay, envelopes).await
+    }
+
+    /// The second half of [`Session::receive`], given what [`Session::read`]
+    /// returned: the ack of what was read, then the upkeep; its own events.
+    pub async fn settle(&mut self, relay: &Relay, read: &[Event]) -> Result<Vec<Event>> {
+        self.ack_read(relay).await?;
+        let mut events = Vec::new();
+        let advanced: Vec<String> = read
             .iter()
             .filter_map(|e| match e {
                 Event::EpochAdvanced { group, .. } => Some(group.clone()),
@@ -965,7 +1002,7 @@ impl Session {
             })
             .collect();
         self.check_new_members(relay, &advanced).await?;
-        if events.iter().any(|e| matches!(e, Event::Joined { .. } | Event::Invited { .. })) {
+        if read.iter().any(|e| matches!(e, Event::Joined { .. } | Event::Invited { .. })) {
             self.top_up_key_packages(relay).await?;
         }
         events.extend(self.commit_proposals_if_ours(relay).await?);
@@ -975,6 +1012,12 @@ impl Session {
     }
 
     async fn receive_only(&mut self, relay: &Relay, envelopes: Vec<pb::Envelope>) -> Result<Vec<Event>> {
+        let events = self.process_and_save(relay, envelopes).await?;
+        self.ack_read(relay).await?;
+        Ok(events)
+    }
+
+    async fn process_and_save(&mut self, relay: &Relay, envelopes: Vec<pb::Envelope>) -> Result<Vec<Event>> {
         let fresh: Vec<pb::Envelope> = envelopes.into_iter().filter(|e| e.seq > self.done_seq).collect();
         let Some(last) = fresh.last().map(|e| e.seq) else { return Ok(Vec::new()) };
         let mut events = Vec::new();
@@ -986,9 +1029,18 @@ impl Session {
         crash_point("inbox-processed");
         self.save()?;
         crash_point("inbox-saved");
-        relay.ack(last).await?;
         self.done_seq = last;
+        self.unacked = Some(last);
         Ok(events)
+    }
+
+    /// Acks what was read and saved, if anything is waiting for it.
+    async fn ack_read(&mut self, relay: &Relay) -> Result<()> {
+        if let Some(last) = self.unacked {
+            relay.ack(last).await?;
+            self.unacked = None;
+        }
+        Ok(())
     }
 
     async fn process(&mut self, relay: &Relay, env: &pb::Envelope) -> Result<Option<Event>> {
