@@ -870,16 +870,7 @@ fn a_stranger_cannot_pass_a_groups_fence() {
 fn hold_state(server: &Server, dev: &Dev, in_use: &str) -> (Child, Arc<Mutex<Vec<String>>>) {
     let deadline = Instant::now() + Duration::from_secs(30);
     'spawn: loop {
-        let mut child = dev.command(server, &["recv", "--stream"]).spawn().expect("start qpc recv --stream");
-        let lines = Arc::new(Mutex::new(Vec::new()));
-        let sink = Arc::clone(&lines);
-        let out = child.stdout.take().unwrap();
-        std::thread::spawn(move || {
-            use std::io::BufRead;
-            for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
-                sink.lock().unwrap().push(line);
-            }
-        });
+        let (mut child, lines) = stream(server, dev);
         loop {
             assert!(Instant::now() < deadline, "recv --stream never held {}", dev.state.display());
             std::thread::sleep(Duration::from_millis(200));
