@@ -980,15 +980,6 @@ impl Session {
         Ok(events)
     }
 
-    /// The first half of [`Session::receive`]: processes and saves, so that
-    /// the caller can show what came before anything waits for the relay;
-    /// [`Session::settle`] then acks and does the upkeep. An ack, like the
-    /// upkeep's directory reads, waits while the relay's storage syncs a
-    /// commit, and a waiting reader is handed a message before that sync.
-    pub async fn read(&mut self, relay: &Relay, envelopes: Vec<pb::Envelope>) -> Result<Vec<Event>> {
-        self.process_and_save(relay, envelopes).await
-    }
-
     /// The second half of [`Session::receive`], given what [`Session::read`]
     /// returned: the ack of what was read, then the upkeep; its own events.
     pub async fn settle(&mut self, relay: &Relay, read: &[Event]) -> Result<Vec<Event>> {
@@ -1012,12 +1003,17 @@ impl Session {
     }
 
     async fn receive_only(&mut self, relay: &Relay, envelopes: Vec<pb::Envelope>) -> Result<Vec<Event>> {
-        let events = self.process_and_save(relay, envelopes).await?;
+        let events = self.read(relay, envelopes).await?;
         self.ack_read(relay).await?;
         Ok(events)
     }
 
-    async fn process_and_save(&mut self, relay: &Relay, envelopes: Vec<pb::Envelope>) -> Result<Vec<Event>> {
+    /// The first half of [`Session::receive`]: processes `envelopes` and
+    /// saves, so that the caller can show what came before anything waits
+    /// for the relay; [`Session::settle`] then acks and does the upkeep. An
+    /// ack, like some of the upkeep, waits while the relay's storage syncs a
+    /// commit, and a waiting reader is handed a message before that sync.
+    pub async fn read(&mut self, relay: &Relay, envelopes: Vec<pb::Envelope>) -> Result<Vec<Event>> {
         let fresh: Vec<pb::Envelope> = envelopes.into_iter().filter(|e| e.seq > self.done_seq).collect();
         let Some(last) = fresh.last().map(|e| e.seq) else { return Ok(Vec::new()) };
         let mut events = Vec::new();
